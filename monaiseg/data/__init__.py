@@ -1,0 +1,34 @@
+"""Datalists, converters from official dataset layouts and synthetic data generators.
+
+Names are imported lazily from their submodules, so ``python -m monaiseg.data.synthetic_ct``
+runs without the submodule being imported twice.
+"""
+
+from importlib import import_module
+
+_SUBMODULES = {
+    "atomic_outputs": "datalist",
+    "save_nifti": "datalist",
+    "split_cases": "datalist",
+    "write_datalist": "datalist",
+    "deeplesion_npz_to_nifti": "deeplesion",
+    "load_deeplesion_npz": "deeplesion",
+    "FLARE22_LABELS": "prepare",
+    "LITS_LABELS": "prepare",
+    "find_flare22_cases": "prepare",
+    "find_lits_cases": "prepare",
+    "find_msd_cases": "prepare",
+    "prepare_flare22": "prepare",
+    "prepare_lits": "prepare",
+    "prepare_msd": "prepare",
+    "SYNTHETIC_CT_LABELS": "synthetic_ct",
+    "make_synthetic_ct": "synthetic_ct",
+    "make_synthetic_ct_dataset": "synthetic_ct",
+}
+__all__ = sorted(_SUBMODULES)
+
+
+def __getattr__(name: str):
+    if name not in _SUBMODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_SUBMODULES[name]}"), name)

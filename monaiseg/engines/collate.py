@@ -1,0 +1,15 @@
+"""Collation that keeps per-sample prompt lists as Python lists."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monai.data import list_data_collate
+
+
+def collate_with_prompts(batch: Sequence[dict], keys: Sequence[str] = ("prompts",)) -> dict:
+    """`list_data_collate` for everything but `keys`, which become lists (one item per sample)."""
+    kept = {k: [item[k] for item in batch] for k in keys if k in batch[0]}
+    collated = list_data_collate([{k: v for k, v in item.items() if k not in kept} for item in batch])
+    collated.update(kept)
+    return collated

@@ -1,0 +1,3 @@
+"""Metrics that MONAI lacks."""
+
+from .segmentation import DiceScore, NormalizedSurfaceDice, label_volume_scores

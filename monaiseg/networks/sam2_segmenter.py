@@ -1,0 +1,123 @@
+"""SAM2 as a MONAI network: one module for prompted training and volume/video propagation.
+
+`SAM2Segmenter` *is* sam2's `SAM2VideoPredictor` (so its state dict has exactly the official
+keys and sam2's memory/tracking code is used unchanged) with a differentiable, batched
+`forward` added for training and for `verify_net_in_out`.
+
+Input images are intensities in [0, 1], shape (B, C, H, W) with C = 1 (grey, repeated) or 3;
+the module resizes them to `image_size` and applies SAM2's ImageNet normalisation itself, so
+training, evaluation and propagation share one input definition.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from sam2.sam2_video_predictor import SAM2VideoPredictor
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SAM2Segmenter(SAM2VideoPredictor):
+    """SAM2 with a training/inference `forward` on batched 2D images with prompts.
+
+    Prompts are in pixel coordinates of the input image (x = column, y = row):
+    `boxes` (B, 4) as (x0, y0, x1, y1); `points` (B, N, 2) as (x, y) with `point_labels`
+    (B, N): 1 foreground, 0 background, -1 padding; `mask_inputs` (B, 1, H, W) logits.
+    Without any prompt the decoder runs on SAM2's "no prompt" padding point.
+    """
+
+    multimask_output: bool = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 1|3, H, W) in [0, 1] -> (B, 3, S, S) SAM2 input, S = image_size."""
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"SAM2 expects images shaped (B, 1|3, H, W), got {tuple(images.shape)}")
+        images = images.to(self.pixel_mean.dtype)
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return (images - self.pixel_mean) / self.pixel_std
+
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """SAM2 image features for decoding without memory: (B, 256, S/16, S/16) and high-res levels."""
+        train_encoder = torch.is_grad_enabled() and any(p.requires_grad for p in self.image_encoder.parameters())
+        with torch.set_grad_enabled(train_encoder):
+            backbone_out = self.forward_image(self.normalize_images(images))
+        _, feats, _, sizes = self._prepare_backbone_features(backbone_out)
+        if self.directly_add_no_mem_embed:
+            feats[-1] = feats[-1] + self.no_mem_embed
+        maps = [f.permute(1, 2, 0).reshape(f.shape[1], f.shape[2], *hw) for f, hw in zip(feats, sizes)]
+        return maps[-1], maps[:-1]
+
+    def predict_masks(
+        self,
+        images: torch.Tensor,
+        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_inputs: torch.Tensor | None = None,
+        multimask_output: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits (B, M, H, W) at the input size and predicted IoU (B, M); M = 1 or 3."""
+        batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+        multimask = self.multimask_output if multimask_output is None else multimask_output
+        image_embed, high_res = self.encode_images(images)
+        scale = torch.tensor([self.image_size / width, self.image_size / height], device=image_embed.device)
+        coords, labels = [], []
+        if boxes is not None:
+            coords.append(boxes.to(image_embed).reshape(batch, 2, 2) * scale)
+            labels.append(torch.tensor([[2, 3]], device=image_embed.device).expand(batch, 2))
+        if points is not None:
+            if point_labels is None:
+                raise ValueError("points need point_labels (1 foreground, 0 background, -1 padding)")
+            coords.append(points.to(image_embed).reshape(batch, -1, 2) * scale)
+            labels.append(point_labels.to(image_embed.device).reshape(batch, -1))
+        if not coords:  # SAM2's prompt-free decoding: one padding point
+            coords.append(torch.zeros(batch, 1, 2, device=image_embed.device))
+            labels.append(-torch.ones(batch, 1, device=image_embed.device))
+        if mask_inputs is not None:
+            mask_size = self.sam_prompt_encoder.mask_input_size
+            mask_inputs = F.interpolate(mask_inputs.to(image_embed), size=mask_size, mode="bilinear", align_corners=False)
+        sparse, dense = self.sam_prompt_encoder(
+            points=(torch.cat(coords, 1), torch.cat(labels, 1).int()), boxes=None, masks=mask_inputs
+        )
+        low_res, iou, _, _ = self.sam_mask_decoder(
+            image_embeddings=image_embed,
+            image_pe=self.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=False,
+            high_res_features=high_res,
+        )
+        logits = F.interpolate(low_res, size=(height, width), mode="bilinear", align_corners=False)
+        return logits, iou
+
+    def _memory_dtype(self, features: torch.Tensor) -> torch.Tensor:
+        """sam2 stores memories in bfloat16, which only works under autocast; keep the model
+        dtype otherwise (e.g. float32 on CPU), where sam2 would fail with a dtype mismatch."""
+        if torch.is_autocast_enabled(features.device.type):
+            return features
+        return features.to(self.pixel_mean.dtype)
+
+    def _run_single_frame_inference(self, *args, **kwargs):
+        out, masks = super()._run_single_frame_inference(*args, **kwargs)
+        if out["maskmem_features"] is not None:
+            out["maskmem_features"] = self._memory_dtype(out["maskmem_features"])
+        return out, masks
+
+    def _run_memory_encoder(self, *args, **kwargs):
+        features, pos_enc = super()._run_memory_encoder(*args, **kwargs)
+        return self._memory_dtype(features), pos_enc
+
+    def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor:  # type: ignore[override]
+        """Mask logits (B, M, H, W) for images (B, 1|3, H, W) in [0, 1]; prompts as in `predict_masks`."""
+        return self.predict_masks(images, **prompts)[0]

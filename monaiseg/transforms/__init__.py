@@ -1,0 +1,4 @@
+"""Transforms that MONAI lacks."""
+
+from .intensity import CheckImaged, CTWindow, CTWindowd, MRPercentileNormalize, MRPercentileNormalized
+from .prompts import KeySlicePromptsd, LoadPromptsd, RandBoxPromptd, key_slice, mask_box, read_prompt_file

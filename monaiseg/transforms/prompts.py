@@ -1,0 +1,171 @@
+"""Prompts from labels and from user files.
+
+Conventions: 2D tensors are (C, H, W) with rows along H; SAM coordinates are pixels
+(x = column, y = row). In volumes (C, I, J, K) a slice is [..., k] and user prompts are voxel
+indices (i, j) as 3D Slicer reports them, so a box [i0, j0, i1, j1] is (x0, y0, x1, y1) =
+(j0, i0, j1, i1) for the model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Randomizable
+
+from monaiseg.engines.propagation import ObjectPrompt
+
+
+def source_name(data: Mapping, key: Hashable) -> str:
+    """The file a tensor came from (MetaTensor meta), else the key."""
+    meta = getattr(data.get(key), "meta", None) or {}
+    return str(meta.get("filename_or_obj", key))
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Tight box (x0, y0, x1, y1) of a non-empty (H, W) mask, inclusive pixel indices."""
+    rows, cols = np.nonzero(mask)
+    return int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
+
+
+def ijk_to_xy(box_or_point: Sequence[float]) -> tuple[float, ...]:
+    """(i, j[, i1, j1]) voxel indices -> (x, y[, x1, y1]) SAM pixels of slice [..., k]."""
+    v = [float(c) for c in box_or_point]
+    return (v[1], v[0]) if len(v) == 2 else (v[1], v[0], v[3], v[2])
+
+
+class RandBoxPromptd(Randomizable, MapTransform):
+    """Pick one object of a 2D label (1, H, W), make the label its binary mask, add its box.
+
+    The box (x0, y0, x1, y1) is jittered per side by up to `jitter` pixels at
+    `reference_size` (MedSAM upstream: 0-5 px at 256), scaled to the label size, then clipped.
+    `labels`: object values to choose from (default: any value > 0).
+    """
+
+    def __init__(self, keys: KeysCollection = "label", box_key: str = "box", jitter: float = 5.0,
+                 reference_size: int = 256, labels: Sequence[int] | None = None):
+        MapTransform.__init__(self, keys)
+        self.box_key, self.jitter, self.reference_size = box_key, jitter, reference_size
+        self.labels = None if labels is None else set(int(v) for v in labels)
+
+    def randomize(self, data=None) -> None:
+        pass
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        key = self.first_key(d)
+        label = d[key]
+        values = [int(v) for v in torch.unique(torch.as_tensor(label)) if v > 0 and (self.labels is None or int(v) in self.labels)]
+        if not values:
+            raise ValueError(f"{source_name(d, key)}: the sampled slice has no object to prompt (empty label)")
+        value = values[self.R.randint(len(values))]
+        mask = torch.as_tensor(label) == value
+        x0, y0, x1, y1 = mask_box(mask[0].cpu().numpy())
+        height, width = mask.shape[-2:]
+        scale = max(height, width) / self.reference_size
+        shift = self.R.uniform(-self.jitter, self.jitter, size=4) * scale
+        box = np.array([x0, y0, x1, y1], dtype=np.float32) + shift.astype(np.float32)
+        box[[0, 2]] = np.clip(np.sort(box[[0, 2]]), 0, width - 1)
+        box[[1, 3]] = np.clip(np.sort(box[[1, 3]]), 0, height - 1)
+        d[key] = mask.to(torch.float32) if not hasattr(label, "meta") else label.new_tensor(mask, dtype=torch.float32)
+        d[self.box_key] = torch.as_tensor(box)
+        return d
+
+
+def key_slice(mask: np.ndarray) -> int:
+    """The slice k of an (I, J, K) mask with the largest area; ties: nearest the object's middle."""
+    areas = mask.reshape(-1, mask.shape[-1]).sum(0)
+    present = np.nonzero(areas)[0]
+    middle = (present[0] + present[-1]) / 2
+    best = np.nonzero(areas == areas.max())[0]
+    return int(best[np.argmin(np.abs(best - middle))])
+
+
+class KeySlicePromptsd(MapTransform):
+    """Prompts from a 3D label (1, I, J, K): per object, a box on its key slice (largest area).
+
+    Writes a list of `ObjectPrompt` to `prompts_key`. `labels`: which objects (default: all
+    values > 0 present); a requested label absent from the file raises unless `allow_missing`
+    (evaluation: absent objects are simply not prompted).
+    """
+
+    def __init__(self, keys: KeysCollection = "label", prompts_key: str = "prompts",
+                 labels: Sequence[int] | None = None, allow_missing: bool = False):
+        super().__init__(keys)
+        self.prompts_key = prompts_key
+        self.labels = None if labels is None else [int(v) for v in labels]
+        self.allow_missing = allow_missing
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        key = self.first_key(d)
+        label = np.asarray(torch.as_tensor(d[key]).cpu())[0]
+        if label.ndim != 3:
+            raise ValueError(f"{source_name(d, key)}: key-slice prompts need a 3D label, got shape {label.shape}")
+        present = sorted(int(v) for v in np.unique(label) if v > 0)
+        wanted = present if self.labels is None else self.labels
+        missing = [v for v in wanted if v not in present]
+        if missing and not self.allow_missing:
+            raise ValueError(f"{source_name(d, key)}: requested object label(s) {missing} are empty in this label file")
+        if not any(v in present for v in wanted):
+            raise ValueError(f"{source_name(d, key)}: no object to prompt (labels {wanted} all empty)")
+        prompts = []
+        for value in wanted:
+            if value in present:
+                mask = label == value
+                k = key_slice(mask)
+                prompts.append(ObjectPrompt(obj_id=value, frame=k, box=mask_box(mask[..., k])))
+        d[self.prompts_key] = prompts
+        return d
+
+
+def read_prompt_file(path: str | Path, shape: Sequence[int]) -> list[ObjectPrompt]:
+    """Prompts from a JSON sidecar for a volume of spatial `shape` (I, J, K).
+
+    Format: {"objects": [{"label": 1, "slice": k, "box": [i0, j0, i1, j1]}
+                         | {"label": 2, "slice": k, "points": [[i, j], ...], "point_labels": [1, 0]}]}
+    (an optional "name" per object is ignored). Raises ValueError naming the file.
+    """
+    path = Path(path)
+    try:
+        objects = json.loads(path.read_text())["objects"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"prompt file {path} not found") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"prompt file {path}: not a JSON object with an 'objects' list ({exc})") from None
+    prompts = []
+    for n, obj in enumerate(objects):
+        try:
+            prompt = ObjectPrompt(
+                obj_id=int(obj["label"]),
+                frame=int(obj["slice"]),
+                box=ijk_to_xy(obj["box"]) if obj.get("box") is not None else None,
+                points=tuple(ijk_to_xy(p) for p in obj["points"]) if obj.get("points") is not None else None,
+                point_labels=tuple(int(v) for v in obj["point_labels"]) if obj.get("point_labels") is not None else None,
+            )
+            prompt.validate(num_frames=shape[2], height=shape[0], width=shape[1])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"prompt file {path}, object #{n}: {exc}") from None
+        prompts.append(prompt)
+    if not prompts:
+        raise ValueError(f"prompt file {path} lists no objects")
+    return prompts
+
+
+class LoadPromptsd(MapTransform):
+    """Replace the prompt-file path under `keys` by its `ObjectPrompt` list, checked against `image_key`."""
+
+    def __init__(self, keys: KeysCollection = "prompts", image_key: str = "image"):
+        super().__init__(keys)
+        self.image_key = image_key
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        shape = tuple(d[self.image_key].shape[1:])
+        for key in self.key_iterator(d):
+            d[key] = read_prompt_file(d[key], shape)
+        return d
