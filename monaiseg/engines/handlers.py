@@ -27,17 +27,15 @@ def save_model_atomic(network: torch.nn.Module, path: str | Path) -> Path:
 
 
 class BestModelSaver:
-    """Save the network as `{'model': state_dict}` when `metric_name` improves on the evaluator,
-    and at the end of training if no validation ever ran (so a model file always exists)."""
+    """Save the network as `{'model': state_dict}` (the official SAM2 layout for SAM2 models)
+    each time the evaluator's `metric_name` improves."""
 
-    def __init__(self, network: torch.nn.Module, filename: str, metric_name: str, trainer: Engine | None = None):
-        self.network, self.filename, self.metric_name, self.trainer = network, filename, metric_name, trainer
+    def __init__(self, network: torch.nn.Module, filename: str, metric_name: str):
+        self.network, self.filename, self.metric_name = network, filename, metric_name
         self.best: float | None = None
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._on_validation)
-        if self.trainer is not None:
-            self.trainer.add_event_handler(Events.COMPLETED, self._on_training_end)
 
     def _on_validation(self, engine: Engine) -> None:
         score = float(engine.state.metrics[self.metric_name])
@@ -45,7 +43,3 @@ class BestModelSaver:
             self.best = score
             save_model_atomic(self.network, self.filename)
             logger.info("saved %s (%s = %.4f)", self.filename, self.metric_name, score)
-
-    def _on_training_end(self, _engine: Engine) -> None:
-        if self.best is None:
-            save_model_atomic(self.network, self.filename)

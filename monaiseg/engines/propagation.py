@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import json
+
 import numpy as np
 import torch
 
@@ -63,6 +65,32 @@ class ObjectPrompt:
             for x, y in self.points:
                 if not (0 <= x < width and 0 <= y < height):
                     raise ValueError(f"object {self.obj_id}: point {(x, y)} is outside the {width}x{height} (x, y) slice")
+
+
+def prompts_to_json(prompts: Sequence[ObjectPrompt]) -> str:
+    """Serialise prompts (a JSON string survives MONAI batch collation and de-collation)."""
+    items = []
+    for p in prompts:
+        item = {k: v for k, v in vars(p).items() if v is not None}
+        if p.mask is not None:
+            item["mask"] = np.asarray(p.mask, dtype=np.uint8).tolist()
+        items.append(item)
+    return json.dumps(items)
+
+
+def prompts_from_json(text: str) -> list[ObjectPrompt]:
+    """Inverse of `prompts_to_json`."""
+    prompts = []
+    for item in json.loads(text):
+        for key in ("box", "point_labels"):
+            if key in item:
+                item[key] = tuple(item[key])
+        if "points" in item:
+            item["points"] = tuple(tuple(p) for p in item["points"])
+        if "mask" in item:
+            item["mask"] = np.asarray(item["mask"], dtype=bool)
+        prompts.append(ObjectPrompt(**item))
+    return prompts
 
 
 class LazyFrames(Sequence):

@@ -51,9 +51,9 @@ def build_sam2_segmenter(
         f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
         f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
     ]
-    if not _has_sam2_extension():  # sam2 skips hole filling without its CUDA extension anyway
-        overrides.append("++model.fill_hole_area=0")
     model = build_sam2_video_predictor(SAM2_CONFIGS[size], ckpt_path=None, device="cpu", hydra_overrides_extra=overrides)
+    if not _has_sam2_extension():  # sam2 skips hole filling without its CUDA extension anyway (same masks)
+        model.fill_hole_area = 0
     model.multimask_output = multimask_output
     if checkpoint is None:
         logger.warning("SAM2 %s built with RANDOM weights (checkpoint is null): for tests and smoke runs only", size)

@@ -71,7 +71,7 @@ class RandBoxPromptd(Randomizable, MapTransform):
         box = np.array([x0, y0, x1, y1], dtype=np.float32) + shift.astype(np.float32)
         box[[0, 2]] = np.clip(np.sort(box[[0, 2]]), 0, width - 1)
         box[[1, 3]] = np.clip(np.sort(box[[1, 3]]), 0, height - 1)
-        d[key] = mask.to(torch.float32) if not hasattr(label, "meta") else label.new_tensor(mask, dtype=torch.float32)
+        d[key] = mask.to(torch.float32)
         d[self.box_key] = torch.as_tensor(box)
         return d
 
