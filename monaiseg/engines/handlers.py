@@ -43,3 +43,32 @@ class BestModelSaver:
             self.best = score
             save_model_atomic(self.network, self.filename)
             logger.info("saved %s (%s = %.4f)", self.filename, self.metric_name, score)
+
+
+class MetricsSummaryWriter:
+    """Write `{metric: mean, per_label: {name: {metric: mean}}, num_cases}` as JSON when the
+    evaluator finishes, from the per-case details of `metric_names` (saved with save_details)."""
+
+    def __init__(self, filename: str, label_names: list[str] | dict, metric_names: list[str]):
+        self.filename, self.metric_names = filename, list(metric_names)
+        self.label_names = list(label_names.values()) if isinstance(label_names, dict) else list(label_names)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        import json
+
+        summary: dict = {"num_cases": 0, "per_label": {name: {} for name in self.label_names}}
+        for metric in self.metric_names:
+            summary[metric] = float(engine.state.metrics[metric])
+            details = torch.as_tensor(engine.state.metric_details[metric]).float()  # (cases, labels)
+            summary["num_cases"] = int(details.shape[0])
+            for c, name in enumerate(self.label_names):
+                summary["per_label"][name][metric] = float(details[:, c].nanmean())
+        path = Path(self.filename)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, path)
+        logger.info("metrics summary written to %s", path)

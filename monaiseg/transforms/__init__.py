@@ -1,4 +1,13 @@
 """Transforms that MONAI lacks."""
 
 from .intensity import CheckImaged, CTWindow, CTWindowd, MRPercentileNormalize, MRPercentileNormalized
-from .prompts import KeySlicePromptsd, LoadPromptsd, RandBoxPromptd, key_slice, mask_box, read_prompt_file
+from .prompts import (
+    KeySlicePromptsd,
+    LoadPromptsd,
+    RandBoxPromptd,
+    RequirePromptsd,
+    key_slice,
+    mask_box,
+    read_prompt_file,
+)
+from .video import LoadVideod, SaveMaskFramesd

@@ -29,6 +29,8 @@ def source_name(data: Mapping, key: Hashable) -> str:
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Tight box (x0, y0, x1, y1) of a non-empty (H, W) mask, inclusive pixel indices."""
     rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        raise ValueError("cannot take the box of an empty mask")
     return int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
 
 
@@ -94,8 +96,8 @@ class KeySlicePromptsd(MapTransform):
     """
 
     def __init__(self, keys: KeysCollection = "label", prompts_key: str = "prompts",
-                 labels: Sequence[int] | None = None, allow_missing: bool = False):
-        super().__init__(keys)
+                 labels: Sequence[int] | None = None, allow_missing: bool = False, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
         self.prompts_key = prompts_key
         self.labels = None if labels is None else [int(v) for v in labels]
         self.allow_missing = allow_missing
@@ -103,6 +105,8 @@ class KeySlicePromptsd(MapTransform):
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         key = self.first_key(d)
+        if key not in d:  # allow_missing_keys and no label given
+            return d
         label = np.asarray(torch.as_tensor(d[key]).cpu())[0]
         if label.ndim != 3:
             raise ValueError(f"{source_name(d, key)}: key-slice prompts need a 3D label, got shape {label.shape}")
@@ -133,6 +137,8 @@ def read_prompt_file(path: str | Path, shape: Sequence[int]) -> list[ObjectPromp
     path = Path(path)
     try:
         objects = json.loads(path.read_text())["objects"]
+        if not isinstance(objects, list):
+            raise TypeError("'objects' is not a list")
     except FileNotFoundError:
         raise FileNotFoundError(f"prompt file {path} not found") from None
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
@@ -142,7 +148,7 @@ def read_prompt_file(path: str | Path, shape: Sequence[int]) -> list[ObjectPromp
         try:
             prompt = ObjectPrompt(
                 obj_id=int(obj["label"]),
-                frame=int(obj["slice"]),
+                frame=int(obj["slice"] if "slice" in obj else obj["frame"]),
                 box=ijk_to_xy(obj["box"]) if obj.get("box") is not None else None,
                 points=tuple(ijk_to_xy(p) for p in obj["points"]) if obj.get("points") is not None else None,
                 point_labels=tuple(int(v) for v in obj["point_labels"]) if obj.get("point_labels") is not None else None,
@@ -159,8 +165,8 @@ def read_prompt_file(path: str | Path, shape: Sequence[int]) -> list[ObjectPromp
 class LoadPromptsd(MapTransform):
     """Replace the prompt-file path under `keys` by its `ObjectPrompt` list, checked against `image_key`."""
 
-    def __init__(self, keys: KeysCollection = "prompts", image_key: str = "image"):
-        super().__init__(keys)
+    def __init__(self, keys: KeysCollection = "prompts", image_key: str = "image", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
         self.image_key = image_key
 
     def __call__(self, data: Mapping) -> dict:
@@ -169,3 +175,20 @@ class LoadPromptsd(MapTransform):
         for key in self.key_iterator(d):
             d[key] = read_prompt_file(d[key], shape)
         return d
+
+
+class RequirePromptsd(MapTransform):
+    """Raise one clear error naming the image when no prompts were given for it."""
+
+    def __init__(self, keys: KeysCollection = "prompts", image_key: str = "image"):
+        super().__init__(keys, allow_missing_keys=True)
+        self.image_key = image_key
+
+    def __call__(self, data: Mapping) -> dict:
+        for key in self.keys:
+            if not isinstance(data.get(key), list) or not data[key]:
+                raise ValueError(
+                    f"{source_name(data, self.image_key)}: no prompts; give a JSON prompt file ('prompts') "
+                    "or a label file to take key-slice boxes from ('prompt_label')"
+                )
+        return dict(data)
