@@ -14,6 +14,7 @@ The masks of each pass are merged into labels the way `propagate_volume` merges 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import os
 import tempfile
@@ -116,6 +117,7 @@ class PeakMemory:
 
     def __enter__(self):
         gc.collect()
+        _trim_heap()
         if self.cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
@@ -146,6 +148,14 @@ class PeakMemory:
             self.running = False
             self.sampler.join()
             self.mib = (self.peak - self.start) / 2**20
+
+
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc), so RSS growth is not hidden by reuse."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _status_kib(field: str) -> int:
@@ -187,10 +197,14 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--repeats", type=int, default=2, help="runs per method, interleaved; best time kept")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no_memory_ref", action="store_true", help="skip (c) after its first run")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default); "
+                        "1 is steadier when other jobs share the cores")
+    parser.add_argument("--time_memory_ref", action="store_true", help="repeat (c) too (default: run it once)")
     args = parser.parse_args(argv)
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = build_sam2_segmenter(args.size, args.image_size, args.checkpoint, device=device).eval()
     volume, truth, prompts = make_case(args.shape, args.depth, args.objects, args.seed)
@@ -206,7 +220,7 @@ def main(argv=None) -> None:
     for r in range(args.repeats):
         order = list(METHODS)[r % 3:] + list(METHODS)[: r % 3]
         for m in order:
-            if m == "c" and args.no_memory_ref and r > 0:
+            if m == "c" and r > 0 and not args.time_memory_ref:
                 continue
             with PeakMemory(device) as peak:
                 start = time.perf_counter()

@@ -68,7 +68,7 @@ def load_sam2_checkpoint(model: torch.nn.Module, path: str | Path) -> torch.nn.M
     if not path.is_file():
         hint = ""
         if path.parent.name == "models":
-            hint = f"; fetch it with: python -m monai.bundle download_large_files --bundle_dir {path.parent.parent}"
+            hint = f"; fetch it with: python -m monai.bundle download_large_files --bundle_path {path.parent.parent}"
         raise FileNotFoundError(f"SAM2 checkpoint {path} not found{hint}")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
