@@ -59,7 +59,7 @@ def main() -> None:
     run(config_file=configs, dataset_dir=str(out / "data"), max_epochs=args.epochs, val_interval=args.epochs,
         learning_rate=1e-3, batch_size=8, slices_per_volume=4,
         trainable_modules=["sam_mask_decoder", "sam_prompt_encoder"],
-        **{"train#trainer#epoch_length": args.iterations}, **common)
+        epoch_length=args.iterations, **common)
 
     step("3/4 segmenting the held-out volume from one box per organ (bidirectional propagation)")
     case = json.loads(datalist.read_text())["testing"][0]
@@ -73,7 +73,7 @@ def main() -> None:
     pred = np.asarray(pred_img.dataobj).astype(np.int32)
 
     step("4/4 scores (DSC, NSD at 2 mm) per organ")
-    spacing = nib.load(image_path).header.get_zooms()[:3]
+    spacing = [float(s) for s in nib.load(image_path).header.get_zooms()[:3]]
     scores = label_volume_scores(pred, gt, list(SYNTHETIC_CT_LABELS), spacing=spacing, tolerance_mm=2.0)
     print(f"{'organ':<14}{'DSC':>8}{'NSD':>8}")
     for value, name in SYNTHETIC_CT_LABELS.items():

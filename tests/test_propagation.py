@@ -254,9 +254,9 @@ def test_propagation_inferer_on_collated_meta_batch(model):
     mask = np.zeros((24, 20), dtype=bool)
     mask[4:12, 6:15] = True
     items = [
-        {"image": MetaTensor(torch.rand(1, 24, 20, 3), affine=torch.diag(torch.tensor([0.8, 0.9, 2.5, 1.0]))),
+        {"image": MetaTensor(torch.rand(1, 24, 20, 2), affine=torch.diag(torch.tensor([0.8, 0.9, 2.5, 1.0]))),
          "prompts": [ObjectPrompt(obj_id=1, frame=1, box=(2.0, 3.0, 10.0, 12.0))]},
-        {"image": MetaTensor(torch.rand(1, 24, 20, 3), affine=torch.diag(torch.tensor([1.5, 1.5, 3.0, 1.0]))),
+        {"image": MetaTensor(torch.rand(1, 24, 20, 2), affine=torch.diag(torch.tensor([1.5, 1.5, 3.0, 1.0]))),
          "prompts": [ObjectPrompt(obj_id=2, frame=0, mask=mask)]},
     ]
     batch = collate_with_prompts(items)
@@ -264,7 +264,7 @@ def test_propagation_inferer_on_collated_meta_batch(model):
     inferer = PropagationInferer()
     out = inferer(batch["image"], model, prompts=batch["prompts"])
     assert isinstance(out, MetaTensor)
-    assert out.shape == (2, 1, 24, 20, 3) and out.dtype == torch.float32
+    assert out.shape == (2, 1, 24, 20, 2) and out.dtype == torch.float32
     assert torch.equal(out.affine, batch["image"].affine)
     assert out.affine.shape == (2, 4, 4) and float(out.affine[1, 2, 2]) == 3.0
     assert set(out[0].unique().tolist()) <= {0.0, 1.0}

@@ -5,6 +5,7 @@ One random-init sam2.1 tiny at image_size 256 is built per module (fast on CPU).
 
 from __future__ import annotations
 
+import inspect
 import json
 import pickle
 from importlib.resources import files
@@ -14,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from monai.bundle.scripts import download_large_files
 
 from monaiseg.networks import (
     SAM2_CONFIGS,
@@ -179,7 +181,7 @@ def test_normalisation_is_imagenet_at_image_size(model):
     torch.testing.assert_close(out[0, :, 7, 9], torch.tensor(expected))
 
 
-@pytest.mark.parametrize("shape", [(2, 2, 64, 64), (1, 64, 64), (2, 4, 64, 64), (1, 1, 1, 64, 64)])
+@pytest.mark.parametrize("shape", [(2, 2, 64, 64), (1, 64, 64), (2, 4, 64, 64)])  # 5D = clips (forward_clip)
 def test_bad_image_shape_raises(model, shape):
     with pytest.raises(ValueError, match=r"\(B, 1\|3, H, W\)"):
         with torch.no_grad():
@@ -258,6 +260,12 @@ def test_freeze_except_unknown_prefix_raises(model):
 # --------------------------------------------------------------------------- checkpoints
 
 
+@pytest.mark.parametrize("value", ["null", "None", ""])
+def test_checkpoint_null_strings_mean_random_init(value):
+    """The bundle CLI cannot pass None: these strings build a random model instead of looking for a file."""
+    assert isinstance(build_sam2_segmenter("tiny", image_size=SIZE, checkpoint=value), SAM2Segmenter)
+
+
 def test_checkpoint_round_trip(model, tmp_path):
     path = tmp_path / "ours.pt"
     torch.save({"model": model.state_dict(), "epoch": 3}, path)  # extra top-level keys are ignored
@@ -330,7 +338,14 @@ def test_missing_checkpoint_file(tmp_path):
         build_sam2_segmenter("tiny", image_size=SIZE, checkpoint=bundle_path)
     message = str(info.value)
     assert str(bundle_path) in message
-    assert "download_large_files" in message and f"--bundle_dir {tmp_path / 'bundle'}" in message
+    # the hint must be a runnable command: the flag is monai's download_large_files(bundle_path=...)
+    assert "bundle_path" in inspect.signature(download_large_files).parameters
+    assert f"download_large_files --bundle_path {tmp_path / 'bundle'}" in message
+
+    own = tmp_path / "bundle" / "models" / "model.pt"  # our trained weights: nothing to download
+    with pytest.raises(FileNotFoundError, match=r"train the bundle first") as info:
+        build_sam2_segmenter("tiny", image_size=SIZE, checkpoint=own)
+    assert str(own) in str(info.value)
 
     elsewhere = tmp_path / "weights" / "x.pt"
     with pytest.raises(FileNotFoundError, match="not found") as info:

@@ -38,8 +38,11 @@ def build_sam2_segmenter(
     """A `SAM2Segmenter` (sam2.1 `size` in tiny/small/base_plus/large) for `image_size` inputs.
 
     `checkpoint`: an official `{'model': state_dict}` file (sam2.1_hiera_*.pt, MedSAM2_latest.pt,
-    or one of ours), loaded with `weights_only=True` and strict keys; `None`: random init.
+    or one of ours), loaded with `weights_only=True` and strict keys; `None` (or "none"/"null"/"",
+    since the bundle CLI cannot pass None): random init.
     """
+    if isinstance(checkpoint, str) and checkpoint.strip().lower() in ("", "none", "null"):
+        checkpoint = None
     if size not in SAM2_CONFIGS:
         raise ValueError(f"unknown SAM2 size {size!r}; choose one of {sorted(SAM2_CONFIGS)}")
     if image_size % 32:
@@ -67,7 +70,9 @@ def load_sam2_checkpoint(model: torch.nn.Module, path: str | Path) -> torch.nn.M
     path = Path(path)
     if not path.is_file():
         hint = ""
-        if path.parent.name == "models":
+        if path.name == "model.pt":
+            hint = "; train the bundle first (configs/train.json) or set `checkpoint` to a released model"
+        elif path.parent.name == "models":
             hint = f"; fetch it with: python -m monai.bundle download_large_files --bundle_path {path.parent.parent}"
         raise FileNotFoundError(f"SAM2 checkpoint {path} not found{hint}")
     try:

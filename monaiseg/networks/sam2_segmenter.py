@@ -57,6 +57,24 @@ class SAM2Segmenter(SAM2VideoPredictor):
         maps = [f.permute(1, 2, 0).reshape(f.shape[1], f.shape[2], *hw) for f, hw in zip(feats, sizes)]
         return maps[-1], maps[:-1]
 
+    def _prompt_points(self, batch: int, height: int, width: int, device: torch.device, boxes=None,
+                       points=None, point_labels=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Boxes (as SAM2's corner points, labels 2/3) and points, scaled from input pixels to
+        `image_size`: coords (B, N, 2), labels (B, N); None without any prompt."""
+        scale = torch.tensor([self.image_size / width, self.image_size / height], device=device)
+        coords, labels = [], []
+        if boxes is not None:
+            coords.append(boxes.to(device, torch.float32).reshape(batch, 2, 2) * scale)
+            labels.append(torch.tensor([[2, 3]], device=device).expand(batch, 2))
+        if points is not None:
+            if point_labels is None:
+                raise ValueError("points need point_labels (1 foreground, 0 background, -1 padding)")
+            coords.append(points.to(device, torch.float32).reshape(batch, -1, 2) * scale)
+            labels.append(point_labels.to(device).reshape(batch, -1))
+        if not coords:
+            return None
+        return torch.cat(coords, 1), torch.cat(labels, 1).int()
+
     def predict_masks(
         self,
         images: torch.Tensor,
@@ -70,25 +88,14 @@ class SAM2Segmenter(SAM2VideoPredictor):
         batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
         multimask = self.multimask_output if multimask_output is None else multimask_output
         image_embed, high_res = self.encode_images(images)
-        scale = torch.tensor([self.image_size / width, self.image_size / height], device=image_embed.device)
-        coords, labels = [], []
-        if boxes is not None:
-            coords.append(boxes.to(image_embed).reshape(batch, 2, 2) * scale)
-            labels.append(torch.tensor([[2, 3]], device=image_embed.device).expand(batch, 2))
-        if points is not None:
-            if point_labels is None:
-                raise ValueError("points need point_labels (1 foreground, 0 background, -1 padding)")
-            coords.append(points.to(image_embed).reshape(batch, -1, 2) * scale)
-            labels.append(point_labels.to(image_embed.device).reshape(batch, -1))
-        if not coords:  # SAM2's prompt-free decoding: one padding point
-            coords.append(torch.zeros(batch, 1, 2, device=image_embed.device))
-            labels.append(-torch.ones(batch, 1, device=image_embed.device))
+        device = image_embed.device
+        prompt = self._prompt_points(batch, height, width, device, boxes, points, point_labels)
+        if prompt is None:  # SAM2's prompt-free decoding: one padding point
+            prompt = torch.zeros(batch, 1, 2, device=device), -torch.ones(batch, 1, device=device, dtype=torch.int)
         if mask_inputs is not None:
             mask_size = self.sam_prompt_encoder.mask_input_size
             mask_inputs = F.interpolate(mask_inputs.to(image_embed), size=mask_size, mode="bilinear", align_corners=False)
-        sparse, dense = self.sam_prompt_encoder(
-            points=(torch.cat(coords, 1), torch.cat(labels, 1).int()), boxes=None, masks=mask_inputs
-        )
+        sparse, dense = self.sam_prompt_encoder(points=prompt, boxes=None, masks=mask_inputs)
         low_res, iou, _, _ = self.sam_mask_decoder(
             image_embeddings=image_embed,
             image_pe=self.sam_prompt_encoder.get_dense_pe(),
@@ -100,6 +107,38 @@ class SAM2Segmenter(SAM2VideoPredictor):
         )
         logits = F.interpolate(low_res, size=(height, width), mode="bilinear", align_corners=False)
         return logits, iou
+
+    def forward_clip(self, clips: torch.Tensor, boxes=None, points=None, point_labels=None) -> torch.Tensor:
+        """Track through clips (B, 1|3, H, W, T) from prompts on frame 0 with SAM2's memory, as
+        SAM2/MedSAM2 2025 train on short clips; differentiable. Returns logits (B, 1, H, W, T)."""
+        batch, _, height, width, frames = clips.shape
+        images = clips.permute(0, 4, 1, 2, 3).reshape(batch * frames, clips.shape[1], height, width)
+        train_encoder = torch.is_grad_enabled() and any(p.requires_grad for p in self.image_encoder.parameters())
+        with torch.set_grad_enabled(train_encoder):
+            backbone_out = self.forward_image(self.normalize_images(images))
+        _, feats, pos_embeds, sizes = self._prepare_backbone_features(backbone_out)  # (HW, B*T, C) each
+        prompt = self._prompt_points(batch, height, width, clips.device, boxes, points, point_labels)
+        if prompt is None:
+            raise ValueError("clip training needs a box or points on the first frame")
+        memory = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+        logits = []
+        for t in range(frames):
+            index = torch.arange(batch, device=clips.device) * frames + t
+            out = self.track_step(
+                frame_idx=t,
+                is_init_cond_frame=t == 0,
+                current_vision_feats=[f[:, index] for f in feats],
+                current_vision_pos_embeds=[p[:, index] for p in pos_embeds],
+                feat_sizes=sizes,
+                point_inputs={"point_coords": prompt[0], "point_labels": prompt[1]} if t == 0 else None,
+                mask_inputs=None,
+                output_dict=memory,
+                num_frames=frames,
+                run_mem_encoder=t < frames - 1,
+            )
+            memory["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = out
+            logits.append(F.interpolate(out["pred_masks_high_res"], size=(height, width), mode="bilinear", align_corners=False))
+        return torch.stack(logits, dim=-1)
 
     def _memory_dtype(self, features: torch.Tensor) -> torch.Tensor:
         """sam2 stores memories in bfloat16, which only works under autocast; keep the model
@@ -119,5 +158,8 @@ class SAM2Segmenter(SAM2VideoPredictor):
         return self._memory_dtype(features), pos_enc
 
     def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor:  # type: ignore[override]
-        """Mask logits (B, M, H, W) for images (B, 1|3, H, W) in [0, 1]; prompts as in `predict_masks`."""
+        """Mask logits (B, M, H, W) for images (B, 1|3, H, W) in [0, 1] (prompts as in
+        `predict_masks`), or (B, 1, H, W, T) for clips (B, 1|3, H, W, T) (see `forward_clip`)."""
+        if images.ndim == 5:
+            return self.forward_clip(images, **prompts)
         return self.predict_masks(images, **prompts)[0]

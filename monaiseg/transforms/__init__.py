@@ -5,6 +5,7 @@ from .prompts import (
     KeySlicePromptsd,
     LoadPromptsd,
     RandBoxPromptd,
+    RandClipd,
     RequirePromptsd,
     key_slice,
     mask_box,

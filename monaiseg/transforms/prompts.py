@@ -42,6 +42,7 @@ def ijk_to_xy(box_or_point: Sequence[float]) -> tuple[float, ...]:
 
 class RandBoxPromptd(Randomizable, MapTransform):
     """Pick one object of a 2D label (1, H, W), make the label its binary mask, add its box.
+    For a clip label (1, H, W, T) the box is taken on frame 0 (the prompted frame).
 
     The box (x0, y0, x1, y1) is jittered per side by up to `jitter` pixels at
     `reference_size` (MedSAM upstream: 0-5 px at 256), scaled to the label size, then clipped.
@@ -66,8 +67,11 @@ class RandBoxPromptd(Randomizable, MapTransform):
             raise ValueError(f"{source_name(d, key)}: the sampled slice has no object to prompt (empty label)")
         value = values[self.R.randint(len(values))]
         mask = torch.as_tensor(label) == value
-        x0, y0, x1, y1 = mask_box(mask[0].cpu().numpy())
-        height, width = mask.shape[-2:]
+        first = mask[0] if mask.ndim == 3 else mask[0, ..., 0]
+        if not first.any():
+            raise ValueError(f"{source_name(d, key)}: the object is absent from the clip's first frame")
+        x0, y0, x1, y1 = mask_box(first.cpu().numpy())
+        height, width = first.shape
         scale = max(height, width) / self.reference_size
         shift = self.R.uniform(-self.jitter, self.jitter, size=4) * scale
         box = np.array([x0, y0, x1, y1], dtype=np.float32) + shift.astype(np.float32)
@@ -192,3 +196,41 @@ class RequirePromptsd(MapTransform):
                     "or a label file to take key-slice boxes from ('prompt_label')"
                 )
         return dict(data)
+
+
+class RandClipd(Randomizable, MapTransform):
+    """Sample a clip of `clip_length` consecutive slices (last axis) from (C, I, J, K) volumes that
+    starts on a slice holding a random object, running forward, or backward when the object sits
+    too close to the end. The label keeps only that object. Output (C, I, J, T).
+    """
+
+    def __init__(self, keys: KeysCollection = ("image", "label"), label_key: str = "label", clip_length: int = 8,
+                 labels: Sequence[int] | None = None):
+        MapTransform.__init__(self, keys)
+        self.label_key, self.clip_length = label_key, clip_length
+        self.labels = None if labels is None else set(int(v) for v in labels)
+
+    def randomize(self, data=None) -> None:
+        pass
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        label = torch.as_tensor(d[self.label_key])
+        depth = label.shape[-1]
+        if depth < self.clip_length:
+            raise ValueError(f"{source_name(d, self.label_key)}: {depth} slices, fewer than the clip length {self.clip_length}")
+        values = [int(v) for v in torch.unique(label) if v > 0 and (self.labels is None or int(v) in self.labels)]
+        if not values:
+            raise ValueError(f"{source_name(d, self.label_key)}: no object to sample a clip from (empty label)")
+        value = values[self.R.randint(len(values))]
+        slices = torch.nonzero((label == value).reshape(-1, depth).any(0)).flatten().tolist()
+        starts = [k for k in slices if k + self.clip_length <= depth or k - self.clip_length + 1 >= 0]
+        if not starts:
+            raise ValueError(f"{source_name(d, self.label_key)}: object {value} has no slice a {self.clip_length}-slice clip can start from")
+        start = starts[self.R.randint(len(starts))]
+        step = 1 if start + self.clip_length <= depth else -1
+        index = list(range(start, start + step * self.clip_length, step))
+        for key in self.key_iterator(d):
+            d[key] = d[key][..., index]
+        d[self.label_key] = torch.where(d[self.label_key] == value, d[self.label_key], 0)
+        return d

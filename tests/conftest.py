@@ -1,0 +1,31 @@
+"""Shared test fixtures and helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MEDSAM2 = REPO / "bundles" / "medsam2"
+
+
+def error_chain(exc: BaseException) -> str:
+    """All messages of an exception and its causes (MONAI wraps transform errors)."""
+    messages = []
+    while exc is not None:
+        messages.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(messages)
+
+
+@pytest.fixture(scope="session")
+def synthetic_ct(tmp_path_factory) -> Path:
+    """8 small synthetic CT cases (4 train / 2 validation / 2 test); returns the dataset dir."""
+    from monaiseg.data import make_synthetic_ct_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_ct")
+    make_synthetic_ct_dataset(root, num_cases=8, shape=(48, 48, 16), seed=3,
+                              splits={"training": 4, "validation": 2, "testing": 2})
+    return root
