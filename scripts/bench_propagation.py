@@ -8,7 +8,7 @@ Runs one model, volume and set of box prompts through:
   (c) the same predictor API on our exact in-memory frames (no JPEG): must equal (a).
 The masks of each pass are merged into labels the way `propagate_volume` merges them.
 
-    .venv/bin/python scripts/bench_propagation.py [--depth 24 --objects 2 ...]
+    .venv/bin/python scripts/bench_propagation.py [--threads 1] [--depth 40 --objects 1 ...]
 """
 
 from __future__ import annotations
@@ -73,12 +73,13 @@ def reference_propagate(model, state: dict, prompts, stats: dict | None = None) 
         keys_per_obj.setdefault(p.obj_id, []).append(p.frame)
     labels = torch.zeros((state["video_height"], state["video_width"], state["num_frames"]), dtype=torch.uint8)
     max_stored = 0
+    starts = {False: min(p.frame for p in prompts), True: max(p.frame for p in prompts)}
     for reverse in (False, True):
         if reverse:
             model.reset_state(state)
         for p in prompts:
             model.add_new_points_or_box(state, frame_idx=p.frame, obj_id=p.obj_id, box=np.asarray(p.box, np.float32))
-        for frame, obj_ids, masks in model.propagate_in_video(state, reverse=reverse):
+        for frame, obj_ids, masks in model.propagate_in_video(state, start_frame_idx=starts[reverse], reverse=reverse):
             logits = masks[:, 0].float().cpu()
             own = [i for i, obj in enumerate(obj_ids) if _owns(keys_per_obj[obj], frame, reverse)]
             if own:

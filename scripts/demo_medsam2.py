@@ -53,7 +53,7 @@ def main() -> None:
 
     step(f"1/4 synthetic CT set: {args.cases} cases -> {out / 'data'}")
     datalist = make_synthetic_ct_dataset(out / "data", num_cases=args.cases, shape=(96, 96, 32),
-                                         splits={"training": args.cases - 3, "validation": 2, "testing": 1})
+                                         splits={"training": args.cases - 2, "validation": 1, "testing": 1})
 
     step(f"2/4 fine-tuning medsam2 (tiny: Hiera-tiny at 256, random init) for {args.epochs} x {args.iterations} iterations")
     run(config_file=configs, dataset_dir=str(out / "data"), max_epochs=args.epochs, val_interval=args.epochs,

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from monaiseg.engines.propagation import ObjectPrompt, memory_window, propagate_volume
+from monaiseg.engines.propagation import ObjectPrompt, _owns, memory_window, propagate_volume
 from monaiseg.networks.sam2_builder import build_sam2_segmenter
+from monaiseg.transforms.prompts import mask_box
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_propagation.py"
 
@@ -56,7 +57,7 @@ def test_long_volume_drops_outputs_and_still_matches(model):
     depth, key = 20, 1
     volume, label, _ = bench.make_case(size=64, depth=depth, objects=1)
     aorta = label == 5  # spans every slice: a prompt near the start gives a long forward pass
-    box = bench.mask_box(aorta[..., key])
+    box = mask_box(aorta[..., key])
     prompts = [ObjectPrompt(obj_id=5, frame=key, box=box)]
     ours, ref, ours_stored, ref_stored = _both(model, volume, prompts)
     assert torch.equal(ours, ref)
@@ -67,11 +68,6 @@ def test_long_volume_drops_outputs_and_still_matches(model):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="sam2's reverse pass starts at the earliest prompted frame by default, so the slices between it "
-    "and a later object's key slice (owned by the reverse pass) are never tracked for that object",
-)
 def test_every_owned_slice_is_tracked(model, monkeypatch):
     volume, _, prompts = bench.make_case(size=64, depth=10, objects=2)
     visited = {False: set(), True: set()}
@@ -86,5 +82,5 @@ def test_every_owned_slice_is_tracked(model, monkeypatch):
     propagate_volume(model, volume, prompts)
     for p in prompts:
         keys = [p.frame]
-        missing = [k for k in range(10) if k not in visited[bench._owns(keys, k, reverse=True)]]
+        missing = [k for k in range(10) if k not in visited[_owns(keys, k, reverse=True)]]
         assert not missing, f"object {p.obj_id} (key slice {p.frame}): slices {missing} never tracked"

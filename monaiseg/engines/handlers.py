@@ -68,7 +68,7 @@ class MetricsSummaryWriter:
                 summary["per_label"][name][metric] = float(details[:, c].nanmean())
         path = Path(self.filename)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         tmp.write_text(json.dumps(summary, indent=2))
         os.replace(tmp, path)
         logger.info("metrics summary written to %s", path)

@@ -7,8 +7,10 @@ frames are produced lazily from the input tensor, and per-frame tracking outputs
 can no longer use (older than its memory window) are dropped as tracking moves on, so memory
 does not grow with the number of slices beyond the label volume itself.
 
-Each frame of each object takes its mask from the direction whose nearest prompted frame is
-closer (ties: forward). Within a frame, overlapping objects go to the highest logit.
+The forward pass runs from the first prompted frame to the end, the backward pass from the last
+prompted frame to the start. Each frame of each object takes its mask from the direction whose
+nearest prompted frame is closer (ties: forward). Within a frame, overlapping objects go to the
+highest logit. Image features of prompted frames are computed once for both passes.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def prompts_to_json(prompts: Sequence[ObjectPrompt]) -> str:
         if p.mask is not None:
             item["mask"] = np.asarray(p.mask, dtype=np.uint8).tolist()
         items.append(item)
-    return json.dumps(items)
+    return json.dumps(items, default=lambda value: value.item())  # numpy scalars
 
 
 def prompts_from_json(text: str) -> list[ObjectPrompt]:
@@ -195,14 +197,14 @@ def propagate_volume(
     frames = LazyFrames(volume, model)
     window = memory_window(model)
     max_stored = 0
-    key_features: dict = {}  # image features of the last prompted frame, shared by both passes
+    key_features: dict = {}  # image features of the prompted frames, encoded once for both passes
+    starts = {False: min(p.frame for p in prompts), True: max(p.frame for p in prompts)}
     for reverse in (False, True):
         state = _new_state(model, frames, height, width, offload_to_cpu)
-        state["cached_features"] = dict(key_features)
+        state["kept_features"], state["keep_frames"] = key_features, {p.frame for p in prompts}
         for prompt in prompts:
             _add_prompt(model, state, prompt)
-        key_features = state["cached_features"]
-        for frame, obj_ids, masks in model.propagate_in_video(state, reverse=reverse):
+        for frame, obj_ids, masks in model.propagate_in_video(state, start_frame_idx=starts[reverse], reverse=reverse):
             logits = masks[:, 0].float().cpu()  # (objects, H, W)
             # objects whose mask on this frame belongs to this direction
             own = [i for i, obj in enumerate(obj_ids) if _owns(keys_per_obj[obj], frame, reverse)]

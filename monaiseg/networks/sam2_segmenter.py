@@ -87,9 +87,9 @@ class SAM2Segmenter(SAM2VideoPredictor):
         """Mask logits (B, M, H, W) at the input size and predicted IoU (B, M); M = 1 or 3."""
         batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
         multimask = self.multimask_output if multimask_output is None else multimask_output
-        image_embed, high_res = self.encode_images(images)
-        device = image_embed.device
+        device = self.pixel_mean.device
         prompt = self._prompt_points(batch, height, width, device, boxes, points, point_labels)
+        image_embed, high_res = self.encode_images(images)
         if prompt is None:  # SAM2's prompt-free decoding: one padding point
             prompt = torch.zeros(batch, 1, 2, device=device), -torch.ones(batch, 1, device=device, dtype=torch.int)
         if mask_inputs is not None:
@@ -112,14 +112,14 @@ class SAM2Segmenter(SAM2VideoPredictor):
         """Track through clips (B, 1|3, H, W, T) from prompts on frame 0 with SAM2's memory, as
         SAM2/MedSAM2 2025 train on short clips; differentiable. Returns logits (B, 1, H, W, T)."""
         batch, _, height, width, frames = clips.shape
+        prompt = self._prompt_points(batch, height, width, clips.device, boxes, points, point_labels)
+        if prompt is None:
+            raise ValueError("clip training needs a box or points on the first frame")
         images = clips.permute(0, 4, 1, 2, 3).reshape(batch * frames, clips.shape[1], height, width)
         train_encoder = torch.is_grad_enabled() and any(p.requires_grad for p in self.image_encoder.parameters())
         with torch.set_grad_enabled(train_encoder):
             backbone_out = self.forward_image(self.normalize_images(images))
         _, feats, pos_embeds, sizes = self._prepare_backbone_features(backbone_out)  # (HW, B*T, C) each
-        prompt = self._prompt_points(batch, height, width, clips.device, boxes, points, point_labels)
-        if prompt is None:
-            raise ValueError("clip training needs a box or points on the first frame")
         memory = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
         logits = []
         for t in range(frames):
@@ -146,6 +146,18 @@ class SAM2Segmenter(SAM2VideoPredictor):
         if torch.is_autocast_enabled(features.device.type):
             return features
         return features.to(self.pixel_mean.dtype)
+
+    def _get_image_feature(self, inference_state, frame_idx, batch_size):
+        """sam2's single-frame feature cache, plus features of the frames in
+        `inference_state["keep_frames"]` (the prompted ones) kept in `inference_state["kept_features"]`
+        for the whole run: sam2 would encode each prompted frame again after every cache miss."""
+        kept = inference_state.get("kept_features")
+        if kept is not None and frame_idx in kept:
+            inference_state["cached_features"] = {frame_idx: kept[frame_idx]}
+        features = super()._get_image_feature(inference_state, frame_idx, batch_size)
+        if kept is not None and frame_idx in inference_state.get("keep_frames", ()):
+            kept.setdefault(frame_idx, inference_state["cached_features"][frame_idx])
+        return features
 
     def _run_single_frame_inference(self, *args, **kwargs):
         out, masks = super()._run_single_frame_inference(*args, **kwargs)
