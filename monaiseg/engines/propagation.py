@@ -186,6 +186,7 @@ def propagate_volume(
         raise ValueError(f"propagation expects a (C, H, W, D) volume with C = 1 or 3, got {tuple(volume.shape)}")
     if not prompts:
         raise ValueError("propagation needs at least one prompt")
+    volume = volume.as_tensor() if hasattr(volume, "as_tensor") else volume  # MetaTensor: plain values
     height, width, depth = volume.shape[1:]
     for prompt in prompts:
         prompt.validate(depth, height, width)
