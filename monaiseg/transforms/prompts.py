@@ -167,7 +167,8 @@ def read_prompt_file(path: str | Path, shape: Sequence[int]) -> list[ObjectPromp
 
 
 class LoadPromptsd(MapTransform):
-    """Replace the prompt-file path under `keys` by its `ObjectPrompt` list, checked against `image_key`."""
+    """Replace the prompt-file path under `keys` by its `ObjectPrompt` list, checked against `image_key`
+    (values that are already prompt lists, e.g. from `KeySlicePromptsd`, are left as they are)."""
 
     def __init__(self, keys: KeysCollection = "prompts", image_key: str = "image", allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
@@ -177,7 +178,8 @@ class LoadPromptsd(MapTransform):
         d = dict(data)
         shape = tuple(d[self.image_key].shape[1:])
         for key in self.key_iterator(d):
-            d[key] = read_prompt_file(d[key], shape)
+            if not isinstance(d[key], list):
+                d[key] = read_prompt_file(d[key], shape)
         return d
 
 
