@@ -187,3 +187,26 @@ def test_torchrun_two_processes(synthetic_ct, tmp_path):
     assert "[rank1]" not in log or "Traceback" not in log
     assert (root / "models" / "model.pt").exists()
     assert log.count("train_loss:") == 2  # StatsHandler on rank 0 only: 2 iterations
+
+
+def test_inference_on_a_dicom_series(trained, tmp_path):
+    import itk
+    from monai.transforms import LoadImage
+
+    series = tmp_path / "series"
+    series.mkdir()
+    array = np.random.default_rng(0).normal(40, 100, (6, 20, 24)).astype(np.int16)  # (z, y, x)
+    image = itk.image_from_array(array)
+    image.SetSpacing((0.8, 0.7, 2.5))
+    writer = itk.ImageSeriesWriter[type(image), itk.Image[itk.SS, 2]].New(
+        Input=image, FileNames=[str(series / f"IM{k:04d}.dcm") for k in range(6)], ImageIO=itk.GDCMImageIO.New()
+    )
+    writer.Update()
+    prompts = write_prompts(tmp_path / "p.json", [{"label": 4, "slice": 3, "box": [2, 2, 15, 12]}])
+    run_bundle(["inference.json", "tiny.json"], bundle_root=str(trained), input_image=str(series),
+               input_prompts=str(prompts), output_dir=str(tmp_path / "out"))
+    out = nib.load(next((tmp_path / "out").glob("*_seg.nii.gz")))
+    src = LoadImage(image_only=True)(str(series))
+    assert out.shape == tuple(src.shape) == (24, 20, 6)
+    assert np.allclose(out.affine, src.affine.numpy())
+    assert set(np.unique(np.asarray(out.dataobj))) <= {0, 4}
