@@ -31,18 +31,6 @@ MANIFESTS = Path(__file__).resolve().parents[1].parent / "shared" / "checkpoint_
 SIZE = 256
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run this module single-threaded. torch's intra-op threads spin-wait, and on the shared
-    2-core test machine any other busy process made the 2-thread runs 5-7x slower (measured:
-    the 40-slice propagation took 189 s with 2 threads vs 18 s with 1 under the same load);
-    on an idle machine 1 thread costs at most 2x. The previous setting is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def manifest(name: str) -> dict:
     path = MANIFESTS / name
     if not path.is_file():
