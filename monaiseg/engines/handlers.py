@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -57,8 +58,6 @@ class MetricsSummaryWriter:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        import json
-
         summary: dict = {"num_cases": 0, "per_label": {name: {} for name in self.label_names}}
         for metric in self.metric_names:
             summary[metric] = float(engine.state.metrics[metric])
