@@ -73,7 +73,7 @@ def main() -> None:
     pred = np.asarray(pred_img.dataobj).astype(np.int32)
 
     step("4/4 scores (DSC, NSD at 2 mm) per organ")
-    spacing = [float(s) for s in nib.load(image_path).header.get_zooms()[:3]]
+    spacing = nib.load(image_path).header.get_zooms()[:3]
     scores = label_volume_scores(pred, gt, list(SYNTHETIC_CT_LABELS), spacing=spacing, tolerance_mm=2.0)
     print(f"{'organ':<14}{'DSC':>8}{'NSD':>8}")
     for value, name in SYNTHETIC_CT_LABELS.items():

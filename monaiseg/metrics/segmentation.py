@@ -133,6 +133,8 @@ def label_volume_scores(
             f"got {tuple(pred_t.shape)} and {tuple(gt_t.shape)}."
         )
     labels = [int(v) for v in labels]
+    spacing = [float(s) for s in np.ravel(spacing)]  # MONAI refuses numpy scalar types
+    spacing = spacing[0] if len(spacing) == 1 else spacing
     pred_1h = torch.stack([pred_t == v for v in labels])[None]  # (1, L, *spatial)
     gt_1h = torch.stack([gt_t == v for v in labels])[None]
     dsc = DiceScore(include_background=True)(pred_1h, gt_1h)[0]
