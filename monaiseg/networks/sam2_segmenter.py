@@ -112,9 +112,9 @@ class SAM2Segmenter(SAM2VideoPredictor):
         """Track through clips (B, 1|3, H, W, T) from prompts on frame 0 with SAM2's memory, as
         SAM2/MedSAM2 2025 train on short clips; differentiable. Returns logits (B, 1, H, W, T).
 
-        Where SAM2 judges the object absent (object score <= 0) it outputs a constant -1024 mask,
-        which gives no gradient; there the frame's logits are the object score itself, so a mask
-        loss also teaches the object score (raised where the label has the object, lowered where not).
+        SAM2's object-presence gate (object score <= 0 -> constant -1024 mask, no gradient) is
+        off while tracking a clip, so every frame's mask is decoded and trained (frames where the
+        object has ended learn empty masks); the presence head keeps its (pretrained) weights.
         """
         batch, _, height, width, frames = clips.shape
         prompt = self._prompt_points(batch, height, width, clips.device, boxes, points, point_labels)
@@ -127,20 +127,26 @@ class SAM2Segmenter(SAM2VideoPredictor):
         _, feats, pos_embeds, sizes = self._prepare_backbone_features(backbone_out)  # (HW, B*T, C) each
         memory = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
         logits = []
-        for t in range(frames):
-            index = torch.arange(batch, device=clips.device) * frames + t
-            frame_feats = [f[:, index] for f in feats]
-            point_inputs = {"point_coords": prompt[0], "point_labels": prompt[1]} if t == 0 else None
-            out, sam_outputs, _, _ = self._track_step(
-                t, t == 0, frame_feats, [p[:, index] for p in pos_embeds], sizes, point_inputs, None, memory, frames, False, None
-            )
-            _, _, _, low_res, high_res, obj_ptr, object_score = sam_outputs
-            out.update(pred_masks=low_res, pred_masks_high_res=high_res, obj_ptr=obj_ptr)
-            if t < frames - 1:
-                self._encode_memory_in_output(frame_feats, sizes, point_inputs, True, high_res, object_score, out)
-            memory["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = out
-            frame_logits = torch.where(object_score[:, :, None, None] > 0, high_res, object_score[:, :, None, None])
-            logits.append(F.interpolate(frame_logits, size=(height, width), mode="bilinear", align_corners=False))
+        gate, self.pred_obj_scores = self.pred_obj_scores, False
+        try:
+            for t in range(frames):
+                index = torch.arange(batch, device=clips.device) * frames + t
+                out = self.track_step(
+                    frame_idx=t,
+                    is_init_cond_frame=t == 0,
+                    current_vision_feats=[f[:, index] for f in feats],
+                    current_vision_pos_embeds=[p[:, index] for p in pos_embeds],
+                    feat_sizes=sizes,
+                    point_inputs={"point_coords": prompt[0], "point_labels": prompt[1]} if t == 0 else None,
+                    mask_inputs=None,
+                    output_dict=memory,
+                    num_frames=frames,
+                    run_mem_encoder=t < frames - 1,
+                )
+                memory["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = out
+                logits.append(F.interpolate(out["pred_masks_high_res"], size=(height, width), mode="bilinear", align_corners=False))
+        finally:
+            self.pred_obj_scores = gate
         return torch.stack(logits, dim=-1)
 
     def _memory_dtype(self, features: torch.Tensor) -> torch.Tensor:
