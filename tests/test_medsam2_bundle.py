@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MEDSAM2, SHARED, error_chain
+from conftest import MEDSAM2, SHARED
 
 CONFIGS = MEDSAM2 / "configs"
 SCHEMA = SHARED / "meta_schema_20240725.json"
@@ -258,3 +258,15 @@ def test_mlflow_tracking_against_a_real_server(synthetic_ct, tmp_path, mlflow_se
     assert "val_mean_dice" in runs[0].data.metrics
     assert "model.pt" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert not (tmp_path / "eval" / "mlflow.db").exists()  # nothing went to the local default store
+
+
+def test_inference_with_the_mr_override(trained, tmp_path):
+    volume = np.zeros((32, 32, 8), np.float32)
+    volume[4:28, 4:28] = np.random.default_rng(0).gamma(2.0, 300.0, (24, 24, 8))  # MR-like, zero background
+    image = tmp_path / "mr.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), image)
+    prompts = write_prompts(tmp_path / "p.json", [{"label": 1, "slice": 4, "box": [8, 8, 20, 20]}])
+    run_bundle(["inference.json", "mr.json", "tiny.json"], bundle_root=str(trained), input_image=str(image),
+               input_prompts=str(prompts), output_dir=str(tmp_path / "out"))
+    out = nib.load(tmp_path / "out" / "mr_seg.nii.gz")
+    assert out.shape == (32, 32, 8) and set(np.unique(np.asarray(out.dataobj))) <= {0, 1}

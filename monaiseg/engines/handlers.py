@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
+
+from monaiseg.data.datalist import atomic_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -16,15 +17,9 @@ logger = logging.getLogger(__name__)
 def save_model_atomic(network: torch.nn.Module, path: str | Path) -> Path:
     """Write `{'model': state_dict}` (plain tensors) to `path` via a temporary file and rename."""
     model = network.module if hasattr(network, "module") else network
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_outputs(path) as (tmp,):
         torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 class BestModelSaver:
@@ -65,9 +60,6 @@ class MetricsSummaryWriter:
             summary["num_cases"] = int(details.shape[0])
             for c, name in enumerate(self.label_names):
                 summary["per_label"][name][metric] = float(details[:, c].nanmean())
-        path = Path(self.filename)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, path)
-        logger.info("metrics summary written to %s", path)
+        with atomic_outputs(self.filename) as (tmp,):
+            tmp.write_text(json.dumps(summary, indent=2))
+        logger.info("metrics summary written to %s", self.filename)

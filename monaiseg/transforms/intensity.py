@@ -11,7 +11,6 @@ from collections.abc import Hashable, Mapping
 
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import (
     MapTransform,
     ScaleIntensityRange,
@@ -19,6 +18,8 @@ from monai.transforms import (
     ScaleIntensityRangePercentiles,
     ScaleIntensityRangePercentilesd,
 )
+
+from .meta import source_name
 
 
 class CTWindow(ScaleIntensityRange):
@@ -100,7 +101,5 @@ class CheckImaged(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            img = d[key]
-            name = img.meta.get("filename_or_obj", key) if isinstance(img, MetaTensor) else key
-            self.check(img, str(name))
+            self.check(d[key], source_name(d, key))
         return d

@@ -9,7 +9,7 @@ indices (i, j) as 3D Slicer reports them, so a box [i0, j0, i1, j1] is (x0, y0, 
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,7 @@ from monai.transforms import MapTransform, Randomizable
 
 from monaiseg.engines.propagation import ObjectPrompt
 
-
-def source_name(data: Mapping, key: Hashable) -> str:
-    """The file a tensor came from (MetaTensor meta), else the key."""
-    meta = getattr(data.get(key), "meta", None) or {}
-    return str(meta.get("filename_or_obj", key))
+from .meta import source_name
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:

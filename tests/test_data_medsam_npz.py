@@ -6,8 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import monaiseg.data.deeplesion as deeplesion
-from monaiseg.data.deeplesion import deeplesion_npz_to_nifti, load_deeplesion_npz
+import monaiseg.data.medsam_npz as deeplesion
+from monaiseg.data.medsam_npz import deeplesion_npz_to_nifti, load_deeplesion_npz
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deeplesion_ct"
 # file -> (D, H, W), in-plane spacing in mm; both have 5 mm slices
