@@ -15,8 +15,10 @@ _COLOURS = np.array(
 
 
 def overlay(image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
-    """RGB (H, W, 3) uint8: grey `image` (H, W) in [0, 1], `pred` labels filled, `gt` labels as white contours."""
-    rgb = np.repeat((np.clip(image, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    """RGB (H, W, 3) uint8: `image` (H, W) grey or (H, W, 3) RGB in [0, 1], `pred` labels filled,
+    `gt` labels as white contours."""
+    rgb = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    rgb = np.ascontiguousarray(rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=-1))
     for value in np.unique(pred[pred > 0]):
         colour = _COLOURS[(int(value) - 1) % len(_COLOURS)]
         mask = pred == value

@@ -119,3 +119,21 @@ def split_cases(
         splits[name] = [items[i] for i in sorted(order[start : start + count])]
         start += count
     return splits
+
+
+def datalist_items(datalist: str | os.PathLike, base_dir: str | os.PathLike, keys: Sequence[str],
+                   optional_keys: Sequence[str] = ()) -> list[dict]:
+    """Items of several datalist splits (e.g. cell data + mixed generic data), paths resolved
+    against ``base_dir`` as MONAI's ``load_decathlon_datalist`` does; a split in
+    ``optional_keys`` may be absent from the file, one in ``keys`` may not."""
+    from monai.data import load_decathlon_datalist
+
+    content = json.loads(Path(datalist).read_text())
+    items = []
+    for key in [*keys, *optional_keys]:
+        if key not in content and key in optional_keys:
+            continue
+        if key not in content:
+            raise ValueError(f"{datalist}: no {key!r} list (found {sorted(content)})")
+        items += load_decathlon_datalist(datalist, data_list_key=key, base_dir=base_dir)
+    return items

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def natural_key(name: str) -> list[int | str]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from sam2.build_sam import build_sam2_video_predictor
 
-from .checkpoint import load_state_dict_strict
+from .checkpoint import load_state_dict_strict, read_checkpoint
+from .sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +36,15 @@ def build_sam2_segmenter(
     checkpoint: str | Path | None = None,
     device: str | torch.device = "cpu",
     multimask_output: bool = False,
+    pixel_mean: float | Sequence[float] = IMAGENET_MEAN,
+    pixel_std: float | Sequence[float] = IMAGENET_STD,
 ):
     """A `SAM2Segmenter` (sam2.1 `size` in tiny/small/base_plus/large) for `image_size` inputs.
 
     `checkpoint`: an official `{'model': state_dict}` file (sam2.1_hiera_*.pt, MedSAM2_latest.pt,
     or one of ours), loaded with `weights_only=True` and strict keys; `None` (or "none"/"null"/"",
-    since the bundle CLI cannot pass None): random init.
+    since the bundle CLI cannot pass None): random init. `pixel_mean` / `pixel_std`: input
+    normalisation of [0, 1] intensities, one value or three (default ImageNet, as SAM2).
     """
     if isinstance(checkpoint, str) and checkpoint.strip().lower() in ("", "none", "null"):
         checkpoint = None
@@ -58,6 +63,7 @@ def build_sam2_segmenter(
     if not _has_sam2_extension():  # sam2 skips hole filling without its CUDA extension anyway (same masks)
         model.fill_hole_area = 0
     model.multimask_output = multimask_output
+    model.set_normalization(pixel_mean, pixel_std)
     if checkpoint is None:
         logger.warning("SAM2 %s built with RANDOM weights (checkpoint is null): for tests and smoke runs only", size)
     else:
@@ -67,20 +73,10 @@ def build_sam2_segmenter(
 
 def load_sam2_checkpoint(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
     """Load an official-layout `{'model': state_dict}` SAM2 checkpoint strictly (weights_only)."""
-    path = Path(path)
-    if not path.is_file():
-        hint = ""
-        if path.name == "model.pt":
-            hint = "; train the bundle first (configs/train.json) or set `checkpoint` to a released model"
-        elif path.parent.name == "models":
-            hint = f"; fetch it with: python -m monai.bundle download_large_files --bundle_path {path.parent.parent}"
-        raise FileNotFoundError(f"SAM2 checkpoint {path} not found{hint}")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"SAM2 checkpoint {path} cannot be read as a weights-only torch file: {exc}") from exc
-    if not isinstance(content, dict) or not isinstance(content.get("model"), dict):
-        keys = list(content)[:5] if isinstance(content, dict) else type(content).__name__
-        raise ValueError(f"SAM2 checkpoint {path} is not in the official {{'model': state_dict}} layout (found {keys})")
-    load_state_dict_strict(model, content["model"], source=str(path))
+    load_state_dict_strict(model, read_sam2_checkpoint(path), source=str(path))
     return model
+
+
+def read_sam2_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of a `{'model': state_dict}` SAM2 file (see `read_checkpoint`)."""
+    return read_checkpoint(path, "SAM2")

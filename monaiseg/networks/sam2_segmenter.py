@@ -5,11 +5,17 @@ keys and sam2's memory/tracking code is used unchanged) with a differentiable, b
 `forward` added for training and for `verify_net_in_out`.
 
 Input images are intensities in [0, 1], shape (B, C, H, W) with C = 1 (grey, repeated) or 3;
-the module resizes them to `image_size` and applies SAM2's ImageNet normalisation itself, so
-training, evaluation and propagation share one input definition.
+the module resizes them to `image_size` and normalises them itself ((x - pixel_mean) / pixel_std,
+SAM2's ImageNet statistics unless set otherwise), so training, evaluation and propagation share
+one input definition.
+
+Optional PEFT parts (see `peft_sam2.py`) keep the official keys: `density_encoder` (None by
+default, then absent from the state dict) adds a cell-density prompt to the dense prompt.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +31,8 @@ class SAM2Segmenter(SAM2VideoPredictor):
     Prompts are in pixel coordinates of the input image (x = column, y = row):
     `boxes` (B, 4) as (x0, y0, x1, y1); `points` (B, N, 2) as (x, y) with `point_labels`
     (B, N): 1 foreground, 0 background, -1 padding; `mask_inputs` (B, 1, H, W) logits.
-    Without any prompt the decoder runs on SAM2's "no prompt" padding point.
+    Without any prompt the decoder runs on SAM2's "no prompt" padding point. `density`
+    (B, 1, h, w) is a coarse density map for `density_encoder` (a `DensityPromptEncoder`).
     """
 
     multimask_output: bool = False
@@ -34,6 +41,24 @@ class SAM2Segmenter(SAM2VideoPredictor):
         super().__init__(**kwargs)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_module("density_encoder", None)
+
+    def set_normalization(self, mean: float | Sequence[float], std: float | Sequence[float]) -> None:
+        """Set the input normalisation (x - mean) / std on [0, 1] intensities: one value for all
+        three channels or one per channel (R, G, B)."""
+        values = []
+        for name, value in (("pixel_mean", mean), ("pixel_std", std)):
+            value = torch.as_tensor(value, dtype=torch.float64).flatten()
+            if value.numel() == 1:
+                value = value.expand(3)
+            if value.numel() != 3 or not torch.isfinite(value).all():
+                raise ValueError(f"{name} must be one finite value or three (R, G, B), got {value.tolist()}")
+            values.append(value)
+        if not (values[1] > 0).all():
+            raise ValueError(f"pixel_std must be > 0, got {values[1].tolist()}")
+        with torch.no_grad():
+            self.pixel_mean.copy_(values[0].view(1, 3, 1, 1))
+            self.pixel_std.copy_(values[1].view(1, 3, 1, 1))
 
     def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 1|3, H, W) in [0, 1] -> (B, 3, S, S) SAM2 input, S = image_size."""
@@ -83,9 +108,15 @@ class SAM2Segmenter(SAM2VideoPredictor):
         point_labels: torch.Tensor | None = None,
         mask_inputs: torch.Tensor | None = None,
         multimask_output: bool | None = None,
+        density: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits (B, M, H, W) at the input size and predicted IoU (B, M); M = 1 or 3."""
         batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+        if density is not None:
+            if self.density_encoder is None:
+                raise ValueError("a density map was given but the model has no density_encoder (density_prior off)")
+            if density.shape[0] != batch:
+                raise ValueError(f"density has batch {density.shape[0]}, the images {batch}")
         multimask = self.multimask_output if multimask_output is None else multimask_output
         device = self.pixel_mean.device
         prompt = self._prompt_points(batch, height, width, device, boxes, points, point_labels)
@@ -96,6 +127,8 @@ class SAM2Segmenter(SAM2VideoPredictor):
             mask_size = self.sam_prompt_encoder.mask_input_size
             mask_inputs = F.interpolate(mask_inputs.to(image_embed), size=mask_size, mode="bilinear", align_corners=False)
         sparse, dense = self.sam_prompt_encoder(points=prompt, boxes=None, masks=mask_inputs)
+        if density is not None:
+            dense = dense + self.density_encoder(density, dense.shape[-2:])
         low_res, iou, _, _ = self.sam_mask_decoder(
             image_embeddings=image_embed,
             image_pe=self.sam_prompt_encoder.get_dense_pe(),
@@ -108,16 +141,36 @@ class SAM2Segmenter(SAM2VideoPredictor):
         logits = F.interpolate(low_res, size=(height, width), mode="bilinear", align_corners=False)
         return logits, iou
 
-    def forward_clip(self, clips: torch.Tensor, boxes=None, points=None, point_labels=None) -> torch.Tensor:
+    def forward_clip(
+        self,
+        clips: torch.Tensor,
+        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        return_memory: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Track through clips (B, 1|3, H, W, T) from prompts on frame 0 with SAM2's memory, as
-        SAM2/MedSAM2 2025 train on short clips; differentiable. Returns logits (B, 1, H, W, T).
+        SAM2/MedSAM2 2025 train on short clips; differentiable. Returns logits (K, 1, H, W, T).
+
+        K, the number of prompt rows (boxes (K, 4), points (K, N, 2)), equals B, or B = 1 and
+        K objects are tracked in the one clip: its frames are encoded once and the features
+        shared by the K objects.
+
+        With `return_memory` the memory encoder also runs on the last frame and
+        `(logits, memory)` is returned: memory (K, C_mem, S/16, S/16, T), S = image_size, holds
+        each frame's `maskmem_features` (differentiable, in the model dtype), e.g. for a
+        temporal loss.
 
         SAM2's object-presence gate (object score <= 0 -> constant -1024 mask, no gradient) is
         off while tracking a clip, so every frame's mask is decoded and trained (frames where the
         object has ended learn empty masks); the presence head keeps its (pretrained) weights.
         """
         batch, _, height, width, frames = clips.shape
-        prompt = self._prompt_points(batch, height, width, clips.device, boxes, points, point_labels)
+        prompt_rows = next((len(p) for p in (boxes, points) if p is not None), batch)
+        if batch not in (1, prompt_rows):
+            raise ValueError(f"{prompt_rows} prompt rows for a batch of {batch} clips: give one per clip, "
+                             "or one clip with any number of objects")
+        prompt = self._prompt_points(prompt_rows, height, width, clips.device, boxes, points, point_labels)
         if prompt is None:
             raise ValueError("clip training needs a box or points on the first frame")
         images = clips.permute(0, 4, 1, 2, 3).reshape(batch * frames, clips.shape[1], height, width)
@@ -125,12 +178,15 @@ class SAM2Segmenter(SAM2VideoPredictor):
         with torch.set_grad_enabled(train_encoder):
             backbone_out = self.forward_image(self.normalize_images(images))
         _, feats, pos_embeds, sizes = self._prepare_backbone_features(backbone_out)  # (HW, B*T, C) each
+        # the clip each object is tracked in: its own, or clip 0 for all (frames encoded once)
+        clip_of_object = torch.arange(prompt_rows, device=clips.device) if batch > 1 else clips.new_zeros(
+            prompt_rows, dtype=torch.long)
         memory = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
-        logits = []
+        logits, memories = [], []
         gate, self.pred_obj_scores = self.pred_obj_scores, False
         try:
             for t in range(frames):
-                index = torch.arange(batch, device=clips.device) * frames + t
+                index = clip_of_object * frames + t
                 out = self.track_step(
                     frame_idx=t,
                     is_init_cond_frame=t == 0,
@@ -141,12 +197,16 @@ class SAM2Segmenter(SAM2VideoPredictor):
                     mask_inputs=None,
                     output_dict=memory,
                     num_frames=frames,
-                    run_mem_encoder=t < frames - 1,
+                    run_mem_encoder=return_memory or t < frames - 1,
                 )
                 memory["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = out
                 logits.append(F.interpolate(out["pred_masks_high_res"], size=(height, width), mode="bilinear", align_corners=False))
+                if return_memory:
+                    memories.append(out["maskmem_features"].to(self.pixel_mean.dtype))
         finally:
             self.pred_obj_scores = gate
+        if return_memory:
+            return torch.stack(logits, dim=-1), torch.stack(memories, dim=-1)
         return torch.stack(logits, dim=-1)
 
     def _memory_dtype(self, features: torch.Tensor) -> torch.Tensor:
@@ -178,9 +238,15 @@ class SAM2Segmenter(SAM2VideoPredictor):
         features, pos_enc = super()._run_memory_encoder(*args, **kwargs)
         return self._memory_dtype(features), pos_enc
 
-    def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor | dict[str, torch.Tensor]:  # type: ignore[override]
         """Mask logits (B, M, H, W) for images (B, 1|3, H, W) in [0, 1] (prompts as in
-        `predict_masks`), or (B, 1, H, W, T) for clips (B, 1|3, H, W, T) (see `forward_clip`)."""
+        `predict_masks`), or (K, 1, H, W, T) for clips (B, 1|3, H, W, T) (see `forward_clip`);
+        clips with `return_memory=True` give {"logits": (K, 1, H, W, T), "memory": (K, C, h, w, T)}."""
         if images.ndim == 5:
+            if prompts.get("return_memory"):
+                logits, memory = self.forward_clip(images, **prompts)
+                return {"logits": logits, "memory": memory}
             return self.forward_clip(images, **prompts)
+        if prompts.pop("return_memory", False):
+            raise ValueError("return_memory needs clips shaped (B, 1|3, H, W, T)")
         return self.predict_masks(images, **prompts)[0]

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fnmatch import fnmatchcase
 
 import torch
 
 
-def freeze_except(model: torch.nn.Module, trainable: Sequence[str] | None) -> torch.nn.Module:
-    """Train only parameters whose name starts with one of `trainable` (None: train everything).
+def _matches(name: str, pattern: str) -> bool:
+    """fnmatch for a glob pattern (with *, ? or [), else a name prefix."""
+    if any(c in pattern for c in "*?["):
+        return fnmatchcase(name, pattern)
+    return name.startswith(pattern)
 
-    Raises ValueError when a prefix matches no parameter (a typo would silently freeze all).
+
+def freeze_except(model: torch.nn.Module, trainable: Sequence[str] | None) -> torch.nn.Module:
+    """Train only parameters matching one of `trainable` (None: train everything).
+
+    A pattern with `*`, `?` or `[` is an fnmatch glob on the full parameter name (`*` also
+    crosses dots: "*.lora_*", "sam_mask_decoder.*.adapter.*"); any other pattern is a name
+    prefix ("memory_encoder"). Raises ValueError when a pattern matches no parameter (a typo
+    would silently freeze all), changing nothing.
     """
     if trainable is None:
         model.requires_grad_(True)
         return model
-    prefixes = tuple(trainable)
+    patterns = [trainable] if isinstance(trainable, str) else list(trainable)
     names = [name for name, _ in model.named_parameters()]
-    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    unknown = [p for p in patterns if not any(_matches(n, p) for n in names)]
     if unknown:
-        raise ValueError(f"trainable prefixes {unknown} match no parameter of {type(model).__name__}")
+        raise ValueError(f"trainable patterns {unknown} match no parameter of {type(model).__name__}")
     for name, param in model.named_parameters():
-        param.requires_grad_(name.startswith(prefixes))
+        param.requires_grad_(any(_matches(name, p) for p in patterns))
     return model
 
 

@@ -1,8 +1,11 @@
 """Transforms that MONAI lacks."""
 
+from .cells import CLAHE, CheckMaskValuesd, CLAHEd, DensityMapd, LoadCTCd, RandCellTracksd, RandElasticd
 from .intensity import CheckImaged, CTWindow, CTWindowd, MRPercentileNormalize, MRPercentileNormalized
 from .prompts import (
+    InstanceBoxesd,
     KeySlicePromptsd,
+    LoadBoxesd,
     LoadPromptsd,
     RandBoxPromptd,
     RandClipd,
@@ -11,4 +14,5 @@ from .prompts import (
     mask_box,
     read_prompt_file,
 )
-from .video import LoadVideod, SaveMaskFramesd
+from .overlay import SaveOverlayd
+from .video import LoadVideod, SaveMaskFramesd, SaveTracksd

@@ -78,6 +78,55 @@ class RandBoxPromptd(Randomizable, MapTransform):
         return d
 
 
+class InstanceBoxesd(MapTransform):
+    """Boxes of every object of a 2D instance map (1, H, W) -> `box_key` (K, 4) float32, objects in
+    increasing id order (instance evaluation: one box prompt per cell). An empty map gives (0, 4)."""
+
+    def __init__(self, keys: KeysCollection = "label", box_key: str = "boxes"):
+        super().__init__(keys)
+        self.box_key = box_key
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        key = self.first_key(d)
+        label = np.asarray(torch.as_tensor(d[key]).cpu())
+        if label.ndim != 3 or label.shape[0] != 1:
+            raise ValueError(f"{source_name(d, key)}: instance boxes need a (1, H, W) label, got shape {label.shape}")
+        ids = [v for v in np.unique(label[0]) if v > 0]
+        boxes = [mask_box(label[0] == v) for v in ids]
+        d[self.box_key] = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+        return d
+
+
+class LoadBoxesd(MapTransform):
+    """Read a JSON file of boxes `[[x0, y0, x1, y1], ...]` (pixels of the 2D image as a viewer
+    shows it: x = column, y = row) into `keys` (K, 4) in the coordinates of the loaded array
+    (MONAI loads PNG/BMP x first, (C, X, Y), so x and y swap; see `ijk_to_xy`). Boxes outside the
+    image or not (x0, y0, x1, y1) raise one error naming the file. A missing key passes through."""
+
+    def __init__(self, keys: KeysCollection = "boxes", image_key: str = "image"):
+        super().__init__(keys, allow_missing_keys=True)
+        self.image_key = image_key
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = d[key]
+            if not isinstance(path, (str, Path)):
+                continue
+            size_x, size_y = d[self.image_key].shape[1:3]
+            try:
+                boxes = np.asarray(json.loads(Path(path).read_text()), dtype=np.float32).reshape(-1, 4)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{path}: not a JSON list of [x0, y0, x1, y1] boxes ({exc})") from exc
+            for x0, y0, x1, y1 in boxes:
+                if not (0 <= x0 <= x1 < size_x and 0 <= y0 <= y1 < size_y):
+                    raise ValueError(f"{path}: box {[float(v) for v in (x0, y0, x1, y1)]} is outside the "
+                                     f"{size_x}x{size_y} image or not (x0, y0, x1, y1)")
+            d[key] = torch.as_tensor(np.asarray([ijk_to_xy(b) for b in boxes], dtype=np.float32).reshape(-1, 4))
+        return d
+
+
 def key_slice(mask: np.ndarray) -> int:
     """The slice k of an (I, J, K) mask with the largest area; ties: nearest the object's middle."""
     areas = mask.reshape(-1, mask.shape[-1]).sum(0)
@@ -92,15 +141,18 @@ class KeySlicePromptsd(MapTransform):
 
     Writes a list of `ObjectPrompt` to `prompts_key`. `labels`: which objects (default: all
     values > 0 present); a requested label absent from the file raises unless `allow_missing`
-    (evaluation: absent objects are simply not prompted).
+    (evaluation: absent objects are simply not prompted). `first_frame=True` (tracking a video
+    from its start): boxes on frame 0 for the objects present there, the others are not prompted.
     """
 
     def __init__(self, keys: KeysCollection = "label", prompts_key: str = "prompts",
-                 labels: Sequence[int] | None = None, allow_missing: bool = False, allow_missing_keys: bool = False):
+                 labels: Sequence[int] | None = None, allow_missing: bool = False, allow_missing_keys: bool = False,
+                 first_frame: bool = False):
         super().__init__(keys, allow_missing_keys)
         self.prompts_key = prompts_key
         self.labels = None if labels is None else [int(v) for v in labels]
         self.allow_missing = allow_missing
+        self.first_frame = first_frame
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
@@ -110,7 +162,7 @@ class KeySlicePromptsd(MapTransform):
         label = np.asarray(torch.as_tensor(d[key]).cpu())[0]
         if label.ndim != 3:
             raise ValueError(f"{source_name(d, key)}: key-slice prompts need a 3D label, got shape {label.shape}")
-        present = sorted(int(v) for v in np.unique(label) if v > 0)
+        present = sorted(int(v) for v in np.unique(label[..., 0] if self.first_frame else label) if v > 0)
         wanted = present if self.labels is None else self.labels
         missing = [v for v in wanted if v not in present]
         if missing and not self.allow_missing:
@@ -121,7 +173,7 @@ class KeySlicePromptsd(MapTransform):
         for value in wanted:
             if value in present:
                 mask = label == value
-                k = key_slice(mask)
+                k = 0 if self.first_frame else key_slice(mask)
                 prompts.append(ObjectPrompt(obj_id=value, frame=k, box=mask_box(mask[..., k])))
         d[self.prompts_key] = prompts
         return d

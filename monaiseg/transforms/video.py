@@ -6,6 +6,7 @@ prompt file format of volumes applies unchanged: a box [i0, j0, i1, j1] is [x0, 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,7 +30,10 @@ class LoadVideod(MapTransform):
         for key in self.key_iterator(d):
             frames, fps, names = read_video(d[key])  # (T, H, W, 3) uint8
             volume = torch.from_numpy(frames).permute(3, 2, 1, 0).float() / 255.0
-            d[key] = MetaTensor(volume, meta={"filename_or_obj": str(d[key]), "frame_names": names, "fps": fps})
+            meta = {"filename_or_obj": str(d[key]), "frame_names": names}
+            if fps is not None:  # frame folders have none (and None does not collate)
+                meta["fps"] = fps
+            d[key] = MetaTensor(volume, meta=meta)
         return d
 
 
@@ -47,4 +51,28 @@ class SaveMaskFramesd(MapTransform):
             masks = np.asarray(torch.as_tensor(d[key]).detach().cpu())[0].transpose(2, 1, 0)  # (T, H, W)
             name = Path(str(meta["filename_or_obj"])).stem
             write_mask_frames(masks.astype(np.uint8), self.output_dir / name, list(meta["frame_names"]))
+        return d
+
+
+class SaveTracksd(MapTransform):
+    """Write tracked cell ids (1, W, H, T) in the Cell Tracking Challenge result layout:
+    `<output_dir>/<video name>_RES/maskNNN.tif` + `res_track.txt` (replacing an earlier result)."""
+
+    def __init__(self, keys: KeysCollection = "pred", output_dir: str = "./eval", source_key: str = "image"):
+        super().__init__(keys)
+        self.output_dir, self.source_key = Path(output_dir), source_key
+
+    def __call__(self, data: Mapping) -> dict:
+        from monaiseg.data.ctc import write_ctc_result
+
+        d = dict(data)
+        name = Path(str(d[self.source_key].meta["filename_or_obj"])).stem
+        for key in self.key_iterator(d):
+            tracks = np.asarray(torch.as_tensor(d[key]).detach().cpu())[0].transpose(2, 1, 0).astype(np.int32)
+            target = self.output_dir / f"{name}_RES"
+            staging = self.output_dir / f".{name}_RES.new"
+            shutil.rmtree(staging, ignore_errors=True)
+            write_ctc_result(staging, tracks)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
         return d
