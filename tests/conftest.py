@@ -29,3 +29,13 @@ def synthetic_ct(tmp_path_factory) -> Path:
     make_synthetic_ct_dataset(root, num_cases=8, shape=(48, 48, 16), seed=3,
                               splits={"training": 4, "validation": 2, "testing": 2})
     return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_cells(tmp_path_factory) -> Path:
+    """Synthetic blood-cell data: 10 smears (128x128), 3 CTC videos of 6 frames, 2 generic scenes."""
+    from monaiseg.data import make_synthetic_cell_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_cells") / "cells"
+    make_synthetic_cell_dataset(root, num_images=10, num_videos=3, shape=(128, 128), video_frames=6, seed=1, num_generic=2)
+    return root

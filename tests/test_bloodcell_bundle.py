@@ -1,0 +1,217 @@
+"""The bloodcell_sam2 bundle end to end: contract checks, both training stages, evaluation
+(Tables 1/2 and tracking), inference on images and videos, ablations, bad input, real WBC data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO, SHARED
+
+BUNDLE = REPO / "bundles" / "bloodcell_sam2"
+CONFIGS = BUNDLE / "configs"
+SCHEMA = SHARED / "meta_schema_20240725.json"
+WBC = SHARED / "data" / "wbc_cellavision"
+TRAIN = ["train.json"]
+VIDEO = ["train.json", "train_video.json"]
+
+
+def bundle_cli(configs: list[str], root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`python -m monai.bundle run` with the tiny override, models/eval under `root`."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(CONFIGS / c) for c in [*configs, "tiny.json"]]),
+           "--bundle_root", str(BUNDLE), "--ckpt_dir", str(root / "models"), "--output_dir", str(root / "eval"),
+           "--logging_file", str(CONFIGS / "logging.conf"), *args]
+    proc = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_cells, tmp_path_factory):
+    """Stage 1 (images, MLflow tracked) then stage 2 (videos) on synthetic data; returns the root."""
+    root = tmp_path_factory.mktemp("bloodcell")
+    bundle_cli(TRAIN, root, "--dataset_dir", str(synthetic_cells), "--tracking", "mlflow",
+               "--tracking_uri", f"sqlite:///{root}/mlflow.db")
+    bundle_cli(VIDEO, root, "--dataset_dir", str(synthetic_cells))
+    return root
+
+
+@pytest.mark.skipif(not SCHEMA.exists(), reason="offline metadata schema copy (../shared) not present")
+def test_verify_metadata(tmp_path):
+    subprocess.run([sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
+                    "--filepath", str(SCHEMA)], cwd=tmp_path, check=True, capture_output=True)
+
+
+def test_contract_files_and_json_format():
+    for name in ["metadata.json", "train.json", "evaluate.json", "inference.json", "multi_gpu_train.json", "logging.conf",
+                 "tiny.json", "train_video.json", "evaluate_video.json", "inference_video.json"]:
+        assert (CONFIGS / name).is_file(), name
+    for name in ["LICENSE", "large_files.yml", "docs/README.md"]:
+        assert (BUNDLE / name).is_file(), name
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    assert meta["version"] in meta["changelog"]
+    for path in [*CONFIGS.glob("*.json"), *CONFIGS.glob("ablations/*.json")]:
+        text = path.read_text()
+        assert text == json.dumps(json.loads(text), indent=4) + "\n", f"{path.name} is not formatted with 4-space indent"
+
+
+def test_ablations_are_one_switch_each():
+    names = sorted(p.stem for p in (CONFIGS / "ablations").glob("*.json"))
+    assert [n.split("_")[0] for n in names] == [f"abl{i}" for i in range(1, 8)]
+    train = json.loads((CONFIGS / "train.json").read_text()) | json.loads((CONFIGS / "train_video.json").read_text())
+    for name in names:
+        override = json.loads((CONFIGS / "ablations" / f"{name}.json").read_text())
+        assert override.pop("ablation").startswith(f"Abl-{name[3]}")
+        assert set(override) <= set(train), f"{name} sets keys the bundle does not have: {set(override) - set(train)}"
+
+
+def test_verify_net_in_out(tmp_path):
+    cmd = [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "--net_id", "network_def", "--meta_file",
+           str(CONFIGS / "metadata.json"), "--config_file", str([str(CONFIGS / "inference.json"), str(CONFIGS / "tiny.json")]),
+           "--checkpoint", "none", "--bundle_root", str(BUNDLE)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_stage_training_checkpoints(trained):
+    from monaiseg.networks import build_peft_sam2, is_peft_key
+
+    models = trained / "models"
+    stage1 = torch.load(models / "model_stage1.pt", weights_only=True)["model"]
+    final = torch.load(models / "model.pt", weights_only=True)["model"]
+    peft = torch.load(models / "model_peft.pt", weights_only=True)["model"]
+    assert peft and all(is_peft_key(k) for k in peft)
+    assert set(stage1) == set(final)
+    changed = {k for k in final if not torch.equal(final[k], stage1[k])}
+    assert any(k.startswith("memory_encoder.") for k in changed), "stage 2 trains the memory encoder"
+    frozen = [k for k in changed if not (k.startswith("memory_encoder.") or is_peft_key(k))]
+    assert not frozen, f"frozen weights changed in stage 2: {frozen[:5]}"
+    assert all(torch.equal(final[k], peft[k]) for k in peft), "adapter-only file = the PEFT part of the final model"
+    model = build_peft_sam2("tiny", 128, checkpoint=str(models / "model.pt"), lora_rank=16, lora_alpha=32)  # strict load
+    assert torch.equal(model.state_dict()["memory_encoder.fuser.layers.0.dwconv.weight"],
+                       final["memory_encoder.fuser.layers.0.dwconv.weight"])
+
+
+def test_training_is_tracked_in_mlflow(trained):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{trained}/mlflow.db")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert runs
+    run = runs[0]
+    assert 0 < float(run.data.params["params_trainable_percent"]) < 5
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
+    assert "val_mean_dice" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model.pt", "model_peft.pt"} <= artifacts
+
+
+def test_evaluate_writes_tables(trained, synthetic_cells):
+    bundle_cli(["train.json", "evaluate.json"], trained, "--dataset_dir", str(synthetic_cells))
+    summary = json.loads((trained / "eval" / "summary.json").read_text())
+    for metric in ("val_mean_dice", "val_mean_iou", "val_boundary_f1"):
+        assert 0 <= summary[metric] <= 1
+    testing = json.loads((synthetic_cells / "datalist.json").read_text())["testing"]
+    assert summary["num_images"] == len(testing) and summary["fps"] > 0
+    assert summary["parameters"]["total"] > summary["parameters"]["trainable"] > 0
+    names = {json.loads((synthetic_cells / "datalist.json").read_text())["cell_types"][str(i["cell_type"])] for i in testing}
+    assert names | {"macro"} == set(summary["per_cell_type"])
+    assert (trained / "eval" / "cell_types.csv").read_text().splitlines()[0].startswith("cell_type,")
+    assert len((trained / "eval" / "val_mean_dice_raw.csv").read_text().splitlines()) == len(testing) + 1
+
+    bundle_cli(["train.json", "train_video.json", "evaluate_video.json"], trained, "--dataset_dir", str(synthetic_cells))
+    tracking = json.loads((trained / "eval" / "tracking.json").read_text())
+    videos = json.loads((synthetic_cells / "datalist.json").read_text())["testing_videos"]
+    assert tracking["num_videos"] == len(videos) and 0 <= tracking["mean_tra"] <= 1
+    name = Path(videos[0]["image"]).name
+    masks = sorted((trained / "eval" / "tracking" / f"{name}_RES").glob("mask*.tif"))
+    assert len(masks) == 6 and (trained / "eval" / "tracking" / f"{name}_RES" / "res_track.txt").is_file()
+
+
+def test_inference_images_with_boxes_and_overlays(trained, synthetic_cells, tmp_path):
+    image = synthetic_cells / "images" / "smear_000.png"
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([[10, 20, 60, 70], [70, 70, 120, 110]]))
+    out = tmp_path / "out"
+    bundle_cli(["inference.json"], trained, "--input_image", str(image), "--input_boxes", str(boxes),
+               "--save_overlays", "true", "--output_dir", str(out), "--checkpoint", str(trained / "models" / "model.pt"))
+    pred = np.asarray(Image.open(out / "smear_000_cells.png"))
+    assert pred.shape == np.asarray(Image.open(image)).shape[:2]
+    assert set(np.unique(pred)) <= {0, 1, 2}
+    assert (out / "smear_000_overlay.png").is_file()
+
+
+def test_inference_video_keeps_cell_ids(trained, synthetic_cells, tmp_path):
+    from monaiseg.data.ctc import read_ctc_frames
+
+    out = tmp_path / "out"
+    video = synthetic_cells / "videos" / "01"
+    bundle_cli(["inference.json", "inference_video.json"], trained, "--input_video", str(video), "--output_dir", str(out),
+               "--checkpoint", str(trained / "models" / "model.pt"))
+    masks = [np.asarray(Image.open(p)) for p in sorted((out / "01_RES").glob("mask*.tif"))]
+    assert len(masks) == 6 and masks[0].shape == read_ctc_frames(video).shape[1:3]
+    track_lines = (out / "01_RES" / "res_track.txt").read_text().split("\n")
+    ids = {int(line.split()[0]) for line in track_lines if line.strip()}
+    assert ids == set(np.unique(np.stack(masks))) - {0}, "every id in the masks is a track of res_track.txt"
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "I;16"])
+def test_inference_refuses_bad_images_without_outputs(trained, tmp_path, mode):
+    image = tmp_path / f"bad_{mode.replace(';', '')}.png"
+    if mode == "RGBA":
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 4), dtype=np.uint8), "RGBA").save(image)
+    else:
+        Image.fromarray(np.random.default_rng(0).integers(0, 60000, (64, 64)).astype(np.uint16)).save(image)
+    out = tmp_path / "out"
+    proc = bundle_cli(["inference.json"], trained, "--input_image", str(image), "--output_dir", str(out),
+                      "--checkpoint", str(trained / "models" / "model.pt"), check=False)
+    assert proc.returncode != 0
+    assert str(image) in proc.stderr and ("4 channels" in proc.stderr or "bit depth" in proc.stderr)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_inference_refuses_box_outside_image(trained, synthetic_cells, tmp_path):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([[10, 20, 600, 70]]))
+    proc = bundle_cli(["inference.json"], trained, "--input_image", str(synthetic_cells / "images" / "smear_000.png"),
+                      "--input_boxes", str(boxes), "--output_dir", str(tmp_path / "out"), check=False)
+    assert proc.returncode != 0 and str(boxes) in proc.stderr and "outside" in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_ablation_script_writes_table4(synthetic_cells, tmp_path):
+    out = tmp_path / "ablations"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "run_ablations.py"), "--dataset", str(synthetic_cells),
+                           "--out", str(out), "--ablations", "full", "abl7_zero_shot", "--override", "configs/tiny.json"],
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out / "table4.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["ablation", "description", "trainable_percent", "mdice", "tra", "boundary_f1", "training_time_s"]
+        full, zero_shot = list(reader)
+    assert full["ablation"] == "full" and zero_shot["ablation"] == "abl7_zero_shot"
+    assert float(full["trainable_percent"]) > 0 and float(full["training_time_s"]) > 0
+    assert float(zero_shot["trainable_percent"]) == 0 and float(zero_shot["training_time_s"]) < 1
+    assert "| Abl-7" in (out / "table4.md").read_text()
+
+
+@pytest.mark.skipif(not WBC.exists(), reason="real WBC sample data (../shared/data) not present")
+def test_real_wbc_images(tmp_path):
+    from monaiseg.data.cells import prepare_wbc
+
+    dataset = tmp_path / "wbc"
+    prepare_wbc(WBC, dataset)
+    bundle_cli(TRAIN, tmp_path, "--dataset_dir", str(dataset), "--video_data_keys", "[]")
+    bundle_cli(["train.json", "evaluate.json"], tmp_path, "--dataset_dir", str(dataset))
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["num_images"] == 15 and 0 <= summary["val_mean_dice"] <= 1
+    assert set(summary["per_cell_type"]) - {"macro"} <= {"neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil"}
