@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="large", help="sam2.1 size: tiny, small, base_plus, large")
     parser.add_argument("--image-size", type=int, default=1024)
-    parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument("--lora-rank", type=int, default=16)
     parser.add_argument("--lora-blocks", type=int, default=4)
     parser.add_argument("--adapter-dim", type=int, default=32)
     args = parser.parse_args()

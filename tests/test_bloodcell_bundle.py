@@ -215,3 +215,24 @@ def test_real_wbc_images(tmp_path):
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["num_images"] == 15 and 0 <= summary["val_mean_dice"] <= 1
     assert set(summary["per_cell_type"]) - {"macro"} <= {"neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil"}
+
+
+@pytest.mark.parametrize("stage", [TRAIN, VIDEO], ids=["images", "videos"])
+def test_torchrun_two_processes(trained, synthetic_cells, tmp_path, stage):
+    """Both stages under torchrun (gloo on CPU): rank 0 alone logs and saves."""
+    import os
+    import shutil
+
+    shutil.copytree(trained / "models", tmp_path / "models")  # stage 2 starts from stage 1's checkpoint
+    stamp = (tmp_path / "models" / "model.pt").stat().st_mtime_ns
+    files = [str(CONFIGS / c) for c in [*stage, "multi_gpu_train.json", "tiny.json"]]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "monai.bundle", "run",
+           "--config_file", str(files), "--bundle_root", str(BUNDLE), "--ckpt_dir", str(tmp_path / "models"),
+           "--output_dir", str(tmp_path / "eval"), "--dataset_dir", str(synthetic_cells),
+           "--logging_file", str(CONFIGS / "logging.conf")]
+    proc = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    log = proc.stdout + proc.stderr
+    assert log.count("train_loss:") == 2  # StatsHandler on rank 0 only: 2 iterations
+    assert (tmp_path / "models" / "model.pt").stat().st_mtime_ns > stamp

@@ -29,7 +29,8 @@ class BoxPainter(torch.nn.Module):
     """Stub segmenter: each box -> logits +5 inside, -5 outside; no prompt -> two fixed blobs."""
 
     def predict_masks(self, images, boxes=None, density=None):
-        batch, _, height, width = images.shape
+        _, _, height, width = images.shape
+        batch = images.shape[0] if boxes is None else len(boxes)
         logits = torch.full((batch, 1, height, width), -5.0)
         if boxes is None:
             logits[:, :, 2:5, 2:5] = 5

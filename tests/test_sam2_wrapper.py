@@ -153,6 +153,17 @@ def test_forward_shapes_for_every_prompt_kind(model, images):
 
 
 @torch.no_grad()
+def test_one_image_several_objects_shares_features(model, images):
+    boxes = torch.tensor([[10.0, 20.0, 60.0, 80.0], [30.0, 5.0, 90.0, 40.0], [0.0, 0.0, 119.0, 99.0]])
+    shared, shared_iou = model.predict_masks(images[:1], boxes=boxes)
+    repeated, repeated_iou = model.predict_masks(images[:1].expand(3, -1, -1, -1), boxes=boxes)
+    assert shared.shape == (3, 1, 100, 120)
+    assert torch.allclose(shared, repeated, atol=1e-4) and torch.allclose(shared_iou, repeated_iou, atol=1e-5)
+    with pytest.raises(ValueError, match="3 prompt rows for a batch of 2 images"):
+        model.predict_masks(images[:2], boxes=boxes)
+
+
+@torch.no_grad()
 def test_multimask_gives_three_masks(model, images):
     boxes = torch.tensor([[10.0, 20.0, 60.0, 80.0]])
     logits, iou = model.predict_masks(images[:1], boxes=boxes, multimask_output=True)

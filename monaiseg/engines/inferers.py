@@ -67,8 +67,7 @@ class InstancePromptInferer(Inferer):
                 components, _ = ndimage.label((logits[0, 0] > 0).cpu().numpy())
                 out[b, 0] = torch.as_tensor(components, dtype=torch.float32).to(out.device)
                 continue
-            dens = None if dens is None else dens.expand(len(rows), -1, -1, -1)
-            logits = model.predict_masks(image.expand(len(rows), -1, -1, -1), boxes=rows, density=dens)[0]
+            logits = model.predict_masks(image, boxes=rows, density=dens)[0]  # image encoded once for all rows
             out[b, 0] = instance_ids(logits).to(out.device)
         return out
 

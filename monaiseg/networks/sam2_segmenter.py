@@ -110,17 +110,29 @@ class SAM2Segmenter(SAM2VideoPredictor):
         multimask_output: bool | None = None,
         density: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mask logits (B, M, H, W) at the input size and predicted IoU (B, M); M = 1 or 3."""
-        batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+        """Mask logits (K, M, H, W) at the input size and predicted IoU (K, M); M = 1 or 3.
+
+        K = B, or B = 1 and K prompt rows (boxes (K, 4), points (K, N, 2)): several objects in one
+        image, whose features are then computed once and shared (density: (1 or K, 1, h, w)).
+        """
+        height, width = images.shape[-2], images.shape[-1]
+        batch = next((len(p) for p in (boxes, points) if p is not None), images.shape[0])
+        if images.shape[0] not in (1, batch):
+            raise ValueError(f"{batch} prompt rows for a batch of {images.shape[0]} images: give one per image, "
+                             "or one image with any number of objects")
         if density is not None:
             if self.density_encoder is None:
                 raise ValueError("a density map was given but the model has no density_encoder (density_prior off)")
-            if density.shape[0] != batch:
-                raise ValueError(f"density has batch {density.shape[0]}, the images {batch}")
+            if density.shape[0] not in (1, batch):
+                raise ValueError(f"density has batch {density.shape[0]}, the images {images.shape[0]} with {batch} prompt rows")
+            density = density.expand(batch, -1, -1, -1)
         multimask = self.multimask_output if multimask_output is None else multimask_output
         device = self.pixel_mean.device
         prompt = self._prompt_points(batch, height, width, device, boxes, points, point_labels)
         image_embed, high_res = self.encode_images(images)
+        if images.shape[0] != batch:  # one image, several objects: share its features
+            image_embed = image_embed.expand(batch, -1, -1, -1)
+            high_res = [f.expand(batch, -1, -1, -1) for f in high_res]
         if prompt is None:  # SAM2's prompt-free decoding: one padding point
             prompt = torch.zeros(batch, 1, 2, device=device), -torch.ones(batch, 1, device=device, dtype=torch.int)
         if mask_inputs is not None:
