@@ -79,3 +79,18 @@ def test_train_evaluate_infer(synthetic_cells, tmp_path):
     pred = np.asarray(Image.open(out / "smear_000_cells.png"))
     assert pred.shape == (128, 128) and set(np.unique(pred)) <= {0, 1}
     assert (out / "smear_000_overlay.png").is_file()
+
+
+def test_torchrun_two_processes(synthetic_cells, tmp_path):
+    import os
+
+    files = [str(CONFIGS / c) for c in ["train.json", "multi_gpu_train.json", "tiny.json"]]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "monai.bundle", "run",
+           "--config_file", str(files), "--bundle_root", str(BUNDLE), "--ckpt_dir", str(tmp_path / "models"),
+           "--output_dir", str(tmp_path / "eval"), "--dataset_dir", str(synthetic_cells),
+           "--logging_file", str(CONFIGS / "logging.conf")]
+    proc = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert (proc.stdout + proc.stderr).count("train_loss:") == 2  # rank 0 only logs
+    assert (tmp_path / "models" / "model.pt").is_file()

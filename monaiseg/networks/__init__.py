@@ -1,5 +1,6 @@
-"""Networks: the SAM2 wrapper, checkpoint loading, freezing policy and PEFT parts
-(LoRA on fused q/k/v, decoder adapters, density prompt, BloodCellSAM2's PEFT SAM2)."""
+"""Networks: the SAM2 and SAM / MedSAM / SAM-Med2D wrappers, checkpoint loading, freezing
+policy and PEFT parts (LoRA on fused q/k/v, decoder adapters, density prompt, BloodCellSAM2's
+PEFT SAM2)."""
 
 from .adapters import BottleneckAdapter, add_mlp_adapters
 from .checkpoint import CheckpointMismatchError, load_model_weights, load_state_dict_strict, read_checkpoint
@@ -17,4 +18,14 @@ from .peft_sam2 import (
 )
 from .sam2_builder import SAM2_CONFIGS, build_sam2_segmenter, load_sam2_checkpoint, read_sam2_checkpoint
 from .sam2_segmenter import SAM2Segmenter
+from .sam_builder import (
+    SAM_VARIANTS,
+    build_sam_segmenter,
+    default_global_attn_indexes,
+    extract_sam_med2d_weights,
+    load_sam_checkpoint,
+    read_sam_checkpoint,
+    resize_sam_state_dict,
+)
+from .sam_segmenter import SAMMed2DAdapter, SAMSegmenter, add_sam_med2d_adapters
 from .trainable import freeze_except, parameter_report, trainable_parameters
