@@ -7,6 +7,7 @@ runs without the submodule being imported twice.
 from importlib import import_module
 
 _SUBMODULES = {
+    "atomic_folders": "datalist",
     "atomic_outputs": "datalist",
     "datalist_items": "datalist",
     "save_nifti": "datalist",

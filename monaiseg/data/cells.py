@@ -45,17 +45,14 @@ import csv
 import json
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from monaiseg.data.datalist import atomic_outputs, split_cases
+from monaiseg.data.datalist import atomic_folders, atomic_outputs, split_cases
 from monaiseg.data.video import natural_key
 
 logger = logging.getLogger(__name__)
@@ -65,27 +62,6 @@ WBC_MASK_LEVELS = (0, 128, 255)  # background, cytoplasm, nucleus
 LISC_CLASSES = {"neut": 1, "lymp": 2, "mono": 3, "eosi": 4, "baso": 5}  # folder (lower case) -> cell type
 LISC_MIXED = "mixt"
 LISC_MAX_MARGIN = 8  # largest per-side padding accepted between a LISC mask and its image
-
-
-@contextmanager
-def building(out_dir: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling folder of ``out_dir``, renamed onto it on success, removed on error.
-
-    An existing ``out_dir`` must be an empty folder (nothing is ever overwritten).
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir}: already exists and is not an empty folder; refusing to overwrite.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        yield tmp
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_cell_datalist(
@@ -214,7 +190,7 @@ def prepare_wbc(
     images = sorted(p for p in src.iterdir() if p.suffix.lower() == ".bmp")
     if not images:
         raise ValueError(f"{src}: no NNN.bmp images found.")
-    with building(out_dir) as tmp:
+    with atomic_folders(out_dir) as (tmp,):
         items = []
         for image_path in images:
             mask_path = image_path.with_suffix(".png")
@@ -305,7 +281,7 @@ def prepare_lisc(
     are listed under ``"skipped"`` in the datalist and counted in the log. Returns the datalist path.
     """
     cases, skipped = find_lisc_cases(src_dir, expert)
-    with building(out_dir) as tmp:
+    with atomic_folders(out_dir) as (tmp,):
         items = []
         for image_path, mask_path, cell_type in cases:
             image = read_rgb(image_path)

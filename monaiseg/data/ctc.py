@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import tifffile
+
+from .datalist import atomic_folders
 
 FRAME_PATTERN = re.compile(r"t(\d{3,4})\.tif")
 TRA_PATTERN = re.compile(r"man_track(\d{3,4})\.tif")
@@ -141,33 +140,6 @@ def split_track_gaps(
     return out, new_parents
 
 
-@contextmanager
-def _atomic_dirs(*targets: Path) -> Iterator[list[Path]]:
-    """Yield empty temporary sibling folders, renamed onto ``targets`` (which must not exist) on success.
-
-    On error every temporary folder and every target already renamed is removed.
-    """
-    for target in targets:
-        if target.exists():
-            raise FileExistsError(f"{target}: already exists; remove it first")
-    tmps = [t.with_name(f".tmp-{secrets.token_hex(4)}-{t.name}") for t in targets]
-    renamed: list[Path] = []
-    try:
-        for tmp in tmps:
-            tmp.mkdir(parents=True)
-        yield tmps
-        for tmp, target in zip(tmps, targets):
-            os.rename(tmp, target)
-            renamed.append(target)
-    except BaseException:
-        for target in renamed:
-            shutil.rmtree(target, ignore_errors=True)
-        raise
-    finally:
-        for tmp in tmps:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _write_tracks(folder: Path, prefix: str, masks: np.ndarray, table: np.ndarray, track_file: str | None) -> None:
     """Write masks (T, H, W) uint16 as ``{prefix}NNN.tif`` and, if named, the track table into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -202,7 +174,7 @@ def write_ctc_gt(
         raise ValueError(f"frames {frames.shape} and masks {masks.shape} differ in (T, H, W)")
     table = track_table(masks, parents)
     root = Path(root)
-    with _atomic_dirs(root / name, root / f"{name}_GT") as (seq_dir, gt_dir):
+    with atomic_folders(root / name, root / f"{name}_GT") as (seq_dir, gt_dir):
         digits = frame_digits(len(frames))
         photometric = "rgb" if frames.ndim == 4 else "minisblack"
         for t, frame in enumerate(frames):
@@ -224,7 +196,7 @@ def write_ctc_result(
     masks, parents = split_track_gaps(masks, parents)
     table = track_table(masks, parents)
     res_dir = Path(res_dir)
-    with _atomic_dirs(res_dir) as (tmp,):
+    with atomic_folders(res_dir) as (tmp,):
         _write_tracks(tmp, "mask", masks, table, RESULT_TRACK_FILE)
     return res_dir
 

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import secrets
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,37 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folders(*targets: str | os.PathLike) -> Iterator[list[Path]]:
+    """Yield empty temporary sibling folders, renamed onto ``targets`` once all are written.
+
+    A target must not exist or be an empty folder (nothing is ever overwritten). On error every
+    temporary folder and every target already renamed is removed, so nothing is left half-written.
+    """
+    targets = [Path(t) for t in targets]
+    for target in targets:
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise FileExistsError(f"{target}: already exists and is not an empty folder; refusing to overwrite.")
+    tmps = [t.with_name(f".tmp-{secrets.token_hex(4)}-{t.name}") for t in targets]
+    renamed: list[Path] = []
+    try:
+        for tmp in tmps:
+            tmp.mkdir(parents=True)
+        yield tmps
+        for tmp, target in zip(tmps, targets):
+            if target.exists():
+                target.rmdir()
+            os.rename(tmp, target)
+            renamed.append(target)
+    except BaseException:
+        for target in renamed:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    finally:
+        for tmp in tmps:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_nifti(array: np.ndarray, spacing: Sequence[float], path: str | os.PathLike) -> Path:

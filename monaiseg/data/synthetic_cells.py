@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from monaiseg.data.cells import CELL_TYPES, building, save_case, write_cell_datalist
-from monaiseg.data.datalist import split_cases
+from monaiseg.data.cells import CELL_TYPES, save_case, write_cell_datalist
+from monaiseg.data.datalist import atomic_folders, split_cases
 
 BACKGROUND_RGB = (236, 208, 212)
 RED_CELL_RGB = (222, 148, 158)
@@ -281,7 +281,7 @@ def make_synthetic_cell_dataset(
     from monaiseg.data.ctc import write_ctc_gt
 
     fractions = (0.7, 0.15, 0.15) if splits is None else splits
-    with building(out_dir) as tmp:
+    with atomic_folders(out_dir) as (tmp,):
         items = []
         for i in range(num_images):
             cell_type = i % len(CELL_TYPES) + 1

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .datalist import atomic_folders
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -82,18 +82,8 @@ def write_mask_frames(masks: np.ndarray, out_dir: str | os.PathLike, names: Sequ
         )
     if masks.size and (masks.min() < 0 or masks.max() > 255):
         raise ValueError(f"{out_dir}: mask values must be in 0-255 for uint8 PNG, got {masks.min()}..{masks.max()}.")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir}: already exists and is not an empty folder; refusing to overwrite.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    with atomic_folders(out_dir) as (tmp,):
         for mask, name in zip(masks.astype(np.uint8), names):
             if not cv2.imwrite(str(tmp / f"{name}.png"), mask):
                 raise OSError(f"{out_dir}: could not write frame {name}.png.")
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
