@@ -39,3 +39,23 @@ def synthetic_cells(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic_cells") / "cells"
     make_synthetic_cell_dataset(root, num_images=10, num_videos=3, shape=(128, 128), video_frames=6, seed=1, num_generic=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_2d(tmp_path_factory) -> Path:
+    """10 grey 64x64 images with organ / lesion / vessel class maps (7/2/1 split); returns the dataset dir."""
+    from monaiseg.data import make_synthetic_2d_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_2d") / "scans"
+    make_synthetic_2d_dataset(root, num_images=10, shape=(64, 64), seed=2)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_classification(tmp_path_factory) -> Path:
+    """Class folders disc / ring / square, 4 RGB 48x48 images each (2/1/1 per class); returns the dataset dir."""
+    from monaiseg.data import make_synthetic_classification_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_cls") / "shapes"
+    make_synthetic_classification_dataset(root, num_per_class=4, shape=(48, 48), seed=2)
+    return root
