@@ -1,0 +1,159 @@
+"""SAM-MedCls (METHODS.md §5): SAM-Med2D's image encoder + channel and spatial attention +
+pooling + a linear classifier, trained end to end.
+
+    image (B, 1|3, H, W) in [0, 1]
+      -> resize to S x S, ImageNet normalisation (as `SAMSegmenter.normalize_images`)
+      -> SAM-Med2D ViT encoder with adapters          (B, 256, S/16, S/16)   16 x 16 at S = 256
+      -> ChannelAttention: x * a_c,  a_c (B, 256, 1, 1)
+      -> SpatialAttention: x * a_s,  a_s (B, 1, S/16, S/16)
+      -> [global average ; global max] pooling          (B, 512)
+      -> dropout -> linear                              (B, num_classes) logits
+
+The attention pair follows the CBAM recipe (Woo et al., ECCV 2018; channel first, then spatial)
+and is our own small implementation. `encoder_training` chooses what of the encoder learns:
+"frozen" (nothing; it runs under no_grad), "adapters" (SAM-Med2D's `Adapter` modules only) or
+"full"; the attention modules and the head always learn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointMismatchError
+from .sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
+from .sam_builder import ADAPTER_KEY, PROMPT_DIM, _none_if_null, build_sam_segmenter
+from .sam_segmenter import SAMSegmenter
+
+logger = logging.getLogger(__name__)
+
+ENCODER_TRAINING = ("frozen", "adapters", "full")
+
+
+class ChannelAttention(nn.Module):
+    """Channel attention: a_c = sigmoid(mlp(avg_hw(x)) + mlp(max_hw(x))), output x * a_c.
+
+    x (B, C, H, W) -> (B, C, H, W); `attention(x)` is a_c (B, C, 1, 1) in (0, 1). The shared MLP
+    is two 1x1 convolutions C -> C / reduction -> C with a ReLU between them.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, channels, 1))
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.mlp(x.mean((2, 3), keepdim=True)) + self.mlp(x.amax((2, 3), keepdim=True)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention(x)
+
+
+class SpatialAttention(nn.Module):
+    """Spatial attention: a_s = sigmoid(conv_kxk([mean_c(x); max_c(x)])), output x * a_s.
+
+    x (B, C, H, W) -> (B, C, H, W); `attention(x)` is a_s (B, 1, H, W) in (0, 1). The convolution
+    maps the 2 pooled maps to 1 with a `kernel_size` x `kernel_size` kernel, 'same' padding.
+    """
+
+    def __init__(self, kernel_size: int = 7):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"SpatialAttention kernel_size must be odd, got {kernel_size}")
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention(x)
+
+
+class SAMClassifier(nn.Module):
+    """SAM-MedCls: `forward(images)` (B, 1|3, H, W) in [0, 1] -> class logits (B, num_classes).
+
+    `checkpoint`: SAM-Med2D weights ({'model': state_dict} as written by
+    `extract_sam_med2d_weights` from the released sam-med2d_b.pth), loaded strictly into a whole
+    SAM-Med2D model of which only the image encoder is kept; None/"null": random encoder (a
+    warning is logged; e.g. when a trained classifier's own weights are loaded afterwards).
+    `attention=False` replaces both attention modules by identities (ablation). `encoder_*`
+    override the ViT size (tiny models for tests), as in `build_sam_segmenter`.
+    """
+
+    # the input contract of SAMSegmenter: same buffers, same resize + normalisation arithmetic
+    set_normalization = SAMSegmenter.set_normalization
+    normalize_images = SAMSegmenter.normalize_images
+    image_size = SAMSegmenter.image_size
+
+    def __init__(
+        self,
+        num_classes: int,
+        checkpoint: str | Path | None = None,
+        encoder_training: str = "frozen",
+        variant: str = "vit_b",
+        image_size: int = 256,
+        attention: bool = True,
+        reduction: int = 16,
+        spatial_kernel: int = 7,
+        dropout: float = 0.2,
+        pixel_mean: float | Sequence[float] = IMAGENET_MEAN,
+        pixel_std: float | Sequence[float] = IMAGENET_STD,
+        encoder_depth: int | None = None,
+        encoder_embed_dim: int | None = None,
+        encoder_num_heads: int | None = None,
+    ):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"SAMClassifier needs at least 2 classes, got num_classes={num_classes}")
+        if encoder_training not in ENCODER_TRAINING:
+            raise ValueError(f"encoder_training must be one of {ENCODER_TRAINING}, got {encoder_training!r}")
+        self.image_encoder = _sam_med2d_encoder(
+            _none_if_null(checkpoint), variant=variant, image_size=image_size, encoder_depth=encoder_depth,
+            encoder_embed_dim=encoder_embed_dim, encoder_num_heads=encoder_num_heads,
+        )
+        self.register_buffer("pixel_mean", torch.zeros(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.ones(1, 3, 1, 1), persistent=False)
+        self.set_normalization(pixel_mean, pixel_std)
+        self.channel_attention = ChannelAttention(PROMPT_DIM, reduction) if attention else nn.Identity()
+        self.spatial_attention = SpatialAttention(spatial_kernel) if attention else nn.Identity()
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * PROMPT_DIM, num_classes))
+        self.encoder_training = encoder_training
+        self.image_encoder.requires_grad_(encoder_training == "full")
+        if encoder_training == "adapters":
+            for name, param in self.image_encoder.named_parameters():
+                param.requires_grad_(ADAPTER_KEY in f".{name}")
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 1|3, H, W) in [0, 1] -> SAM-Med2D image embedding (B, 256, S/16, S/16); no autograd
+        through the encoder when it is frozen."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_training != "frozen"):
+            return self.image_encoder(self.normalize_images(images))
+
+    def pool(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(B, 256, h, w) -> attention-weighted [average; max] features (B, 512)."""
+        x = self.spatial_attention(self.channel_attention(embedding))
+        return torch.cat([x.mean((2, 3)), x.amax((2, 3))], 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.encode(images)))
+
+
+def _sam_med2d_encoder(checkpoint: str | Path | None, **size) -> nn.Module:
+    """The image encoder of a SAM-Med2D model (adapters in every block) with `checkpoint` loaded
+    strictly into the whole model; errors say which keys, which file and which model."""
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise FileNotFoundError(
+            f"SAM-Med2D checkpoint {checkpoint} not found. Fetch the release with `python -m monai.bundle "
+            "download_large_files --bundle_dir <bundle>` and convert it once with "
+            "monaiseg.networks.extract_sam_med2d_weights('models/sam-med2d_b.pth', "
+            "'models/sam-med2d_b_weights.pth', trust=True), or set the checkpoint to null (random encoder)."
+        )
+    try:
+        segmenter = build_sam_segmenter(checkpoint=checkpoint, encoder_adapter=True, **size)
+    except CheckpointMismatchError as exc:
+        raise CheckpointMismatchError(f"SAMClassifier (SAM-MedCls) needs a SAM-Med2D image encoder: {exc}") from None
+    return segmenter.image_encoder
