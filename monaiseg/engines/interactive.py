@@ -36,7 +36,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from ignite.engine import Engine, Events
-from monai.engines.utils import PrepareBatch
+from monai.data import MetaTensor
+from monai.engines.utils import IterationEvents, PrepareBatch
 from monai.inferers import Inferer
 from monai.utils import CommonKeys
 from PIL import Image
@@ -52,6 +53,11 @@ logger = logging.getLogger(__name__)
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
     return network.module if hasattr(network, "module") else network
+
+
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    """A MetaTensor batch as a plain tensor (slicing batched metadata is fragile)."""
+    return x.as_tensor() if isinstance(x, MetaTensor) else x
 
 
 def _names(batch: Mapping, key: str = "image") -> list[str]:
@@ -187,7 +193,8 @@ class InteractiveIteration:
     `box_shift` px) or a positive click; then `iter_point` rounds as described in the module
     docstring (`mask_only_rounds` False: every round adds a click). The loss function is called
     as loss(mask logits (K, 1, H, W), targets (K, 1, H, W), predicted IoU (K, 1)); one optimizer
-    step per round. Output: image, label = targets, pred = last logits, loss = mean over rounds.
+    step per round. Output (decollated by the trainer as usual): image, label = targets (K, 1, H, W),
+    pred = last logits, loss = mean over the rounds.
     """
 
     def __init__(self, mask_num: int = 5, iter_point: int = 8, box_prob: float = 0.5, box_shift: float = 5.0,
@@ -220,7 +227,7 @@ class InteractiveIteration:
         engine.optimizer.step()
 
     def __call__(self, engine: Engine, batchdata: Mapping) -> dict:
-        image, label = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)[:2]
+        image, label = (_plain(x) for x in engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)[:2])
         names = _names(batchdata)
         model = _unwrap(engine.network)
         model.train()
@@ -253,8 +260,10 @@ class InteractiveIteration:
             loss = engine.loss_function(masks, targets, iou)
             self._step(engine, model, loss, f"click round {r + 1} of {names}")
             losses.append(loss.detach())
-        return {CommonKeys.IMAGE: image, CommonKeys.LABEL: targets, CommonKeys.PRED: masks.detach(),
-                CommonKeys.LOSS: torch.stack(losses).mean()}
+        engine.state.output = {CommonKeys.IMAGE: image, CommonKeys.LABEL: targets, CommonKeys.PRED: masks.detach(),
+                               CommonKeys.LOSS: torch.stack(losses).mean()}
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)  # MONAI's decollation / postprocessing hooks
+        return engine.state.output
 
 
 # ---------------------------------------------------------------- evaluation
@@ -324,6 +333,7 @@ class InteractiveInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network, labels: torch.Tensor, names: Sequence[str] | None = None) -> torch.Tensor:
         model = _unwrap(network)
+        inputs, labels = _plain(inputs), _plain(labels)
         batch, _, height, width = inputs.shape
         num_classes = len(self.class_values)
         out = torch.zeros((batch, len(self.modes) * num_classes, height, width), device=inputs.device)
