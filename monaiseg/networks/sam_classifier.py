@@ -81,7 +81,8 @@ class SAMClassifier(nn.Module):
     SAM-Med2D model of which only the image encoder is kept; None/"null": random encoder (a
     warning is logged; e.g. when a trained classifier's own weights are loaded afterwards).
     `attention=False` replaces both attention modules by identities (ablation). `encoder_*`
-    override the ViT size (tiny models for tests), as in `build_sam_segmenter`.
+    override the ViT size (tiny models for tests), as in `build_sam_segmenter`; `device` "meta"
+    builds it without memory (parameter counts).
     """
 
     # the input contract of SAMSegmenter: same buffers, same resize + normalisation arithmetic
@@ -105,6 +106,7 @@ class SAMClassifier(nn.Module):
         encoder_depth: int | None = None,
         encoder_embed_dim: int | None = None,
         encoder_num_heads: int | None = None,
+        device: str | torch.device = "cpu",
     ):
         super().__init__()
         if num_classes < 2:
@@ -113,7 +115,7 @@ class SAMClassifier(nn.Module):
             raise ValueError(f"encoder_training must be one of {ENCODER_TRAINING}, got {encoder_training!r}")
         self.image_encoder = _sam_med2d_encoder(
             _none_if_null(checkpoint), variant=variant, image_size=image_size, encoder_depth=encoder_depth,
-            encoder_embed_dim=encoder_embed_dim, encoder_num_heads=encoder_num_heads,
+            encoder_embed_dim=encoder_embed_dim, encoder_num_heads=encoder_num_heads, device=device,
         )
         self.register_buffer("pixel_mean", torch.zeros(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.ones(1, 3, 1, 1), persistent=False)
@@ -126,6 +128,7 @@ class SAMClassifier(nn.Module):
         if encoder_training == "adapters":
             for name, param in self.image_encoder.named_parameters():
                 param.requires_grad_(ADAPTER_KEY in f".{name}")
+        self.to(device)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 1|3, H, W) in [0, 1] -> SAM-Med2D image embedding (B, 256, S/16, S/16); no autograd
