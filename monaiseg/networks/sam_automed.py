@@ -106,7 +106,7 @@ def build_sam_automed(
         raise FileNotFoundError(
             f"SAM-Med2D checkpoint {foundation} not found: fetch sam-med2d_b.pth with `python -m monai.bundle "
             "download_large_files --bundle_path <bundle>`, then convert it once with "
-            "monaiseg.networks.extract_sam_med2d_weights('models/sam-med2d_b.pth', "
+            f"monaiseg.networks.extract_sam_med2d_weights({str(Path(foundation).with_name('sam-med2d_b.pth'))!r}, "
             f"{str(foundation)!r}, trust=True) (the release pickles its optimizer)")
     with _silenced(build_sam_segmenter.__module__, checkpoint is not None):  # no misleading random-init warning
         sam = build_sam_segmenter(variant, image_size, checkpoint=None if checkpoint else foundation,
