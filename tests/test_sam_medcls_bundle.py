@@ -159,14 +159,10 @@ def test_verify_net_in_out(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(synthetic_classification, tmp_path_factory):
-    """One tiny training through the CLI with MLflow tracking; returns the bundle root used."""
+    """One tiny training with MLflow tracking (in-process `monai.bundle run`); returns the bundle root used."""
     root = tmp_path_factory.mktemp("sam_medcls_root")
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs("train.json")),
-           "--bundle_root", str(root), "--dataset_dir", str(synthetic_classification), "--class_names", str(SHAPES),
-           "--tracking", "mlflow", "--logging_file", str(CONFIGS / "logging.conf")]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    assert "trainable parameters: {'trainable': 10102, 'total': 977590" in proc.stdout
+    run_bundle(["train.json"], bundle_root=str(root), dataset_dir=str(synthetic_classification), class_names=SHAPES,
+               tracking="mlflow")
     return root
 
 

@@ -17,7 +17,6 @@ and is our own small implementation. `encoder_training` chooses what of the enco
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,8 +27,6 @@ from .checkpoint import CheckpointMismatchError
 from .sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
 from .sam_builder import ADAPTER_KEY, PROMPT_DIM, _none_if_null, build_sam_segmenter
 from .sam_segmenter import SAMSegmenter
-
-logger = logging.getLogger(__name__)
 
 ENCODER_TRAINING = ("frozen", "adapters", "full")
 
