@@ -165,12 +165,17 @@ def _world_size() -> int:
 
 
 def sync_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
-    """Average the gradients of `parameters` over all ranks (no-op in one process); a parameter
-    without a gradient counts as zero, so every rank reduces the same tensors."""
+    """Average the gradients of `parameters` over all ranks (no-op in one process). A parameter
+    without a gradient on some ranks counts as zero there (ranks may draw different prompts);
+    one without a gradient on every rank keeps none, so the optimizer skips it as in one process."""
     world = _world_size()
-    if world == 1:
+    if world == 1 or not parameters:
         return
-    for param in parameters:
+    present = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32, device=parameters[0].device)
+    dist.all_reduce(present)
+    for param, count in zip(parameters, present.tolist()):
+        if count == 0:
+            continue
         if param.grad is None:
             param.grad = torch.zeros_like(param)
         dist.all_reduce(param.grad)
