@@ -26,13 +26,6 @@ TINY = {"variant": "vit_b", "image_size": 64, "encoder_depth": 2, "encoder_embed
         "pixel_mean": 0.0, "pixel_std": 1.0}
 
 
-def bundle_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "monai.bundle", *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc
-
-
 def configs(*names: str) -> list[str]:
     return [str(CONFIGS / n) for n in names]
 
@@ -54,11 +47,9 @@ def parsed(names: list[str], **overrides):
 
 @pytest.fixture(scope="module")
 def trained(synthetic_ct, tmp_path_factory) -> Path:
-    """One tiny 3D training through the CLI with MLflow tracking; returns the bundle root used."""
+    """One tiny 3D training with MLflow tracking (`--tracking mlflow`); returns the bundle root used."""
     root = tmp_path_factory.mktemp("medsam_root")
-    bundle_cli("run", "--config_file", str(configs("train.json", "tiny.json")), "--bundle_root", str(root),
-               "--dataset_dir", str(synthetic_ct), "--tracking", "mlflow", "--logging_file", str(CONFIGS / "logging.conf"),
-               cwd=root)
+    run_bundle(["train.json", "tiny.json"], bundle_root=str(root), dataset_dir=str(synthetic_ct), tracking="mlflow")
     return root
 
 
