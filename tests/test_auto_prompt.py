@@ -65,6 +65,13 @@ def test_gradients_reach_the_backbone(attention):
     assert last is not None and last.abs().sum() > 0  # the zero-initialised head learns from step one
 
 
+def test_switch_given_as_text_by_the_cli():
+    assert not build_sam_automed(3, prompt_attention="false", device="meta", **TINY).prompt_generator.attention
+    assert build_sam_automed(3, prompt_attention="True", device="meta", **TINY).prompt_generator.attention
+    with pytest.raises(ValueError, match="prompt_attention must be true or false"):
+        build_sam_automed(3, prompt_attention="no", device="meta", **TINY)
+
+
 def test_backbone_imagenet_file_loads_features(tmp_path):
     reference = mobilenet_v3_small(weights=None)
     path = tmp_path / "mobilenet_v3_small-047dcff4.pth"

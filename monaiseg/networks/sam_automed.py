@@ -34,6 +34,15 @@ from .sam_segmenter import SAMSegmenter
 logger = logging.getLogger(__name__)
 
 
+def _as_bool(name: str, value: bool | str) -> bool:
+    """A config switch: a bool, or "true"/"false" as the bundle CLI may pass it (a non-empty string is truthy)."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 @contextmanager
 def _silenced(name: str, enabled: bool):
     """Disable the logger `name` inside the block when `enabled`."""
@@ -84,7 +93,7 @@ def build_sam_automed(
     checkpoint: str | Path | None = None,
     backbone: str = "large",
     backbone_weights: str | Path | None = None,
-    prompt_attention: bool = True,
+    prompt_attention: bool | str = True,
     num_prompt_tokens: int = 2,
     pixel_mean: float | Sequence[float] = IMAGENET_MEAN,
     pixel_std: float | Sequence[float] = IMAGENET_STD,
@@ -102,6 +111,7 @@ def build_sam_automed(
     `encoder_*`: a smaller ViT (tiny test models).
     """
     checkpoint, foundation = _none_if_null(checkpoint), _none_if_null(foundation_checkpoint)
+    prompt_attention = _as_bool("prompt_attention", prompt_attention)
     if checkpoint is None and foundation is not None and not Path(foundation).is_file():
         raise FileNotFoundError(
             f"SAM-Med2D checkpoint {foundation} not found: fetch sam-med2d_b.pth with `python -m monai.bundle "
