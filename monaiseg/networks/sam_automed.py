@@ -65,10 +65,6 @@ class SAMAutoMed(SAMSegmenter):
                              f"embedding is {tuple(prompt_encoder.image_embedding_size)}")
         self.prompt_generator = prompt_generator
 
-    @property
-    def num_classes(self) -> int:
-        return self.prompt_generator.num_classes
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Images (B, 1|3, H, W) in [0, 1] -> class logits (B, C + 1, H, W), channel 0 background (0)."""
         height, width = images.shape[-2:]
