@@ -106,7 +106,7 @@ def test_default_parameter_counts():
     }
 
 
-def test_sam_med2d_checkpoint_loads_and_sam_checkpoint_is_refused(tmp_path):
+def test_foundation_checkpoint_loads_and_sam_checkpoint_is_refused(tmp_path):
     med2d = build_sam_segmenter(encoder_adapter=True, encoder_depth=2, encoder_embed_dim=64, encoder_num_heads=2, image_size=64)
     torch.save({"model": med2d.state_dict()}, tmp_path / "med2d.pth")
     net = tiny(checkpoint=str(tmp_path / "med2d.pth"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import runpy
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,8 @@ from monaiseg.networks import (
     resize_sam_state_dict,
 )
 
-MANIFESTS = Path(__file__).resolve().parents[1].parent / "shared" / "checkpoint_formats"
+REPO = Path(__file__).resolve().parents[1]
+MANIFESTS = REPO.parent / "shared" / "checkpoint_formats"
 SIZE = 64
 TINY = {"encoder_depth": 2, "encoder_embed_dim": 64, "encoder_num_heads": 4, "encoder_global_attn_indexes": [1]}
 # depth 4 with global blocks 1 and 3: windowed and global blocks, as in ViT-B
@@ -469,8 +471,12 @@ def test_optimizer_pickled_release_is_refused_then_extracted(med2d, tmp_path):
     with pytest.raises(ValueError, match="trust=True"):
         extract_sam_med2d_weights(src, dst)
     assert not dst.exists()
-    assert extract_sam_med2d_weights(src, dst, trust=True) == dst
+    convert = runpy.run_path(str(REPO / "scripts" / "convert_sam_med2d.py"))["main"]
+    with pytest.raises(ValueError, match="trust=True"):
+        convert([str(src), str(dst)])  # the script refuses without --trust too
+    convert([str(src), str(dst), "--trust"])
     assert [p.name for p in dst.parent.iterdir()] == [dst.name]  # written atomically, no leftovers
+    assert src.is_file()  # the release is left as it is
     content = torch.load(dst, weights_only=True)
     assert list(content) == ["model"]
     assert all(type(v) is torch.Tensor for v in content["model"].values())  # plain tensors, not Parameters

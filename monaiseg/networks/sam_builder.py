@@ -151,7 +151,8 @@ def read_sam_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             f"SAM checkpoint {path} pickles a Python object ({refused.group(1)}), so it cannot be loaded with "
             "weights_only=True (the released SAM-Med2D sam-med2d_b.pth pickles its whole optimizer next to the "
             "weights). If you trust the file, convert it once with "
-            f"monaiseg.networks.extract_sam_med2d_weights({str(path)!r}, <new .pth>, trust=True) and use the new file."
+            f"`python scripts/convert_sam_med2d.py {path} <new .pth> --trust` (or "
+            f"monaiseg.networks.extract_sam_med2d_weights({str(path)!r}, <new .pth>, trust=True)) and use the new file."
         ) from exc
     except Exception as exc:
         raise ValueError(f"SAM checkpoint {path} cannot be read as a torch file: {exc}") from exc
