@@ -1,8 +1,20 @@
-"""Engines: SAM2 volume propagation, inferers, clip training, collation and handlers."""
+"""Engines: SAM2 volume propagation, MedSAM box carry, SAM-Med2D click simulation and interactive
+training, inferers, clip training, collation, handlers and evaluation reports."""
 
+from .box_baseline import BoxPromptComparison
+from .box_carry import BoxCarryInferer, BoxPromptInferer, box_carry_volume
+from .clicks import jittered_boxes, sample_error_clicks, sample_foreground_clicks
 from .clips import ClipCurriculum, PrepareCellClipBatch
 from .collate import collate_with_prompts
 from .handlers import BestModelSaver, MetricsSummaryWriter, save_model_atomic
+from .interactive import (
+    InteractiveInferer,
+    InteractiveIteration,
+    InteractiveReportWriter,
+    ObjectPromptInferer,
+    PrepareInteractiveBatch,
+    decode_prompts,
+)
 from .inferers import CellTrackingInferer, InstancePromptInferer, PrepareOptionalBoxes, PropagationInferer, instance_ids
 from .propagation import ObjectPrompt, propagate_volume
 from .reports import CellReportWriter, TrackingReportWriter

@@ -1,7 +1,9 @@
-"""Losses of the BloodCellSAM2 bundle (METHODS.md §1): L = L_seg + L_temp + L_mor."""
+"""Losses MONAI lacks: BloodCellSAM2 (METHODS.md §1: L = L_seg + L_temp + L_mor) and SAM-Med2D's
+20 x focal + Dice + IoU-prediction MSE."""
 
 from .bloodcell import BloodCellLoss
 from .curvature import ContourCurvatureLoss
+from .sam_med2d import SAMMed2DLoss
 from .temporal import TemporalContrastiveLoss
 
-__all__ = ["BloodCellLoss", "ContourCurvatureLoss", "TemporalContrastiveLoss"]
+__all__ = ["BloodCellLoss", "ContourCurvatureLoss", "SAMMed2DLoss", "TemporalContrastiveLoss"]

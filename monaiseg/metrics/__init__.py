@@ -1,4 +1,5 @@
 """Metrics that MONAI lacks."""
 
+from .classification import ClassificationReportWriter, classification_metrics, write_classification_report
 from .cells import BoundaryF1Metric, boundary_f1, cell_type_scores, segmentation_fps, write_cell_type_scores
 from .segmentation import DiceScore, NormalizedSurfaceDice, label_volume_scores

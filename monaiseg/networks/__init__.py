@@ -1,8 +1,10 @@
 """Networks: the SAM2 and SAM / MedSAM / SAM-Med2D wrappers, checkpoint loading, freezing
 policy and PEFT parts (LoRA on fused q/k/v, decoder adapters, density prompt, BloodCellSAM2's
-PEFT SAM2)."""
+PEFT SAM2), SAM-AutoMed's MobileNetV3 prompt generator and SAM-MedCls's classifier."""
 
 from .adapters import BottleneckAdapter, add_mlp_adapters
+from .attention import ChannelAttention, SpatialAttention
+from .auto_prompt import MobileNetPromptGenerator, mobilenet_v3_features
 from .checkpoint import CheckpointMismatchError, load_model_weights, load_state_dict_strict, read_checkpoint
 from .density import DensityPromptEncoder
 from .lora import FusedQKVLoRA, add_qkv_lora, merge_lora, merged_state_dict
@@ -18,6 +20,7 @@ from .peft_sam2 import (
 )
 from .sam2_builder import SAM2_CONFIGS, build_sam2_segmenter, load_sam2_checkpoint, read_sam2_checkpoint
 from .sam2_segmenter import SAM2Segmenter
+from .sam_automed import SAMAutoMed, build_sam_automed
 from .sam_builder import (
     SAM_VARIANTS,
     build_sam_segmenter,
@@ -27,5 +30,6 @@ from .sam_builder import (
     read_sam_checkpoint,
     resize_sam_state_dict,
 )
+from .sam_classifier import SAMClassifier
 from .sam_segmenter import SAMMed2DAdapter, SAMSegmenter, add_sam_med2d_adapters
 from .trainable import freeze_except, parameter_report, trainable_parameters

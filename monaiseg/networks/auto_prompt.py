@@ -38,6 +38,7 @@ from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 
+from .attention import ChannelAttention, SpatialAttention
 from .checkpoint import load_state_dict_strict
 
 BACKBONES = {"small": mobilenet_v3_small, "large": mobilenet_v3_large}
@@ -66,21 +67,6 @@ def mobilenet_v3_features(size: str = "large", weights: str | Path | None = None
     state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     load_state_dict_strict(features, state, source=f"{path} (features.* of torchvision mobilenet_v3_{size})")
     return features
-
-
-class ChannelSpatialAttention(nn.Module):
-    """CBAM on (B, D, h, w): x * sigmoid(MLP(avg_hw x) + MLP(max_hw x)), then * sigmoid(conv7x7([mean_c, max_c]))."""
-
-    def __init__(self, dim: int, reduction: int = 4, kernel_size: int = 7):
-        super().__init__()
-        self.channel = nn.Sequential(nn.Linear(dim, dim // reduction), nn.ReLU(), nn.Linear(dim // reduction, dim))
-        self.spatial = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = torch.sigmoid(self.channel(x.mean(dim=(2, 3))) + self.channel(x.amax(dim=(2, 3))))
-        x = x * gate[:, :, None, None]
-        maps = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-        return x * torch.sigmoid(self.spatial(maps))
 
 
 class ClassQueryAttention(nn.Module):
@@ -122,7 +108,7 @@ class MobileNetPromptGenerator(nn.Module):
         self.dense_bias = nn.Parameter(torch.zeros(embed_dim))
         if attention:
             self.project = nn.Sequential(nn.Conv2d(channels, embed_dim, 1, bias=False), LayerNorm2d(embed_dim))
-            self.refine = ChannelSpatialAttention(embed_dim)
+            self.refine = nn.Sequential(ChannelAttention(embed_dim, reduction=4), SpatialAttention(kernel_size=7))
             self.positions = PositionEmbeddingRandom(embed_dim // 2)
             self.class_queries = ClassQueryAttention(num_classes * num_tokens, embed_dim, num_heads)
             self.class_gate = nn.Linear(embed_dim, embed_dim)

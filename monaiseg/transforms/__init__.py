@@ -14,5 +14,6 @@ from .prompts import (
     mask_box,
     read_prompt_file,
 )
+from .medsam import BoxPromptsd, SliceMinMaxd
 from .overlay import SaveOverlayd
 from .video import LoadVideod, SaveMaskFramesd, SaveTracksd
