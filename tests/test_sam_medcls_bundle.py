@@ -17,7 +17,8 @@ from PIL import Image
 
 from conftest import REPO, SHARED, error_chain
 from monaiseg.networks import CheckpointMismatchError, build_sam_segmenter, parameter_report
-from monaiseg.networks.sam_classifier import ChannelAttention, SAMClassifier, SpatialAttention
+from monaiseg.networks.attention import ChannelAttention, SpatialAttention
+from monaiseg.networks.sam_classifier import SAMClassifier
 
 BUNDLE = REPO / "bundles" / "sam_medcls"
 CONFIGS = BUNDLE / "configs"
