@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from monaiseg.transforms.prompts import mask_box
+
 PADDING = -1
 
 
@@ -83,10 +85,7 @@ def jittered_box(gt, rng: np.random.Generator | None = None, max_shift: float = 
     an integer offset in [-s, s] per axis, s = min(max_shift, shorter box side // 2), then clipped
     to the image. `rng` None or `max_shift` 0: the tight box. ValueError if gt is empty."""
     gt = _as_numpy(gt)
-    rows, cols = np.nonzero(gt)
-    if rows.size == 0:
-        raise ValueError("cannot take the box of an empty object mask")
-    x0, y0, x1, y1 = cols.min(), rows.min(), cols.max(), rows.max()
+    x0, y0, x1, y1 = mask_box(gt)
     shift = int(min(max_shift, min(x1 - x0, y1 - y0) // 2))
     if rng is not None and shift > 0:
         dx, dy = (int(v) for v in rng.integers(-shift, shift + 1, size=2))

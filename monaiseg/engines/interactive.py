@@ -91,38 +91,14 @@ def decode_prompts(
     runs without autograd (SAM-Med2D's click rounds). Returns mask logits (K, 1, H, W),
     low-res logits (K, 1, 4h, 4w) and predicted IoU (K, 1).
     """
-    rows = next(len(p) for p in (points, boxes, mask_inputs) if p is not None)
-    batch = embeddings.shape[0]
-    if rows % batch:
-        raise ValueError(f"{rows} prompt rows cannot be shared by {batch} images")
-    per_image = rows // batch
-    height, width = size
-    scale = torch.tensor([model.image_size / width, model.image_size / height], device=embeddings.device)
-    if points is not None and points.shape[1] > 0:
-        points = (points.to(embeddings.device, torch.float32) * scale, point_labels.to(embeddings.device).int())
-    else:
-        points = None
-    if boxes is not None:
-        boxes = boxes.to(embeddings.device, torch.float32) * scale.repeat(2)
     with torch.set_grad_enabled(prompt_grad and torch.is_grad_enabled()):
-        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
-    image_pe = model.prompt_encoder.get_dense_pe()
-    decoded = [
-        model.mask_decoder(
-            image_embeddings=embeddings[b : b + 1],
-            image_pe=image_pe,
-            sparse_prompt_embeddings=sparse[b * per_image : (b + 1) * per_image],
-            dense_prompt_embeddings=dense[b * per_image : (b + 1) * per_image],
-            multimask_output=multimask_output,
-        )
-        for b in range(batch)
-    ]
-    low_res, iou = torch.cat([d[0] for d in decoded]), torch.cat([d[1] for d in decoded])
+        sparse, dense = model.encode_prompts(tuple(size), boxes, points, point_labels, mask_inputs)
+    low_res, iou = model.decode(embeddings, sparse, dense, multimask_output)
     if multimask_output:
         best = iou.argmax(dim=1, keepdim=True)
         low_res = torch.take_along_dim(low_res, best[:, :, None, None], dim=1)
         iou = torch.take_along_dim(iou, best, dim=1)
-    masks = F.interpolate(low_res, size=(height, width), mode="bilinear", align_corners=False)
+    masks = F.interpolate(low_res, size=tuple(size), mode="bilinear", align_corners=False)
     return masks, low_res, iou
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from monai.data import MetaTensor
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder
 
 from .auto_prompt import MobileNetPromptGenerator
@@ -70,13 +71,10 @@ class SAMAutoMed(SAMSegmenter):
         height, width = images.shape[-2:]
         embeddings, _ = self.encode_images(images)  # (B, 256, h, w)
         sparse, dense = self.prompt_generator(self.normalize_images(images))  # (B, C, N, 256), (B, C, 256, h, w)
-        image_pe = self.prompt_encoder.get_dense_pe()
-        low_res = torch.stack([
-            self.mask_decoder(image_embeddings=embeddings[i : i + 1], image_pe=image_pe,
-                              sparse_prompt_embeddings=sparse[i], dense_prompt_embeddings=dense[i],
-                              multimask_output=False)[0][:, 0]
-            for i in range(images.shape[0])
-        ])  # (B, C, 4h, 4w)
+        # prompt rows as plain tensors: MONAI cannot slice a MetaTensor's batched metadata by B * C rows
+        sparse, dense = ((x.as_tensor() if isinstance(x, MetaTensor) else x).flatten(0, 1) for x in (sparse, dense))
+        low_res, _ = self.decode(embeddings, sparse, dense)  # (B * C, 1, 4h, 4w)
+        low_res = low_res.reshape(images.shape[0], -1, *low_res.shape[-2:])  # (B, C, 4h, 4w)
         logits = F.interpolate(low_res, size=(height, width), mode="bilinear", align_corners=False)
         return torch.cat([logits.new_zeros(logits.shape[0], 1, height, width), logits], dim=1)
 

@@ -108,35 +108,61 @@ class SAMSegmenter(Sam):
         if points is not None and point_labels is None:
             raise ValueError("points need point_labels (1 foreground, 0 background, -1 padding)")
         multimask = self.multimask_output if multimask_output is None else multimask_output
+        embeddings, _ = self.encode_images(images)
+        sparse, dense = self.encode_prompts((height, width), boxes, points, point_labels, mask_inputs)
+        sparse, dense = sparse.expand(batch, -1, -1), dense.expand(batch, -1, -1, -1)  # prompt-free: 1 row
+        low_res, iou = self.decode(embeddings, sparse, dense, multimask)
+        return F.interpolate(low_res, size=(height, width), mode="bilinear", align_corners=False), iou
+
+    def encode_prompts(
+        self,
+        size: tuple[int, int],
+        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_inputs: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts in pixels of an (H, W) = `size` image (as in `predict_masks`; `mask_inputs` logits
+        at any size, resized to the decoder's 4h x 4w) -> SAM's sparse (K, N, 256) and dense
+        (K, 256, h, w) embeddings; no prompt at all: one "no prompt" row (1, 0, 256)."""
+        height, width = size
         device = self.pixel_mean.device
         scale = torch.tensor([self.image_size / width, self.image_size / height], device=device)
-        if points is not None:
-            points = (points.to(device, torch.float32).reshape(batch, -1, 2) * scale,
-                      point_labels.to(device).reshape(batch, -1).int())
+        rows = next((len(p) for p in (boxes, points, mask_inputs) if p is not None), 1)
+        if points is not None and points.numel() > 0:
+            points = (points.to(device, torch.float32).reshape(rows, -1, 2) * scale,
+                      point_labels.to(device).reshape(rows, -1).int())
+        else:
+            points = None
         if boxes is not None:
-            boxes = boxes.to(device, torch.float32).reshape(batch, 4) * scale.repeat(2)
-        embeddings, _ = self.encode_images(images)
-        if mask_inputs is not None:
-            mask_inputs = F.interpolate(mask_inputs.to(embeddings), size=self.prompt_encoder.mask_input_size,
-                                        mode="bilinear", align_corners=False)
-        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
-        sparse, dense = sparse.expand(batch, -1, -1), dense.expand(batch, -1, -1, -1)  # prompt-free: 1 row
-        # segment-anything's decoder pairs ONE image with any number of prompt rows
-        rows = [(0, slice(None))] if images.shape[0] == 1 else [(i, slice(i, i + 1)) for i in range(batch)]
+            boxes = boxes.to(device, torch.float32).reshape(rows, 4) * scale.repeat(2)
+        if mask_inputs is not None and tuple(mask_inputs.shape[-2:]) != tuple(self.prompt_encoder.mask_input_size):
+            mask_inputs = F.interpolate(mask_inputs.to(device, self.pixel_mean.dtype),
+                                        size=self.prompt_encoder.mask_input_size, mode="bilinear", align_corners=False)
+        return self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
+
+    def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor,
+               multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image embeddings (B, 256, h, w) and K = B * n prompt rows (sparse (K, N, 256), dense
+        (K, 256, h, w); rows b * n .. b * n + n - 1 belong to image b) -> low-res mask logits
+        (K, M, 4h, 4w) and predicted IoU (K, M); M = 3 with `multimask_output`, else 1.
+        (segment-anything's decoder pairs ONE image with any number of prompt rows.)"""
+        batch, rows = embeddings.shape[0], sparse.shape[0]
+        if rows % batch:
+            raise ValueError(f"{rows} prompt rows cannot be shared by {batch} images")
+        per_image = rows // batch
         image_pe = self.prompt_encoder.get_dense_pe()
         decoded = [
             self.mask_decoder(
-                image_embeddings=embeddings[i : i + 1],
+                image_embeddings=embeddings[b : b + 1],
                 image_pe=image_pe,
-                sparse_prompt_embeddings=sparse[r],
-                dense_prompt_embeddings=dense[r],
-                multimask_output=multimask,
+                sparse_prompt_embeddings=sparse[b * per_image : (b + 1) * per_image],
+                dense_prompt_embeddings=dense[b * per_image : (b + 1) * per_image],
+                multimask_output=multimask_output,
             )
-            for i, r in rows
+            for b in range(batch)
         ]
-        low_res = torch.cat([d[0] for d in decoded])
-        logits = F.interpolate(low_res, size=(height, width), mode="bilinear", align_corners=False)
-        return logits, torch.cat([d[1] for d in decoded])
+        return torch.cat([d[0] for d in decoded]), torch.cat([d[1] for d in decoded])
 
     def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor:  # type: ignore[override]
         """Mask logits (K, M, H, W) for images (B, 1|3, H, W) in [0, 1]; prompts as in `predict_masks`."""
