@@ -152,6 +152,7 @@ def build_surgical_sam(
     encoder_depth: int | None = None,
     encoder_embed_dim: int | None = None,
     encoder_num_heads: int | None = None,
+    encoder_global_attn_indexes: Sequence[int] | None = None,
     device: str | torch.device = "cpu",
 ) -> SurgicalSAM:
     """A `SurgicalSAM` for `num_classes` classes on SAM `variant` at `image_size` (upstream: vit_h, 1024).
@@ -169,7 +170,8 @@ def build_surgical_sam(
     with _silenced(build_sam_segmenter.__module__, ours):  # no misleading random-init warning
         sam = build_sam_segmenter(variant, image_size, checkpoint=None if ours else foundation, device=device,
                                   pixel_mean=pixel_mean, pixel_std=pixel_std, encoder_depth=encoder_depth,
-                                  encoder_embed_dim=encoder_embed_dim, encoder_num_heads=encoder_num_heads)
+                                  encoder_embed_dim=encoder_embed_dim, encoder_num_heads=encoder_num_heads,
+                                  encoder_global_attn_indexes=encoder_global_attn_indexes)
     dim, size = sam.prompt_encoder.embed_dim, sam.prompt_encoder.image_embedding_size[0]
     with torch.device(device):
         prototypes = LearnablePrototypes(num_classes, dim)
