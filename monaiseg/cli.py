@@ -1,0 +1,59 @@
+"""`monaiseg` command line. `monaiseg label serve --studies DIR [--host 127.0.0.1] [--port 8000]
+[--bundles PATH ...] [--overrides FILE ...]` starts a MONAI Label server on the monaiseg app
+(`monaiseg.label.main`) for the bundles found (default: the repository's bundles/)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+APP_SHIM = '"""MONAI Label app folder made by `monaiseg label serve`: the app is monaiseg.label.main."""\n' \
+           "from monaiseg.label.main import MonaisegApp  # noqa: F401\n"
+
+
+def server_command(args: argparse.Namespace) -> list[str]:
+    """The `python -m monailabel.main start_server ...` command for `label serve` arguments; writes
+    the app folder (a main.py importing `MonaisegApp`; MONAI Label also keeps its logs there)."""
+    studies = Path(args.studies).resolve()
+    app_dir = Path(args.app_dir).resolve() if args.app_dir else studies / ".monaiseg-label-app"
+    app_dir.mkdir(parents=True, exist_ok=True)
+    main = app_dir / "main.py"
+    if not main.is_file() or main.read_text() != APP_SHIM:
+        main.write_text(APP_SHIM)
+    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app_dir), "--studies", str(studies),
+           "--host", args.host, "-p", str(args.port)]
+    if args.bundles:
+        cmd += ["--conf", "bundles", ",".join(str(Path(b).resolve()) for b in args.bundles)]
+    if args.overrides:
+        cmd += ["--conf", "overrides", ",".join(args.overrides)]
+    return cmd
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="monaiseg", description=__doc__.split("\n")[0])
+    groups = p.add_subparsers(dest="group", required=True)
+    label = groups.add_parser("label", help="MONAI Label server").add_subparsers(dest="action", required=True)
+    serve = label.add_parser("serve", help="serve the bundles to 3D Slicer / OHIF over MONAI Label")
+    serve.add_argument("--studies", required=True, help="datastore folder (images, labels); created if missing")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--bundles", nargs="+", help="bundle folders or folders of bundles (default: bundles/)")
+    serve.add_argument("--overrides", nargs="+", help="config files merged after each bundle's inference.json "
+                                                      "where the bundle has them, e.g. tiny.json")
+    serve.add_argument("--app-dir", help="MONAI Label app folder (default: STUDIES/.monaiseg-label-app)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.group == "label" and args.action == "serve":
+        Path(args.studies).mkdir(parents=True, exist_ok=True)
+        cmd = server_command(args)
+        sys.stdout.flush()
+        os.execv(cmd[0], cmd)  # the server replaces this process: stopping its pid stops the server
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""One served bundle at run time: its network (built once, shared read-only, rebuilt when
+`models/model.pt` changes) and, per request, a fresh parse of its inference config whose
+evaluator runs on one item with the request's prompts, writing into the request's own folder.
+
+Nothing but the network's weights is shared between requests: transforms, inferer, data loader,
+evaluator and outputs are new for each one, so concurrent requests give sequential results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import torch
+from monai.bundle import ConfigParser
+
+from monaiseg.networks.checkpoint import load_model_weights
+
+from .bundles import BundleInfo
+
+logger = logging.getLogger(__name__)
+
+
+class RequestError(ValueError):
+    """A request the bundle cannot serve (bad prompts, unreadable image, wrong dimensions):
+    the server answers it with HTTP `status` and this message."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain (MONAI wraps transform errors in RuntimeError)."""
+    while exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+class BundleRuntime:
+    """Configs and weights of one bundle. `overrides`: extra config files of the bundle merged
+    after `inference.json` when present (e.g. ["tiny.json"]); `image_2d_override`: merged too
+    for 2D inputs when the bundle has it (medsam's images_2d.json)."""
+
+    def __init__(self, info: BundleInfo, overrides: list[str] | tuple[str, ...] = (),
+                 image_2d_override: str = "images_2d.json"):
+        self.info = info
+        configs = info.root / "configs"
+        self.files = [configs / "inference.json"] + [configs / f for f in overrides if (configs / f).is_file()]
+        self.file_2d = configs / image_2d_override if (configs / image_2d_override).is_file() else None
+        self._lock = threading.Lock()
+        self._network: torch.nn.Module | None = None
+        self._signature: tuple | None = None
+
+    def config(self, image_2d: bool = False) -> dict:
+        """The merged config (later files override earlier keys), bundle_root set."""
+        parser = ConfigParser()
+        files = self.files + ([self.file_2d] if image_2d and self.file_2d else [])
+        parser.read_config([str(f) for f in files])
+        parser["bundle_root"] = str(self.info.root)
+        return parser.get()
+
+    def has(self, key: str) -> bool:
+        return key in self.config()
+
+    def _weights_signature(self) -> tuple:
+        st = os.stat(self.info.weights)
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def network(self) -> torch.nn.Module:
+        """The network with `models/model.pt` loaded, in eval mode; rebuilt when the file changes
+        (training from the server replaces it atomically). Requests in flight keep the old one."""
+        with self._lock:
+            try:
+                signature = self._weights_signature()
+            except FileNotFoundError:
+                raise RequestError(f"{self.info.weights} not found: bundle {self.info.name} has no weights", 404) from None
+            if self._network is None or signature != self._signature:
+                parser = ConfigParser(self.config())
+                for key in ("foundation_checkpoint", "checkpoint", "backbone_weights"):
+                    if key in parser.config:
+                        parser[key] = None  # built with random init, then model.pt is loaded
+                network = parser.get_parsed_content("network_def")
+                load_model_weights(network, self.info.weights)
+                device = parser.get_parsed_content("device") if "device" in parser.config else torch.device("cpu")
+                self._network, self._signature = network.to(device).eval(), signature
+                logger.info("bundle %s: weights %s loaded", self.info.name, self.info.weights)
+            return self._network
+
+    def run(self, item: dict, output_dir: str | Path, image_2d: bool = False, **overrides) -> dict:
+        """Run the bundle's evaluator on one `item` ({"image": path, prompt keys...}) with outputs
+        in `output_dir`; config `overrides` for keys the bundle has. Returns the evaluator's
+        output for the item (dict with "pred" after the bundle's postprocessing)."""
+        network = self.network()
+        parser = ConfigParser(self.config(image_2d))
+        settings = {"output_dir": str(output_dir), "data": [item], "network": network, "num_workers": 0,
+                    "batch_size": 1, "save_overlays": False, **overrides}
+        for key, value in settings.items():
+            if key in parser.config or key in ("data", "network"):
+                parser[key] = value
+        evaluator = parser.get_parsed_content("evaluator")
+        evaluator.logger.setLevel(logging.WARNING)
+        evaluator.run()
+        output = evaluator.state.output
+        return output[0] if isinstance(output, (list, tuple)) else output
+
+
+def labelled_datalist(items: list[dict], path: str | Path) -> Path:
+    """Write a MONAI datalist (training = validation = testing = `items`) to `path`."""
+    path = Path(path)
+    path.write_text(json.dumps({"training": items, "validation": items, "testing": items}, indent=2))
+    return path
