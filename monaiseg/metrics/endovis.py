@@ -82,16 +82,15 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-class EndoVisMetric:
+class EndoVisIoU:
     """Accumulate frames with `update(pred, gt, name=None)`; `aggregate()` gives the data-set
-    metrics (module docstring) with `per_class_iou` keyed by `class_names` (default "1".."C").
-    `frames` keeps `(name, FrameScore)` of every frame for per-frame reports."""
+    metrics of the module docstring, `per_class_iou` a list in class order (1..C, as upstream's
+    `cIoU_per_class`). `frames` keeps `(name, FrameScore)` of every frame for per-frame reports."""
 
-    def __init__(self, num_classes: int = 7, class_names: Sequence[str] | None = None):
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+    def __init__(self, num_classes: int = 7):
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
-        self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(1, num_classes + 1)]
         self.reset()
 
     def reset(self) -> None:
@@ -112,14 +111,14 @@ class EndoVisMetric:
             "iou": _mean([s.iou for s in scores if s.iou is not None]),
             "mciou": _mean([v for v in per_class.values() if not np.isnan(v)]),
             "cumulative_iou": intersection / (union + 1e-15),
-            "per_class_iou": {name: per_class[c] for c, name in enumerate(self.class_names, start=1)},
+            "per_class_iou": list(per_class.values()),
             "num_frames": sum(s.iou is not None for s in scores),
         }
 
 
-def endovis_metrics(preds, gts, num_classes: int = 7, class_names: Sequence[str] | None = None) -> dict:
-    """`EndoVisMetric.aggregate()` of paired sequences of class-id maps."""
-    metric = EndoVisMetric(num_classes, class_names)
+def endovis_metrics(preds, gts, num_classes: int = 7) -> dict:
+    """`EndoVisIoU.aggregate()` of paired sequences of class-id maps."""
+    metric = EndoVisIoU(num_classes)
     for pred, gt in zip(preds, gts, strict=True):
         metric.update(pred, gt)
     return metric.aggregate()
