@@ -90,6 +90,11 @@ class BundleRuntime:
                 logger.info("bundle %s: weights %s loaded", self.info.name, self.info.weights)
             return self._network
 
+    @property
+    def weights_version(self) -> int | None:
+        """mtime (ns) of the `model.pt` the current network was loaded from."""
+        return None if self._signature is None else self._signature[1]
+
     def run(self, item: dict, output_dir: str | Path, image_2d: bool = False, **overrides) -> dict:
         """Run the bundle's evaluator on one `item` ({"image": path, prompt keys...}) with outputs
         in `output_dir`; config `overrides` for keys the bundle has. Returns the evaluator's

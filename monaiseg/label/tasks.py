@@ -64,6 +64,7 @@ class BundleInferTask(InferTask):
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         result["latencies"] = {"total": round(time.time() - start, 3)}
+        result["weights_version"] = self.runtime.weights_version
         return label_file, result
 
     def infer(self, request: dict, workdir: Path) -> tuple[str | None, dict]:
