@@ -67,6 +67,15 @@ def _spacing(gt, ndim: int, spacing) -> list[float] | None:
     return spacing
 
 
+def _bounding_box(mask: torch.Tensor) -> tuple[slice, ...]:
+    """Slices of the bounding box of a non-empty mask, one voxel of margin (within the array)."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = torch.nonzero(mask.any(dim=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(max(int(hits[0]) - 1, 0), int(hits[-1]) + 2))
+    return tuple(box)
+
+
 def organ_scores(pred, gt, labels: Sequence[int], spacing: Sequence[float] | None = None,
                  empty: str = "upstream") -> dict[int, dict[str, float]]:
     """``{label: {"dice": float, "hd95": float}}`` of integer label maps ``pred``, ``gt`` of one case.
@@ -84,9 +93,11 @@ def organ_scores(pred, gt, labels: Sequence[int], spacing: Sequence[float] | Non
     hd_metric = HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")
     scores = {}
     for value in labels:
-        pv, gv = (p == value)[None, None].float(), (g == value)[None, None].float()  # (1, 1, X, Y[, Z])
+        pv, gv = p == value, g == value
         in_pred, in_gt = bool(pv.any()), bool(gv.any())
         if in_pred and in_gt:
+            box = _bounding_box(pv | gv)  # MONAI crops the same way; cropping first saves full-volume passes
+            pv, gv = pv[box][None, None].float(), gv[box][None, None].float()  # (1, 1, X', Y'[, Z'])
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*always_return_as_numpy")
                 dice = float(dice_metric(pv, gv)[0, 0])
