@@ -146,6 +146,13 @@ def _case_number(case: int | str) -> int:
     return int(match.group(1))
 
 
+def _numbered(folder: Path, prefix: str) -> dict[int, Path]:
+    """Case number -> ``<prefix>NNNN.nii[.gz]`` in ``folder`` (none when it does not exist)."""
+    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    matches = ((re.fullmatch(prefix + r"(\d+)\.nii(\.gz)?", f.name), f) for f in files)
+    return {int(m.group(1)): f for m, f in matches if m}
+
+
 def find_synapse_cases(src: str | os.PathLike) -> dict[int, tuple[Path, Path]]:
     """Case number -> (image, label) of ``RawData/Training``; ``src`` is ``RawData``, its parent or
     ``Training``. Refuses an image without label (or the reverse) and a tree without cases."""
@@ -155,15 +162,15 @@ def find_synapse_cases(src: str | os.PathLike) -> dict[int, tuple[Path, Path]]:
     if folder is None:
         raise FileNotFoundError(f"{src}: no Synapse RawData layout (expected RawData/Training/img/img0001.nii.gz "
                                 "and RawData/Training/label/label0001.nii.gz)")
-    images = {int(m.group(1)): p for p in (folder / "img").iterdir() if (m := re.fullmatch(r"img(\d+)\.nii(\.gz)?", p.name))}
-    labels = {int(m.group(1)): p for p in (folder / "label").glob("*")
-              if (m := re.fullmatch(r"label(\d+)\.nii(\.gz)?", p.name))} if (folder / "label").is_dir() else {}
+    images, labels = _numbered(folder / "img", "img"), _numbered(folder / "label", "label")
     if no_label := sorted(images.keys() - labels.keys()):
         image = images[no_label[0]]
-        raise FileNotFoundError(f"{folder / 'label' / image.name.replace('img', 'label', 1)}: missing (label of {image})")
+        raise FileNotFoundError(f"{folder / 'label' / image.name.replace('img', 'label', 1)}: missing "
+                                f"(label of {image})")
     if no_image := sorted(labels.keys() - images.keys()):
         label = labels[no_image[0]]
-        raise FileNotFoundError(f"{folder / 'img' / label.name.replace('label', 'img', 1)}: missing (image of {label})")
+        raise FileNotFoundError(f"{folder / 'img' / label.name.replace('label', 'img', 1)}: missing "
+                                f"(image of {label})")
     if not images:
         raise FileNotFoundError(f"{folder / 'img'}: no imgNNNN.nii.gz files")
     return {n: (images[n], labels[n]) for n in sorted(images)}

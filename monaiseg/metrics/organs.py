@@ -157,7 +157,8 @@ class OrganMetrics:
         return rows
 
     def summary(self) -> dict:
-        """``{"cases", "empty", "hd95_unit", "organs": {name: {"label", "dice", "hd95"}}, "mean": {"dice", "hd95"}}``."""
+        """``{"cases", "empty", "hd95_unit", "organs": {name: {"label", "dice", "hd95"}},
+        "mean": {"dice", "hd95"}}``; the overall mean is the mean of the organ means (as upstream)."""
         if not self.cases:
             raise ValueError("no case scored yet")
         organs = {name: {"label": value,
