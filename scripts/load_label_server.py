@@ -67,7 +67,7 @@ def main() -> None:
             wall = time.perf_counter() - start
         latencies = np.array([r[1][0] for r in results])
         errors = sum(r[1][1] != 200 for r in results)
-        identical = all(r[1][2] == reference[i][2] for i, r in results)
+        identical = all(call_result[2] == reference[i][2] for i, call_result in results)
         print(f"model {model}: {args.requests} requests, {args.concurrency} concurrent, {wall:.1f} s wall")
         print(f"latency p50 {np.percentile(latencies, 50):.3f} s, p95 {np.percentile(latencies, 95):.3f} s "
               f"(sequential mean {np.mean([r[0] for r in reference]):.3f} s)")
