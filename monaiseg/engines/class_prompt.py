@@ -84,6 +84,21 @@ class PrepareClassPromptBatch:
         return None, target, (), network_kwargs
 
 
+class OutputAsList:
+    """Trainer handler (list it first): after each iteration the trainer's output dict (rows, not
+    frames, so it is not decollated) becomes `[output]`, the form that MONAI's
+    `from_engine(["loss"], first=True)` of StatsHandler and the MLflow tracking reads."""
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine) -> None:
+        if isinstance(engine.state.output, Mapping):
+            engine.state.output = [engine.state.output]
+
+
 def compose_class_map(logits: torch.Tensor, quality: torch.Tensor, class_ids: torch.Tensor,
                       keep: torch.Tensor) -> torch.Tensor:
     """Class map (N, H, W) from mask logits (N, K, H, W) of classes `class_ids` (N, K) with predicted
@@ -102,6 +117,17 @@ def presence(logits: torch.Tensor, min_area: float, min_prob: float) -> torch.Te
     area = mask.flatten(2).float().mean(-1)
     mean_prob = (torch.sigmoid(logits) * mask).flatten(2).sum(-1) / mask.flatten(2).sum(-1).clamp_min(1)
     return (area >= min_area) & (mean_prob >= min_prob)
+
+
+def require_labels(items: list[dict], query_mode: str) -> list[dict]:
+    """`items` unchanged; in "gt" mode every item needs a `label` (ValueError naming the first without one)."""
+    if query_mode == "gt":
+        for item in items:
+            if not item.get("label"):
+                raise ValueError(f"{item.get('image')}: query_mode 'gt' queries the classes of the ground truth, but "
+                                 "the item has no 'label'; give one (frame folder / video of class-id masks) or use "
+                                 "query_mode 'all'")
+    return items
 
 
 class ClassPromptInferer(Inferer):
