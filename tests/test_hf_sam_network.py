@@ -131,6 +131,8 @@ def test_switched_off_builds_have_no_extra_modules():
     assert not any(k.startswith(("awffm", "skip_decoder")) for k in off.state_dict())
     with pytest.raises(ValueError, match="decoding_steps"):
         tiny(decoding_steps=3)
+    with pytest.raises(ValueError, match="awffm_block"):
+        tiny(awffm_block=2)  # the tiny encoder has blocks 0 and 1
 
 
 def test_awffm_matches_hand_computation():

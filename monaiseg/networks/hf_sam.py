@@ -103,7 +103,7 @@ class HFSAM(SAMSegmenter):
                  awffm: AWFFM | None = None, awffm_block: int | None = None,
                  skip_decoder: SkipFusionDecoder | None = None, pixel_mean=0.0, pixel_std=1.0):
         super().__init__(image_encoder, prompt_encoder, mask_decoder, pixel_mean, pixel_std)
-        if awffm is not None and not 0 <= (awffm_block if awffm_block is not None else -1) < len(image_encoder.blocks):
+        if awffm is not None and awffm_block not in range(len(image_encoder.blocks)):
             raise ValueError(f"awffm_block must be an encoder block index in 0..{len(image_encoder.blocks) - 1}, "
                              f"got {awffm_block}")
         self.awffm, self.awffm_block, self.skip_decoder = awffm, awffm_block, skip_decoder
