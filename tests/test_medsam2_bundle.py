@@ -212,54 +212,6 @@ def test_inference_on_a_dicom_series(trained, tmp_path):
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 4}
 
 
-@pytest.fixture()
-def mlflow_server(tmp_path):
-    """A real `mlflow server` (SQLite backend, artifacts served) on a free loopback port; stopped after."""
-    import signal
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [str(mlflow_cli), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, "mlflow server exited"
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start within 60 s")
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-def test_mlflow_tracking_against_a_real_server(synthetic_ct, tmp_path, mlflow_server):
-    from mlflow import MlflowClient
-
-    run_bundle(["train.json", "tiny.json"], bundle_root=str(tmp_path), dataset_dir=str(synthetic_ct),
-               tracking="mlflow", tracking_uri=mlflow_server)
-    client = MlflowClient(tracking_uri=mlflow_server)
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    assert len(client.get_metric_history(runs[0].info.run_id, "train_loss")) == 2
-    assert "val_mean_dice" in runs[0].data.metrics
-    assert "model.pt" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert not (tmp_path / "eval" / "mlflow.db").exists()  # nothing went to the local default store
-
-
 def test_inference_with_the_mr_override(trained, tmp_path):
     volume = np.zeros((32, 32, 8), np.float32)
     volume[4:28, 4:28] = np.random.default_rng(0).gamma(2.0, 300.0, (24, 24, 8))  # MR-like, zero background

@@ -52,6 +52,14 @@ _SUBMODULES = {
     "SYNTHETIC_CT_LABELS": "synthetic_ct",
     "make_synthetic_ct": "synthetic_ct",
     "make_synthetic_ct_dataset": "synthetic_ct",
+    "SYNAPSE_LABELS": "synapse",
+    "prepare_synapse": "synapse",
+    "read_pair": "synapse",
+    "write_slice_dataset": "synapse",
+    "ACDC_LABELS": "acdc",
+    "prepare_acdc": "acdc",
+    "make_synthetic_organs_dataset": "synthetic_organs",
+    "few_shot_subset": "few_shot",
 }
 __all__ = sorted(_SUBMODULES)
 

@@ -1,5 +1,6 @@
 """Engines: SAM2 volume propagation, MedSAM box carry, SAM-Med2D click simulation and interactive
-training, inferers, clip training, collation, handlers and evaluation reports."""
+training, inferers, clip training, collation, handlers (best model, NaN-loss stop, resumable
+checkpoints) and evaluation reports."""
 
 from .box_baseline import BoxPromptComparison
 from .box_carry import BoxCarryInferer, BoxPromptInferer, box_carry_volume
@@ -16,5 +17,7 @@ from .interactive import (
     decode_prompts,
 )
 from .inferers import CellTrackingInferer, InstancePromptInferer, PrepareOptionalBoxes, PropagationInferer, instance_ids
+from .nan_guard import NonFiniteLossError, StopOnNonFiniteLoss
 from .propagation import ObjectPrompt, propagate_volume
 from .reports import CellReportWriter, TrackingReportWriter
+from .resume import RandomStates, ResumableCheckpoint, find_generators, latest_checkpoint

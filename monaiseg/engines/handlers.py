@@ -39,6 +39,13 @@ class BestModelSaver:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._on_validation)
 
+    def state_dict(self) -> dict:
+        """The best score so far (for resumable checkpoints)."""
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+
     def _on_validation(self, engine: Engine) -> None:
         score = float(engine.state.metrics[self.metric_name])
         if self.best is None or score > self.best:

@@ -1,0 +1,235 @@
+"""Every bundle in bundles/ conforms, scales out and survives faults (parametrised over the folder, so
+a new bundle is covered with no new code): model-zoo checks (scripts/verify_bundles.py), torchrun
+with 2 CPU processes tracked on a real MLflow server, resume after SIGKILL, determinism.
+
+The tiny data of each bundle comes from its `configs/tiny.json` key `synthetic_dataset`
+(`{"_target_": generator, **kwargs}`, called with the output folder first)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, SHARED
+
+spec = importlib.util.spec_from_file_location("verify_bundles", REPO / "scripts" / "verify_bundles.py")
+verify_bundles = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(verify_bundles)
+
+BUNDLES = verify_bundles.discover_bundles()
+IDS = [b.name for b in BUNDLES]
+SCHEMA = SHARED / "meta_schema_20240725.json"
+EPOCHS = 2  # resume runs: epochs of full passes over the tiny data
+
+
+def tiny(bundle: Path) -> dict:
+    return json.loads((bundle / "configs" / "tiny.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """bundle -> its synthetic dataset folder (generated once per distinct `synthetic_dataset` spec)."""
+    from monai.utils import optional_import
+
+    made: dict[str, Path] = {}
+
+    def get(bundle: Path) -> Path:
+        spec = tiny(bundle).get("synthetic_dataset")
+        assert spec, f"{bundle.name}: configs/tiny.json has no `synthetic_dataset` generator"
+        key = json.dumps(spec, sort_keys=True)
+        if key not in made:
+            kwargs = dict(spec)
+            module, name = kwargs.pop("_target_").rsplit(".", 1)
+            generator, _ = optional_import(module, name=name)
+            out = tmp_path_factory.mktemp(f"{bundle.name}_data") / "data"
+            generator(out, **kwargs)
+            made[key] = out
+        return made[key]
+
+    return get
+
+
+@pytest.mark.parametrize("check", list(verify_bundles.checks()))
+@pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
+def test_model_zoo_checks(bundle, check, tmp_path):
+    if check == "metadata_schema" and not SCHEMA.exists():
+        pytest.skip("offline metadata schema copy (../shared) not present")
+    detail = verify_bundles.checks(SCHEMA)[check](bundle, tmp_path)
+    assert detail
+
+
+def test_verify_bundles_reports_a_broken_bundle(tmp_path):
+    """The script's checks fail loudly: unformatted JSON, a version missing from the changelog, files missing."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(REPO / "bundles" / "unet_cells", broken, ignore=shutil.ignore_patterns("models", "eval"))
+    meta_file = broken / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    meta["version"] = "9.9.9"
+    meta_file.write_text(json.dumps(meta))  # no indent either
+    (broken / "large_files.yml").unlink()
+    for check, needle in [("version_in_changelog", "9.9.9"), ("json_format", "metadata.json"),
+                          ("files", "large_files.yml")]:
+        with pytest.raises(verify_bundles.BundleCheckError, match=needle):
+            verify_bundles.checks(SCHEMA)[check](broken, tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# torchrun (2 CPU processes, gloo) tracked on a real MLflow server
+# ---------------------------------------------------------------------------------------------
+RECORD_FILES = ("$@train#trainer.add_event_handler(__import__('ignite.engine').engine.Events.ITERATION_COMPLETED, "
+                "lambda e: open(@bundle_root + '/seen_rank' + str(torch.distributed.get_rank()) + '.txt', 'a')"
+                ".write(''.join(f + chr(10) for f in monaiseg.engines.nan_guard.batch_files(e.state.batch))))")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
+def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_data, mlflow_server, tmp_path):
+    from mlflow import MlflowClient
+
+    train = json.loads((bundle / "configs" / "train.json").read_text())
+    record = tmp_path / "record_batches.json"  # test-only: each rank appends the files of its batches
+    record.write_text(json.dumps({"run": [RECORD_FILES, *train["run"]]}))
+    configs = [str(bundle / "configs" / n) for n in ("train.json", "multi_gpu_train.json", "tiny.json")] + [str(record)]
+    experiment = f"torchrun_{bundle.name}"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "monai.bundle", "run",
+           "--config_file", str(configs), "--bundle_root", str(tmp_path), "--dataset_dir", str(tiny_data(bundle)),
+           "--logging_file", str(bundle / "configs" / "logging.conf"), "--tracking", "mlflow",
+           "--tracking_uri", mlflow_server, "--experiment_name", experiment]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, f"{bundle.name} torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    iterations = tiny(bundle)["max_epochs"] * tiny(bundle)["epoch_length"]
+    assert (proc.stdout + proc.stderr).count("train_loss:") == iterations  # rank 0 logs, rank 1 does not
+
+    seen = [set((tmp_path / f"seen_rank{r}.txt").read_text().split()) for r in (0, 1)]
+    assert seen[0] and seen[1] and not seen[0] & seen[1], f"ranks did not train on disjoint shards: {seen}"
+    assert set(torch.load(tmp_path / "models" / "model.pt", weights_only=True)) == {"model"}
+    assert verify_bundles_latest(tmp_path) is not None  # the resumable checkpoint (rank 0)
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # rank 0 only
+    run_id = runs[0].info.run_id
+    assert runs[0].data.params
+    assert len(client.get_metric_history(run_id, "train_loss")) == iterations  # loss per iteration
+    key_metric = next(iter(train["validate"]["key_metric"]))
+    assert len(client.get_metric_history(run_id, key_metric)) == tiny(bundle)["max_epochs"]  # per epoch
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert "model.pt" in artifacts, artifacts
+    assert any(a.endswith(".json") for a in artifacts), f"no executed config among {artifacts}"
+
+
+def verify_bundles_latest(root: Path):
+    from monaiseg.engines import latest_checkpoint
+
+    return latest_checkpoint(root / "models" / "resume")
+
+
+# ---------------------------------------------------------------------------------------------
+# resume after SIGKILL, and determinism
+# ---------------------------------------------------------------------------------------------
+def train_in_process(bundle: Path, root: Path, data: Path, epochs: int = EPOCHS, **overrides) -> tuple[list[dict], int]:
+    """Run the tiny training in this process for `epochs` full passes over the data, on one thread (the
+    forked child runs on one thread, and float sums depend on the thread count).
+    Returns (validation metrics after each epoch, iterations run)."""
+    from ignite.engine import Events
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(config_file=[str(bundle / "configs" / n) for n in ("train.json", "tiny.json")],
+                              logging_file=False, bundle_root=str(root), dataset_dir=str(data),
+                              max_epochs=epochs, epoch_length=None, **overrides)
+    workflow.initialize()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+    iterations, metrics = [], []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(e.state.iteration))
+    evaluator.add_event_handler(Events.COMPLETED, lambda e: metrics.append(dict(e.state.metrics)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        workflow.run()
+    finally:
+        torch.set_num_threads(threads)
+    workflow.finalize()
+    return metrics, len(iterations)
+
+
+def _train_then_exit(bundle: Path, root: Path, data: Path) -> None:
+    """Child process body (forked): train; never returns into pytest. One thread from the start: torch's
+    OpenMP pool does not survive a fork (the child would hang in its first parallel op)."""
+    code = 1
+    try:
+        torch.set_num_threads(1)
+        train_in_process(bundle, root, data)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def saved_state(root: Path, epoch: int) -> dict:
+    path = verify_bundles_latest(root)
+    assert path is not None and path.name == f"resume_checkpoint_epoch={epoch}.pt", path
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_training(a: dict, b: dict, what: str) -> None:
+    for name in ("model", "optimizer"):
+        flat_a = _tensors(a[name])
+        flat_b = _tensors(b[name])
+        assert flat_a.keys() == flat_b.keys(), f"{what}: different {name} entries"
+        for key in flat_a:
+            assert torch.allclose(flat_a[key].float(), flat_b[key].float(), atol=1e-5, rtol=1e-4), f"{what}: {name} {key}"
+
+
+def _tensors(tree, prefix="") -> dict:
+    if isinstance(tree, torch.Tensor):
+        return {prefix: tree}
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _tensors(value, f"{prefix}/{key}").items()}
+    if isinstance(tree, (list, tuple)):
+        return {k: v for i, value in enumerate(tree) for k, v in _tensors(value, f"{prefix}/{i}").items()}
+    return {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
+def test_resume_after_sigkill_and_determinism(bundle, tiny_data, tmp_path):
+    """Uninterrupted reference (2 epochs); a run killed with SIGKILL after its epoch-1 checkpoint;
+    the same seed and config again for 1 epoch (determinism: same metrics and weights as the others
+    after epoch 1); the killed run resumed: it runs epoch 2 only and ends like the reference."""
+    data = tiny_data(bundle)
+    reference_metrics, reference_iterations = train_in_process(bundle, tmp_path / "reference", data)
+    reference = saved_state(tmp_path / "reference", EPOCHS)
+
+    killed = tmp_path / "killed"
+    child = multiprocessing.get_context("fork").Process(target=_train_then_exit, args=(bundle, killed, data))
+    child.start()
+    deadline = time.monotonic() + 600
+    while child.is_alive() and verify_bundles_latest(killed) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    assert child.exitcode == -signal.SIGKILL, f"the training ended (exit {child.exitcode}) before it could be killed"
+    assert not [p for p in (killed / "models" / "resume").iterdir() if not p.name.startswith("resume_checkpoint")]
+    after_kill = saved_state(killed, 1)
+
+    again_metrics, _ = train_in_process(bundle, tmp_path / "again", data, epochs=1)
+    assert again_metrics[0] == pytest.approx(reference_metrics[0], abs=1e-6)
+    assert_same_training(saved_state(tmp_path / "again", 1), after_kill, "a second run from scratch")
+
+    metrics, iterations = train_in_process(bundle, killed, data, resume=True)
+    assert iterations == reference_iterations // EPOCHS  # epoch 2 only: continued after the checkpoint
+    assert metrics[-1] == pytest.approx(reference_metrics[-1], abs=1e-5)
+    assert_same_training(saved_state(killed, EPOCHS), reference, "the resumed run")
