@@ -56,6 +56,8 @@ def test_encode_computes_only_misses_in_one_call(tmp_path):
     assert not list(tmp_path.glob("cache/??/.tmp-*"))
     loaded = torch.load(next(tmp_path.glob("cache/??/*.pt")), weights_only=True)
     assert loaded["output"].shape == (4, 4, 4) and loaded["identity"] == cache.identity
+    with pytest.raises(ValueError, match=r"encoder inputs \(B >= 1, C, H, W\), got \(3, 16, 16\)"):
+        cache.encode(x[0])
 
 
 def test_dict_outputs_round_trip(tmp_path):

@@ -8,9 +8,9 @@ running the encoder only on the images it has not seen. One entry per image:
 encoder output (a tensor, or a dict / list / tuple of tensors, batch dimension removed).
 
 Keys: sha256 of the encoder input's bytes, dtype and shape, the encoder's `identity` (sha256 of
-its class name and every state-dict entry's name, dtype, shape and bytes) and the `preprocess`
-config (canonical JSON). Another encoder, other weights or another preprocessing therefore never
-meet an old entry. An entry whose stored key / identity / preprocess does not match, whose
+its class name and every state-dict entry's name, dtype, shape and bytes, computed once when the
+cache is made: the encoder must stay frozen) and the `preprocess` config (canonical JSON).
+Another encoder, other weights or another preprocessing therefore never meet an old entry. An entry whose stored key / identity / preprocess does not match, whose
 checksum (sha256 of the output bytes) differs, or that cannot be read (truncated, foreign file) is
 ignored with a warning naming the file, recomputed and rewritten. Entries are written to a temporary
 file in the same folder and renamed (`os.replace`), so two processes can fill one cache at once:
@@ -176,8 +176,8 @@ class EmbeddingCache:
     def encode(self, images: torch.Tensor) -> Output:
         """Encoder output for `images` (B, C, H, W) on `images.device`, batched as `encoder(images)`
         returns it; the misses go through ONE encoder call (eval mode, no autograd) and are stored."""
-        if images.ndim != 4:
-            raise ValueError(f"EmbeddingCache.encode expects encoder inputs (B, C, H, W), got {tuple(images.shape)}")
+        if images.ndim != 4 or len(images) == 0:
+            raise ValueError(f"EmbeddingCache.encode expects encoder inputs (B >= 1, C, H, W), got {tuple(images.shape)}")
         keys = [self.key(image) for image in images]
         samples: list[Output | None] = [self._load(k) for k in keys]
         missing: dict[str, int] = {}
