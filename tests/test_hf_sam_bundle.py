@@ -96,6 +96,26 @@ def test_classes_follow_the_dataset_switch(organs, tmp_path):
     assert parser.get_parsed_content("num_classes") == 8
 
 
+def test_few_shot_selection_is_deterministic_and_order_free(organs, tmp_path):
+    from monai.bundle import ConfigParser
+
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(organs, shuffled)
+    datalist = json.loads((shuffled / "datalist.json").read_text())
+    datalist["training"] = datalist["training"][::-1]
+    (shuffled / "datalist.json").write_text(json.dumps(datalist))
+
+    def picked(dataset_dir: Path, seed: int) -> list[str]:
+        parser = ConfigParser()
+        parser.read_config(configs("train.json"))
+        parser.update({"dataset_dir": str(dataset_dir), "few_shot_fraction": 0.25, "few_shot_seed": seed})
+        return [Path(item["image"]).name for item in parser.get_parsed_content("train#few_shot")]
+
+    first = picked(organs, 0)
+    assert len(first) == 4 and first == picked(shuffled, 0)
+    assert picked(organs, 1) != first
+
+
 def test_train_saves_full_and_adapter_weights_and_tracks_mlflow(trained):
     from mlflow import MlflowClient
 
@@ -160,11 +180,12 @@ def test_inference_writes_label_volumes_in_the_input_geometry(trained, organs, t
     nib.save(nib.Nifti1Image(source.get_fdata(dtype=np.float32)[:48, :40, :5], affine), data / "small.nii.gz")
     out = tmp_path / "out"
     run_bundle(["inference.json"], bundle_root=str(trained), input_image=str(data / "small.nii.gz"),
-               output_dir=str(out))
+               output_dir=str(out), save_overlays=True)
     pred = nib.load(out / "small_seg.nii.gz")
     assert pred.shape == (48, 40, 5) and pred.get_data_dtype() == np.uint8
     assert np.allclose(pred.affine, affine)
     assert set(np.unique(np.asarray(pred.dataobj))) <= set(range(9))
+    assert (out / "small_overlay.png").is_file()  # the middle axial slice, on request
 
 
 def test_evaluate_refuses_bad_labels_and_geometry_without_outputs(trained, organs, tmp_path):
