@@ -92,7 +92,8 @@ def test_endovis2018_cli(src2018, tmp_path, monkeypatch, capsys):
     assert "training: 4 frames, validation: 2 frames" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("problem", ["mixed_sizes", "mask_size", "class_id", "no_labels_folder", "no_sequences"])
+@pytest.mark.parametrize("problem", ["mixed_sizes", "mask_size", "class_id", "orphan_label", "no_labels_folder",
+                                     "no_sequences"])
 def test_endovis2018_bad_input(src2018, tmp_path, problem):
     seq = src2018 / "miccai_challenge_2018_release_1" / "seq_2"
     if problem == "mixed_sizes":
@@ -102,11 +103,15 @@ def test_endovis2018_bad_input(src2018, tmp_path, problem):
     elif problem == "mask_size":
         bad = seq / "instrument_labels" / "frame001_class2_inst0.png"
         _save(bad, _box(0, 2, 0, 2, h=H + 1))
-        match, error = rf"{bad}: mask is {H + 1}x{W}", ValueError
+        match, error = rf"{bad}: mask is {H + 1}x{W} .*\(mask and frame sizes differ\)", ValueError
     elif problem == "class_id":
         bad = seq / "instrument_labels" / "frame001_class9_inst0.png"
         _save(bad, _box(0, 2, 0, 2))
         match, error = rf"{bad}: class id 9 outside the class list \(1..7", ValueError
+    elif problem == "orphan_label":
+        bad = seq / "instrument_labels" / "frame007_class2_inst0.png"
+        _save(bad, _box(0, 2, 0, 2))
+        match, error = rf"{bad}: instrument label of frame007, which has no frame", ValueError
     elif problem == "no_labels_folder":
         (seq / "instrument_labels").rename(seq / "labels")
         match, error = rf"{seq}: expected one instrument_labels\* folder", FileNotFoundError

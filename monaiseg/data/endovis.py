@@ -27,7 +27,8 @@ TernausNet's: validation sequences {0: 1, 3; 1: 2, 5; 2: 4, 8; 3: 6, 7}.
 
 Both converters write through `atomic_folders` (nothing is left on error) and raise one error
 naming the file for: a missing folder, a frame of another size than the sequence's first frame,
-a mask of another size than its frame, a class id outside the class list.
+a mask of another size than its frame, a class id outside the class list, an EndoVis2018 label
+without its frame.
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ def _folder(path: Path, what: str) -> Path:
 def _check_size(path: Path, array: np.ndarray, expected: tuple[int, int] | None, what: str) -> tuple[int, int]:
     size = tuple(array.shape[:2])
     if expected is not None and size != expected:
+        why = "frames of mixed sizes" if what == "frame" else "mask and frame sizes differ"
         raise ValueError(f"{path}: {what} is {size[0]}x{size[1]} but the sequence's frames are "
-                         f"{expected[0]}x{expected[1]} (frames of mixed sizes)")
+                         f"{expected[0]}x{expected[1]} ({why})")
     return size
 
 
@@ -166,6 +168,10 @@ def convert_endovis2018(src: str | Path, dst: str | Path, labels_folder: str | N
                     raise ValueError(f"{path}: class id {cls.group(1)} outside the class list "
                                      f"(1..{num_classes}: {', '.join(ENDOVIS2018_CLASSES)})")
                 by_frame.setdefault(frame.group(0), []).append((int(cls.group(1)), path))
+            orphans = sorted(set(by_frame) - {f.stem for f in frames})
+            if orphans:
+                raise ValueError(f"{by_frame[orphans[0]][0][1]}: instrument label of {orphans[0]}, which has no frame "
+                                 f"in {seq / 'left_frames'}")
             size = None
             for path in frames:
                 image = _read_rgb(path)
