@@ -11,9 +11,10 @@ warm, and the cache's entries and size.
     python scripts/bench_embedding_cache.py [--variant vit_l] [--image-size 256] [--depth N]
         [--num-images 8] [--batch 4] [--cache-dir DIR]
 
-Defaults (ViT-L at 256 px, 8 frames) take about 135 s of CPU time, 1-2 minutes on 2 idle CPU
-cores. The speed-up is the encoder's cost over the decoder step's: ViT-L at 256 px gave 16.9x
-(CPU time), ViT-B at 256 px 3-5x (its encoder costs only a few decoder steps at this size);
+Defaults (ViT-L at 256 px, 8 frames) take about 140 s of CPU time, so 1-2 minutes on 2 idle CPU
+cores (5.5 min measured on 2 cores shared with other jobs, load ~7). The speed-up is the
+encoder's cost over the decoder step's: ViT-L at 256 px gave 16.9x and 25.7x (CPU time, two
+runs); ViT-B at 256 px 3-5x (its encoder costs only a few decoder steps at this size).
 SurgicalSAM's ViT-H at 1024 px costs far more per frame than its decoder step.
 """
 
