@@ -165,9 +165,8 @@ def test_evaluate_writes_per_frame_and_summary_metrics_with_and_without_ibr(trai
         assert summary[key] == expected_value
 
 
-def write_video(frames_dir: Path, mp4: Path | None = None) -> None:
-    if mp4 is None:
-        return
+def write_video(frames_dir: Path, mp4: Path) -> None:
+    """The PNG frames of `frames_dir` as an MP4 (mp4v, 5 fps)."""
     frames = sorted(frames_dir.glob("*.png"))
     first = cv2.imread(str(frames[0]))
     writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), 5, (first.shape[1], first.shape[0]))
