@@ -16,6 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 MEDSAM2 = REPO / "bundles" / "medsam2"
+BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
+BUNDLE_IDS = [b.name for b in BUNDLES]
 
 
 def error_chain(exc: BaseException) -> str:
@@ -97,3 +99,32 @@ def mlflow_server(tmp_path_factory):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """bundle folder -> the overrides of a tiny run on its synthetic data: `dataset_dir` made by the
+    generator named in the bundle's `configs/tiny.json` key `synthetic_dataset` (`{"_target_":
+    "module.function", **kwargs}`, called with the output folder first; generated once per distinct
+    spec), plus the keys of `synthetic_overrides` (e.g. the class names of the synthetic set)."""
+    import json
+
+    from monai.utils import optional_import
+
+    made: dict[str, Path] = {}
+
+    def get(bundle: Path) -> dict:
+        tiny = json.loads((bundle / "configs" / "tiny.json").read_text())
+        spec = tiny.get("synthetic_dataset")
+        assert spec, f"{bundle.name}: configs/tiny.json has no `synthetic_dataset` generator"
+        key = json.dumps(spec, sort_keys=True)
+        if key not in made:
+            kwargs = dict(spec)
+            module, name = kwargs.pop("_target_").rsplit(".", 1)
+            generator, _ = optional_import(module, name=name)
+            out = tmp_path_factory.mktemp(f"{bundle.name}_data") / "data"
+            generator(out, **kwargs)
+            made[key] = out
+        return {"dataset_dir": str(made[key]), **tiny.get("synthetic_overrides", {})}
+
+    return get

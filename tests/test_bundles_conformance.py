@@ -3,7 +3,7 @@ a new bundle is covered with no new code): model-zoo checks (scripts/verify_bund
 with 2 CPU processes tracked on a real MLflow server, resume after SIGKILL, determinism.
 
 The tiny data of each bundle comes from its `configs/tiny.json` key `synthetic_dataset`
-(`{"_target_": generator, **kwargs}`, called with the output folder first)."""
+(the `tiny_run` fixture of conftest.py)."""
 
 from __future__ import annotations
 
@@ -20,43 +20,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, SHARED
+from conftest import BUNDLE_IDS, BUNDLES, REPO, SHARED
 
 spec = importlib.util.spec_from_file_location("verify_bundles", REPO / "scripts" / "verify_bundles.py")
 verify_bundles = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(verify_bundles)
 
-BUNDLES = verify_bundles.discover_bundles()
-IDS = [b.name for b in BUNDLES]
+IDS = BUNDLE_IDS
 SCHEMA = SHARED / "meta_schema_20240725.json"
 EPOCHS = 2  # resume runs: epochs of full passes over the tiny data
 
 
 def tiny(bundle: Path) -> dict:
     return json.loads((bundle / "configs" / "tiny.json").read_text())
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory):
-    """bundle -> its synthetic dataset folder (generated once per distinct `synthetic_dataset` spec)."""
-    from monai.utils import optional_import
-
-    made: dict[str, Path] = {}
-
-    def get(bundle: Path) -> Path:
-        spec = tiny(bundle).get("synthetic_dataset")
-        assert spec, f"{bundle.name}: configs/tiny.json has no `synthetic_dataset` generator"
-        key = json.dumps(spec, sort_keys=True)
-        if key not in made:
-            kwargs = dict(spec)
-            module, name = kwargs.pop("_target_").rsplit(".", 1)
-            generator, _ = optional_import(module, name=name)
-            out = tmp_path_factory.mktemp(f"{bundle.name}_data") / "data"
-            generator(out, **kwargs)
-            made[key] = out
-        return made[key]
-
-    return get
 
 
 @pytest.mark.parametrize("check", list(verify_bundles.checks()))
@@ -95,7 +71,7 @@ RECORD_FILES = ("$@train#trainer.add_event_handler(__import__('ignite.engine').e
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
-def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_data, mlflow_server, tmp_path):
+def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_run, mlflow_server, tmp_path):
     from mlflow import MlflowClient
 
     train = json.loads((bundle / "configs" / "train.json").read_text())
@@ -103,8 +79,9 @@ def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_data, mlfl
     record.write_text(json.dumps({"run": [RECORD_FILES, *train["run"]]}))
     configs = [str(bundle / "configs" / n) for n in ("train.json", "multi_gpu_train.json", "tiny.json")] + [str(record)]
     experiment = f"torchrun_{bundle.name}"
+    overrides = [a for k, v in tiny_run(bundle).items() for a in (f"--{k}", v if isinstance(v, str) else repr(v))]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "monai.bundle", "run",
-           "--config_file", str(configs), "--bundle_root", str(tmp_path), "--dataset_dir", str(tiny_data(bundle)),
+           "--config_file", str(configs), "--bundle_root", str(tmp_path), *overrides,
            "--logging_file", str(bundle / "configs" / "logging.conf"), "--tracking", "mlflow",
            "--tracking_uri", mlflow_server, "--experiment_name", experiment]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900,
@@ -140,16 +117,16 @@ def verify_bundles_latest(root: Path):
 # ---------------------------------------------------------------------------------------------
 # resume after SIGKILL, and determinism
 # ---------------------------------------------------------------------------------------------
-def train_in_process(bundle: Path, root: Path, data: Path, epochs: int = EPOCHS, **overrides) -> tuple[list[dict], int]:
-    """Run the tiny training in this process for `epochs` full passes over the data, on one thread (the
-    forked child runs on one thread, and float sums depend on the thread count).
-    Returns (validation metrics after each epoch, iterations run)."""
+def train_in_process(bundle: Path, root: Path, data: dict, epochs: int = EPOCHS, **overrides) -> tuple[list[dict], int]:
+    """Run the tiny training (`data`: tiny_run overrides) in this process for `epochs` full passes over
+    the data, validating after epoch EPOCHS only, on one thread (the forked child runs on one thread,
+    and float sums depend on the thread count). Returns (validation metrics, iterations run)."""
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
     workflow = ConfigWorkflow(config_file=[str(bundle / "configs" / n) for n in ("train.json", "tiny.json")],
-                              logging_file=False, bundle_root=str(root), dataset_dir=str(data),
-                              max_epochs=epochs, epoch_length=None, **overrides)
+                              logging_file=False, bundle_root=str(root), **data, max_epochs=epochs,
+                              epoch_length=None, val_interval=EPOCHS, **overrides)
     workflow.initialize()
     trainer = workflow.parser.get_parsed_content("train#trainer")
     evaluator = workflow.parser.get_parsed_content("validate#evaluator")
@@ -166,7 +143,7 @@ def train_in_process(bundle: Path, root: Path, data: Path, epochs: int = EPOCHS,
     return metrics, len(iterations)
 
 
-def _train_then_exit(bundle: Path, root: Path, data: Path) -> None:
+def _train_then_exit(bundle: Path, root: Path, data: dict) -> None:
     """Child process body (forked): train; never returns into pytest. One thread from the start: torch's
     OpenMP pool does not survive a fork (the child would hang in its first parallel op)."""
     code = 1
@@ -205,11 +182,12 @@ def _tensors(tree, prefix="") -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
-def test_resume_after_sigkill_and_determinism(bundle, tiny_data, tmp_path):
-    """Uninterrupted reference (2 epochs); a run killed with SIGKILL after its epoch-1 checkpoint;
-    the same seed and config again for 1 epoch (determinism: same metrics and weights as the others
-    after epoch 1); the killed run resumed: it runs epoch 2 only and ends like the reference."""
-    data = tiny_data(bundle)
+def test_resume_after_sigkill_and_determinism(bundle, tiny_run, tmp_path):
+    """An uninterrupted reference (2 epochs, validated at the end); a run killed with SIGKILL after its
+    epoch-1 checkpoint; the same seed and config once more for 1 epoch (determinism: the same weights
+    and optimizer state as the killed run after epoch 1); the killed run resumed: it runs epoch 2
+    only and ends with the reference's weights and metrics."""
+    data = tiny_run(bundle)
     reference_metrics, reference_iterations = train_in_process(bundle, tmp_path / "reference", data)
     reference = saved_state(tmp_path / "reference", EPOCHS)
 
@@ -225,11 +203,11 @@ def test_resume_after_sigkill_and_determinism(bundle, tiny_data, tmp_path):
     assert not [p for p in (killed / "models" / "resume").iterdir() if not p.name.startswith("resume_checkpoint")]
     after_kill = saved_state(killed, 1)
 
-    again_metrics, _ = train_in_process(bundle, tmp_path / "again", data, epochs=1)
-    assert again_metrics[0] == pytest.approx(reference_metrics[0], abs=1e-6)
+    train_in_process(bundle, tmp_path / "again", data, epochs=1)
     assert_same_training(saved_state(tmp_path / "again", 1), after_kill, "a second run from scratch")
 
     metrics, iterations = train_in_process(bundle, killed, data, resume=True)
     assert iterations == reference_iterations // EPOCHS  # epoch 2 only: continued after the checkpoint
-    assert metrics[-1] == pytest.approx(reference_metrics[-1], abs=1e-5)
+    assert len(metrics) == len(reference_metrics) == 1
+    assert metrics[0] == pytest.approx(reference_metrics[0], abs=1e-5)
     assert_same_training(saved_state(killed, EPOCHS), reference, "the resumed run")

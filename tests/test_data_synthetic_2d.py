@@ -16,7 +16,6 @@ from monaiseg.data import (
     make_shape_image,
     make_synthetic_2d,
     make_synthetic_2d_dataset,
-    make_synthetic_classification_dataset,
 )
 
 

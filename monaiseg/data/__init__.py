@@ -60,6 +60,13 @@ _SUBMODULES = {
     "prepare_acdc": "acdc",
     "make_synthetic_organs_dataset": "synthetic_organs",
     "few_shot_subset": "few_shot",
+    "ENDOVIS2017_CLASSES": "endovis",
+    "ENDOVIS2018_CLASSES": "endovis",
+    "check_class_map": "endovis",
+    "convert_endovis2017": "endovis",
+    "convert_endovis2018": "endovis",
+    "make_synthetic_surgical_dataset": "synthetic_surgical",
+    "make_synthetic_surgical_frame": "synthetic_surgical",
 }
 __all__ = sorted(_SUBMODULES)
 

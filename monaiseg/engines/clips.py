@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import torch
 from ignite.engine import Engine, Events
 from monai.engines.utils import PrepareBatch
 

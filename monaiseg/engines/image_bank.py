@@ -27,6 +27,14 @@ class ImageBank:
     def __len__(self) -> int:
         return len(self.slots)
 
+    def state_dict(self) -> dict:
+        """The stored rows and the generator state (for resumable checkpoints)."""
+        return {"slots": {str(k): v for k, v in self.slots.items()}, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.slots = {int(k): dict(v) for k, v in state["slots"].items()}
+        self.generator.set_state(state["generator"])
+
     def update(self, rows: Mapping[str, torch.Tensor]) -> None:
         """Store (detached) the last row of each class in `rows`."""
         for i, class_id in enumerate(rows["class_ids"].tolist()):

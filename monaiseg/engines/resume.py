@@ -154,14 +154,15 @@ class ResumableCheckpoint:
         save_dir: folder of the resume checkpoints (created).
         objects: what to save besides the trainer, e.g. `{"model": network, "optimizer": optimizer,
             "lr_scheduler": scheduler, "best_model": best_model_saver}` (anything with
-            `state_dict` / `load_state_dict`).
+            `state_dict` / `load_state_dict`; None entries, e.g. a switched-off image bank, are left out).
         interval: epochs between saves (0 disables saving).
         resume: restore the newest checkpoint in `save_dir` when training starts (none there: a
             warning, and training starts from scratch).
     """
 
     def __init__(self, save_dir: str | Path, objects: Mapping[str, Any], interval: int = 1, resume: bool = False):
-        self.save_dir, self.objects = Path(save_dir), dict(objects)
+        self.save_dir = Path(save_dir)
+        self.objects = {name: obj for name, obj in objects.items() if obj is not None}
         self.interval, self.resume = int(interval), bool(resume)
 
     def attach(self, engine: Engine) -> None:

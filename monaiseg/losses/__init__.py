@@ -1,9 +1,11 @@
 """Losses MONAI lacks: BloodCellSAM2 (METHODS.md §1: L = L_seg + L_temp + L_mor) and SAM-Med2D's
-20 x focal + Dice + IoU-prediction MSE."""
+20 x focal + Dice + IoU-prediction MSE; SurgicalSAM's contrastive prototype loss (InfoNCE)."""
 
 from .bloodcell import BloodCellLoss
 from .curvature import ContourCurvatureLoss
+from .prototype_contrastive import ClassPromptLoss, PrototypeContrastiveLoss
 from .sam_med2d import SAMMed2DLoss
 from .temporal import TemporalContrastiveLoss
 
-__all__ = ["BloodCellLoss", "ContourCurvatureLoss", "SAMMed2DLoss", "TemporalContrastiveLoss"]
+__all__ = ["BloodCellLoss", "ClassPromptLoss", "ContourCurvatureLoss", "PrototypeContrastiveLoss", "SAMMed2DLoss",
+           "TemporalContrastiveLoss"]

@@ -1,10 +1,12 @@
 """Networks: the SAM2 and SAM / MedSAM / SAM-Med2D wrappers, checkpoint loading, freezing
 policy and PEFT parts (LoRA on fused q/k/v, decoder adapters, density prompt, BloodCellSAM2's
-PEFT SAM2), SAM-AutoMed's MobileNetV3 prompt generator and SAM-MedCls's classifier."""
+PEFT SAM2), SAM-AutoMed's MobileNetV3 prompt generator, SAM-MedCls's classifier and SurgicalSAM's
+prototype-based class prompt encoder."""
 
 from .adapters import BottleneckAdapter, add_mlp_adapters
 from .attention import ChannelAttention, SpatialAttention
 from .auto_prompt import MobileNetPromptGenerator, mobilenet_v3_features
+from .class_prompt import LearnablePrototypes, PrototypePromptEncoder, class_embeddings_from_masks
 from .checkpoint import CheckpointMismatchError, load_model_weights, load_state_dict_strict, read_checkpoint
 from .density import DensityPromptEncoder
 from .lora import FusedQKVLoRA, add_qkv_lora, merge_lora, merged_state_dict
@@ -32,4 +34,5 @@ from .sam_builder import (
 )
 from .sam_classifier import SAMClassifier
 from .sam_segmenter import SAMMed2DAdapter, SAMSegmenter, add_sam_med2d_adapters
+from .surgical_sam import SurgicalSAM, build_surgical_sam, load_surgicalsam_release, read_surgicalsam_file
 from .trainable import freeze_except, parameter_report, trainable_parameters
