@@ -94,6 +94,8 @@ def test_training_saves_model_fills_cache_and_bank_and_tracks_mlflow(trained, su
     cache = flow.parser.get_parsed_content("embedding_cache")
     assert isinstance(cache, EmbeddingCache) and Path(cache.root) == root / "cache"
     assert len(cache) >= 3 and cache.size_bytes() > 0  # training frames (flipped versions) + validation frames
+    reported = flow.parser.get_parsed_content("train#trainer").state.embedding_cache  # EmbeddingCacheLogger
+    assert reported["entries"] >= 1 and reported["size_bytes"] > 0
     _, plain = trained["no_ibr"]
     assert plain.parser.get_parsed_content("image_bank") is None
     assert plain.parser.get_parsed_content("embedding_cache") is None

@@ -213,14 +213,17 @@ class EmbeddingCache:
 
 class EmbeddingCacheLogger:
     """Ignite handler: at each EPOCH_COMPLETED, log the cache's entries, size and the epoch's hits /
-    misses, store them in `engine.state.embedding_cache`, and reset the counters."""
+    misses, store them in `engine.state.embedding_cache`, and reset the counters. `cache=None` (caching
+    switched off in a config) attaches nothing."""
 
-    def __init__(self, cache: EmbeddingCache):
+    def __init__(self, cache: EmbeddingCache | None):
         self.cache = cache
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
+        if self.cache is None:
+            return
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine) -> None:
