@@ -1,14 +1,24 @@
 """Networks: the SAM2 and SAM / MedSAM / SAM-Med2D wrappers, checkpoint loading, freezing
 policy and PEFT parts (LoRA on fused q/k/v, decoder adapters, density prompt, BloodCellSAM2's
-PEFT SAM2), SAM-AutoMed's MobileNetV3 prompt generator, SAM-MedCls's classifier and SurgicalSAM's
-prototype-based class prompt encoder."""
+PEFT SAM2), SAM-AutoMed's MobileNetV3 prompt generator, SAM-MedCls's classifier, SurgicalSAM's
+prototype-based class prompt encoder and HF-SAM (LoRA q,v SAM, AWFFM, two-step skip-feature decoding)."""
 
 from .adapters import BottleneckAdapter, add_mlp_adapters
 from .attention import ChannelAttention, SpatialAttention
 from .auto_prompt import MobileNetPromptGenerator, mobilenet_v3_features
+from .awffm import AWFFM
 from .class_prompt import LearnablePrototypes, PrototypePromptEncoder, class_embeddings_from_masks
 from .checkpoint import CheckpointMismatchError, load_model_weights, load_state_dict_strict, read_checkpoint
 from .density import DensityPromptEncoder
+from .hf_sam import (
+    HF_SAM_TRAINABLE,
+    HFSAM,
+    SkipFusionDecoder,
+    build_hf_sam,
+    hf_sam_adapter_state_dict,
+    load_hf_sam_checkpoint,
+    upstream_key_map,
+)
 from .lora import FusedQKVLoRA, add_qkv_lora, merge_lora, merged_state_dict
 from .peft_sam2 import (
     STAGE1_TRAINABLE,
