@@ -146,7 +146,7 @@ class RandomStates:
 
 class ResumableCheckpoint:
     """Save `{**objects, trainer, rng}` to `save_dir/resume_checkpoint_epoch=N.pt` every `interval`
-    epochs (rank 0 only; the newest file is kept), and with `resume=True` restore the newest one at
+    epochs (written by rank 0; the newest file is kept), and with `resume=True` restore the newest one at
     the start of training on every rank. Attach it last among the trainer's handlers so that the
     saved random states follow the epoch's validation.
 
@@ -175,13 +175,16 @@ class ResumableCheckpoint:
             else:
                 logger.info("resuming from %s", path)
                 CheckpointLoader(load_path=str(path), load_dict=to_save, map_location="cpu").attach(engine)
-        rank0 = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-        if self.interval > 0 and rank0:
+        if self.interval <= 0:
+            return
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             for stale in self.save_dir.glob("tmp*"):  # the temporary file of a write that was killed
                 stale.unlink()
-            saver = Checkpoint(to_save, DiskSaver(str(self.save_dir), atomic=True, require_empty=False),
-                               filename_prefix=PREFIX, n_saved=1,
-                               filename_pattern="{filename_prefix}_checkpoint_epoch={global_step}.{ext}",
-                               global_step_transform=lambda eng, _: eng.state.epoch)
-            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), saver)
+        # attached on every rank (ignite's distributed helpers run collectives on first use); the
+        # DiskSaver writes on rank 0 only
+        saver = Checkpoint(to_save, DiskSaver(str(self.save_dir), atomic=True, require_empty=False, save_on_rank=0),
+                           filename_prefix=PREFIX, n_saved=1,
+                           filename_pattern="{filename_prefix}_checkpoint_epoch={global_step}.{ext}",
+                           global_step_transform=lambda eng, _: eng.state.epoch)
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), saver)
