@@ -38,7 +38,7 @@ def write_checkpoint(case: str, path: Path, marker: Path) -> None:
 
 EXPECTED = {  # what the error must say besides the file's path
     "missing": r"not found",
-    "wrong_keys": r"missing keys|unexpected keys|does not match",
+    "wrong_keys": r"missing keys|unexpected keys|does not match|has no .* weights",
     "runs_code": r"weights.only",
     "truncated": r"cannot be read|weights.only",
 }
