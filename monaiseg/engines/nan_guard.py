@@ -52,6 +52,8 @@ class StopOnNonFiniteLoss:
 
     def __call__(self, engine: Engine) -> None:
         loss = self.output_transform(engine.state.output)
+        while isinstance(loss, (tuple, list)) and len(loss) == 1:  # from_engine on a dict output gives (loss,)
+            loss = loss[0]
         value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else float(loss)
         if math.isfinite(value):
             return

@@ -70,12 +70,11 @@ def _children(obj: Any) -> Iterator[Any]:
         yield obj.dataset
     elif isinstance(obj, Engine):
         yield from (getattr(obj, name, None) for name in ("data_loader", "_process_function", "prepare_batch", "inferer"))
-    elif isinstance(obj, Dataset) or _is_walkable(obj) or hasattr(obj, "__self__"):
-        if hasattr(obj, "__self__"):  # a bound method: its object
-            yield obj.__self__
-            return
-        for name in sorted(vars(obj)) if hasattr(obj, "__dict__") else ():
-            if name not in ("data", "_cache", "network", "state"):
+    elif hasattr(obj, "__self__"):  # a bound method (e.g. an engine's iteration): its object
+        yield obj.__self__
+    elif (isinstance(obj, Dataset) or _is_walkable(obj)) and hasattr(obj, "__dict__"):
+        for name in sorted(vars(obj)):
+            if name not in ("data", "_cache", "network", "state"):  # data items, caches, weights
                 yield getattr(obj, name)
 
 
