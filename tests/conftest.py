@@ -79,14 +79,16 @@ def mlflow_server(tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mlflow_cli = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # one worker and no background job runner: 2 CPU cores are shared with the tests
         [str(mlflow_cli), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        for _ in range(360):
             try:
                 urllib.request.urlopen(f"{url}/health", timeout=2)
                 break
@@ -94,7 +96,7 @@ def mlflow_server(tmp_path_factory):
                 assert proc.poll() is None, "mlflow server exited"
                 time.sleep(0.5)
         else:
-            pytest.fail("mlflow server did not start within 60 s")
+            pytest.fail("mlflow server did not start within 180 s")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
