@@ -56,7 +56,7 @@ def main() -> None:
                                          splits={"training": args.cases - 2, "validation": 1, "testing": 1})
 
     step(f"2/4 fine-tuning medsam2 (tiny: Hiera-tiny at 256, random init) for {args.epochs} x {args.iterations} iterations")
-    run(config_file=configs, dataset_dir=str(out / "data"), max_epochs=args.epochs, val_interval=args.epochs,
+    run(config_file=configs, dataset_dir=str(out / "data"), image_size=256, max_epochs=args.epochs, val_interval=args.epochs,
         learning_rate=1e-3, batch_size=8, slices_per_volume=4,
         trainable_modules=["sam_mask_decoder", "sam_prompt_encoder"],
         epoch_length=args.iterations, **common)
