@@ -102,7 +102,7 @@ def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_run, mlflo
     if seen[0] | seen[1] != shared:  # (a tiny set of a single item, e.g. hf_sam's few-shot slice, cannot be sharded)
         assert len(shared) < min(len(seen[0]), len(seen[1])) / 2, f"ranks share their data: {seen}"
     assert set(torch.load(tmp_path / "models" / "model.pt", weights_only=True)) == {"model"}
-    assert verify_bundles_latest(tmp_path) is not None  # the resumable checkpoint (rank 0)
+    assert latest_resume(tmp_path) is not None  # the resumable checkpoint (rank 0)
 
     client = MlflowClient(tracking_uri=mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
@@ -121,7 +121,8 @@ def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_run, mlflo
     assert any(a.endswith(".json") for a in artifacts), f"no executed config among {artifacts}"
 
 
-def verify_bundles_latest(root: Path):
+def latest_resume(root: Path):
+    """The newest resume checkpoint of a bundle root (or None)."""
     from monaiseg.engines import latest_checkpoint
 
     return latest_checkpoint(root / "models" / "resume")
@@ -170,7 +171,7 @@ def _train_then_exit(bundle: Path, root: Path, data: dict) -> None:
 
 
 def saved_state(root: Path, epoch: int) -> dict:
-    path = verify_bundles_latest(root)
+    path = latest_resume(root)
     assert path is not None and path.name == f"resume_checkpoint_epoch={epoch}.pt", path
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -209,7 +210,7 @@ def test_resume_after_sigkill_and_determinism(bundle, tiny_run, tmp_path):
     child = multiprocessing.get_context("fork").Process(target=_train_then_exit, args=(bundle, killed, data))
     child.start()
     deadline = time.monotonic() + 600
-    while child.is_alive() and verify_bundles_latest(killed) is None and time.monotonic() < deadline:
+    while child.is_alive() and latest_resume(killed) is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(child.pid, signal.SIGKILL)
     child.join()

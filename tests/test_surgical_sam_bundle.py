@@ -58,21 +58,14 @@ def trained(surgical, tmp_path_factory) -> dict:
     return roots
 
 
-def test_contract_files_and_json_format():
-    for name in ["metadata.json", "train.json", "evaluate.json", "inference.json", "multi_gpu_train.json",
-                 "logging.conf", "tiny.json"]:
-        assert (CONFIGS / name).is_file(), name
-    for name in ["LICENSE", "large_files.yml", "docs/README.md"]:
-        assert (BUNDLE / name).is_file(), name
+def test_bundle_specific_contract():
+    """What this bundle declares beyond the shared zoo checks (scripts/verify_bundles.py)."""
     meta = json.loads((CONFIGS / "metadata.json").read_text())
-    assert meta["version"] in meta["changelog"] and meta["supported_apps"] == {"monai-label": "segmentation"}
+    assert meta["supported_apps"] == {"monai-label": "segmentation"}
     channels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
     assert list(channels.values())[:2] == ["background", "bipolar_forceps"] and len(channels) == 8
     train = json.loads((CONFIGS / "train.json").read_text())
     assert list(train["labels"].values()) == list(channels.values())[1:]
-    for path in CONFIGS.glob("*.json"):
-        text = path.read_text()
-        assert text == json.dumps(json.loads(text), indent=4) + "\n", path.name
     assert "Apache License" in (BUNDLE / "LICENSE").read_text()
     assert "sam_vit_h_4b8939.pth" in (BUNDLE / "large_files.yml").read_text()
 
