@@ -9,8 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-APP_SHIM = '"""MONAI Label app folder made by `monaiseg label serve`: the app is monaiseg.label.main."""\n' \
-           "from monaiseg.label.main import MonaisegApp  # noqa: F401\n"
+APP_SHIM = (
+    '"""MONAI Label app folder made by `monaiseg label serve`: the app is monaiseg.label.main."""\n'
+    "from monaiseg.label.main import MonaisegApp  # noqa: F401\n"
+)
 
 
 def server_command(args: argparse.Namespace) -> list[str]:
@@ -22,8 +24,20 @@ def server_command(args: argparse.Namespace) -> list[str]:
     main = app_dir / "main.py"
     if not main.is_file() or main.read_text() != APP_SHIM:
         main.write_text(APP_SHIM)
-    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app_dir), "--studies", str(studies),
-           "--host", args.host, "-p", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monailabel.main",
+        "start_server",
+        "--app",
+        str(app_dir),
+        "--studies",
+        str(studies),
+        "--host",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
     if args.bundles:
         cmd += ["--conf", "bundles", ",".join(str(Path(b).resolve()) for b in args.bundles)]
     if args.overrides:
@@ -40,8 +54,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--bundles", nargs="+", help="bundle folders or folders of bundles (default: bundles/)")
-    serve.add_argument("--overrides", nargs="+", help="config files merged after each bundle's inference.json "
-                                                      "where the bundle has them, e.g. tiny.json")
+    serve.add_argument(
+        "--overrides",
+        nargs="+",
+        help="config files merged after each bundle's inference.json where the bundle has them, e.g. tiny.json",
+    )
     serve.add_argument("--app-dir", help="MONAI Label app folder (default: STUDIES/.monaiseg-label-app)")
     return p
 

@@ -8,9 +8,22 @@ import cv2
 import numpy as np
 
 _COLOURS = np.array(
-    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [220, 190, 255],
-     [170, 110, 40]], dtype=np.uint8,
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 212],
+        [0, 128, 128],
+        [220, 190, 255],
+        [170, 110, 40],
+    ],
+    dtype=np.uint8,
 )
 
 
@@ -30,8 +43,14 @@ def overlay(image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, a
     return rgb
 
 
-def save_montage(volume: np.ndarray, pred: np.ndarray, path: str | Path, gt: np.ndarray | None = None,
-                 num_slices: int = 8, scale: int = 3) -> Path:
+def save_montage(
+    volume: np.ndarray,
+    pred: np.ndarray,
+    path: str | Path,
+    gt: np.ndarray | None = None,
+    num_slices: int = 8,
+    scale: int = 3,
+) -> Path:
     """Write a one-row PNG of `num_slices` slices (last axis) of (I, J, K) arrays, spread over
     the slices that hold foreground in `gt` (or `pred`). Slices are shown rows = J, columns = I."""
     ref = gt if gt is not None and gt.any() else pred

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
+from monaiseg.data.embedding_cache import EmbeddingCache
 from monaiseg.data.synthetic_surgical import make_synthetic_surgical_frame
-from monaiseg.engines.embedding_cache import EmbeddingCache
 from monaiseg.networks.sam_builder import build_sam_segmenter
 
 
@@ -42,12 +42,16 @@ def synthetic_batches(num_images: int, size: int, batch: int, seed: int) -> list
     images, masks = [], []
     for _ in range(num_images):
         classes = list(rng.choice(np.arange(1, 8), size=int(rng.integers(1, 4)), replace=False))
-        poses = [(rng.uniform(0.2, 0.8), rng.uniform(-0.6, 0.6) + np.pi * (k % 2), rng.uniform(0.35, 0.6))
-                 for k in range(len(classes))]
+        poses = [
+            (rng.uniform(0.2, 0.8), rng.uniform(-0.6, 0.6) + np.pi * (k % 2), rng.uniform(0.35, 0.6))
+            for k in range(len(classes))
+        ]
         image, mask = make_synthetic_surgical_frame(classes, size, size, rng, poses)
         images.append(torch.from_numpy(image).permute(2, 0, 1).float() / 255)
         masks.append(torch.from_numpy(mask > 0)[None].float())
-    return [(torch.stack(images[i:i + batch]), torch.stack(masks[i:i + batch])) for i in range(0, num_images, batch)]
+    return [
+        (torch.stack(images[i : i + batch]), torch.stack(masks[i : i + batch])) for i in range(0, num_images, batch)
+    ]
 
 
 def run_epoch(model, optimizer, loss_fn, batches, cache: EmbeddingCache | None) -> tuple[float, float]:
@@ -94,26 +98,34 @@ def main(argv=None) -> dict:
 
     root = Path(args.cache_dir or tempfile.mkdtemp(prefix="embedding_cache_"))
     try:
-        cache = EmbeddingCache(root, model.image_encoder,
-                               {"variant": args.variant, "image_size": args.image_size, "depth": args.depth,
-                                "normalize": "imagenet"})
-        times = {"no cache": run_epoch(model, optimizer, loss_fn, batches, None),
-                 "cold cache": run_epoch(model, optimizer, loss_fn, batches, cache),
-                 "warm cache": run_epoch(model, optimizer, loss_fn, batches, cache)}
+        cache = EmbeddingCache(
+            root,
+            model.image_encoder,
+            {"variant": args.variant, "image_size": args.image_size, "depth": args.depth, "normalize": "imagenet"},
+        )
+        times = {
+            "no cache": run_epoch(model, optimizer, loss_fn, batches, None),
+            "cold cache": run_epoch(model, optimizer, loss_fn, batches, cache),
+            "warm cache": run_epoch(model, optimizer, loss_fn, batches, cache),
+        }
         summary = cache.summary()
     finally:
         if args.cache_dir is None:
             shutil.rmtree(root, ignore_errors=True)
     depth = args.depth or "default"
-    print(f"SAM {args.variant} (depth {depth}) at {args.image_size} px, {args.num_images} frames, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"SAM {args.variant} (depth {depth}) at {args.image_size} px, {args.num_images} frames, batch {args.batch}, "
+        f"{torch.get_num_threads()} threads"
+    )
     for name, (wall, cpu) in times.items():
         print(f"  {name:>10}: {wall:7.2f} s/epoch wall-clock, {cpu:7.2f} s CPU")
     ratio = times["no cache"][0] / times["warm cache"][0]
     cpu_ratio = times["no cache"][1] / times["warm cache"][1]
     print(f"  speed-up no cache / warm cache: {ratio:.1f}x wall-clock, {cpu_ratio:.1f}x CPU time")
-    print(f"  cache: {summary['entries']} entries, {summary['size_bytes'] / 2**20:.2f} MiB "
-          f"({summary['size_bytes'] / max(summary['entries'], 1) / 2**10:.0f} KiB per frame)")
+    print(
+        f"  cache: {summary['entries']} entries, {summary['size_bytes'] / 2**20:.2f} MiB "
+        f"({summary['size_bytes'] / max(summary['entries'], 1) / 2**10:.0f} KiB per frame)"
+    )
     return {"seconds": times, "ratio": ratio, "cpu_ratio": cpu_ratio, **summary}
 
 

@@ -49,8 +49,9 @@ def main() -> None:
         import sam2
 
         from monaiseg.data.synthetic_ct import make_synthetic_ct
-        from monaiseg.engines.propagation import ObjectPrompt, propagate_volume
+        from monaiseg.inferers.propagation import propagate_volume
         from monaiseg.networks.sam2_builder import build_sam2_segmenter
+        from monaiseg.prompts import ObjectPrompt
         from monaiseg.transforms.intensity import CTWindow
 
         model_dir = tmp / "model"
@@ -96,11 +97,15 @@ def main() -> None:
         def span(frames):
             return f"{min(frames)}..{max(frames)} ({len(set(frames))} of {args.slices})" if frames else "none"
 
-        print(f"volume {args.size}x{args.size}x{args.slices}, click on slice {key}, sam2.1 hiera-tiny at 1024, {args.device}")
+        print(
+            f"volume {args.size}x{args.size}x{args.slices}, click on slice {key}, sam2.1 hiera-tiny at 1024, {args.device}"
+        )
         print(f"ours (bidirectional, in-memory frames): {ours_s:.2f} s/volume, slices {span(ours_frames)}")
         print(f"MONAI Label Sam2InferTask 3D:           {theirs_s:.2f} s/volume, slices {span(theirs_frames)}")
-        print(f"ratio built-in / ours: {theirs_s / ours_s:.2f}x; per covered slice: "
-              f"{(theirs_s / max(len(set(theirs_frames)), 1)) / (ours_s / max(len(set(ours_frames)), 1)):.2f}x")
+        print(
+            f"ratio built-in / ours: {theirs_s / ours_s:.2f}x; per covered slice: "
+            f"{(theirs_s / max(len(set(theirs_frames)), 1)) / (ours_s / max(len(set(ours_frames)), 1)):.2f}x"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

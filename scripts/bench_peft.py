@@ -41,7 +41,7 @@ def worker(args) -> dict:
     from monai.losses import DiceFocalLoss
 
     from monaiseg.networks import (
-        STAGE1_TRAINABLE,
+        BLOODCELL_STAGE1_TRAINABLE,
         build_peft_sam2,
         freeze_except,
         parameter_report,
@@ -52,7 +52,7 @@ def worker(args) -> dict:
     device = torch.device(args.device)
     peft = args.worker == "peft"
     model = build_peft_sam2(args.size, args.image_size, lora=peft, decoder_adapters=peft, density_prior=peft)
-    freeze_except(model, STAGE1_TRAINABLE if peft else None)
+    freeze_except(model, BLOODCELL_STAGE1_TRAINABLE if peft else None)
     model.train().to(device)
     report = parameter_report(model)
 
@@ -122,8 +122,14 @@ def main() -> None:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    common = [f"--size={args.size}", f"--image-size={args.image_size}", f"--batch={args.batch}",
-              f"--steps={args.steps}", f"--warmup={args.warmup}", f"--device={args.device}"]
+    common = [
+        f"--size={args.size}",
+        f"--image-size={args.image_size}",
+        f"--batch={args.batch}",
+        f"--steps={args.steps}",
+        f"--warmup={args.warmup}",
+        f"--device={args.device}",
+    ]
     results = {}
     for mode in MODES:
         done = subprocess.run([sys.executable, __file__, f"--worker={mode}", *common], capture_output=True, text=True)
@@ -132,18 +138,26 @@ def main() -> None:
         results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
 
     memory = "peak CUDA memory allocated" if args.device.startswith("cuda") else "peak RSS"
-    print(f"sam2.1 {args.size}, image {args.image_size}, batch {args.batch}, box prompts, DiceFocal, AdamW, "
-          f"{args.steps} steps after {args.warmup} warm-up, device {args.device}")
+    print(
+        f"sam2.1 {args.size}, image {args.image_size}, batch {args.batch}, box prompts, DiceFocal, AdamW, "
+        f"{args.steps} steps after {args.warmup} warm-up, device {args.device}"
+    )
     for mode, r in results.items():
-        print(f"{mode:>4}: trainable {r['trainable']:>11,} / {r['total']:,} ({r['trainable_percent']:.2f} %)  "
-              f"step {r['step_s']:.3f} s  {memory} {r['peak_mib']:.0f} MiB (+{r['peak_increase_mib']:.0f} MiB in training)")
+        print(
+            f"{mode:>4}: trainable {r['trainable']:>11,} / {r['total']:,} ({r['trainable_percent']:.2f} %)  "
+            f"step {r['step_s']:.3f} s  {memory} {r['peak_mib']:.0f} MiB (+{r['peak_increase_mib']:.0f} MiB in training)"
+        )
     peft, full = results["peft"], results["full"]
-    print(f"full / PEFT: step time x{full['step_s'] / peft['step_s']:.2f}, peak memory x{full['peak_mib'] / peft['peak_mib']:.2f}, "
-          f"training memory increase x{full['peak_increase_mib'] / max(peft['peak_increase_mib'], 1e-9):.2f}")
+    print(
+        f"full / PEFT: step time x{full['step_s'] / peft['step_s']:.2f}, peak memory x{full['peak_mib'] / peft['peak_mib']:.2f}, "
+        f"training memory increase x{full['peak_increase_mib'] / max(peft['peak_increase_mib'], 1e-9):.2f}"
+    )
     if not args.device.startswith("cuda"):
         stale = [m for m, r in results.items() if r["peak_rss_before_mib"] >= r["peak_mib"]]
         if stale:
-            print(f"note: for {stale} the peak RSS was reached before training (building): the increase is an upper bound")
+            print(
+                f"note: for {stale} the peak RSS was reached before training (building): the increase is an upper bound"
+            )
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ import torch
 from PIL import Image
 
 from monaiseg.data import make_synthetic_ct
-from monaiseg.engines.propagation import LazyFrames, ObjectPrompt, _new_state, _owns, memory_window, propagate_volume
+from monaiseg.inferers.propagation import LazyFrames, _new_state, _owns, memory_window, propagate_volume
 from monaiseg.networks.sam2_builder import build_sam2_segmenter
+from monaiseg.prompts import ObjectPrompt, key_slice, mask_box
 from monaiseg.transforms.intensity import CTWindow
-from monaiseg.transforms.prompts import key_slice, mask_box
 
 
 def make_case(size: int, depth: int, objects: int, seed: int = 0):
@@ -203,8 +203,12 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--repeats", type=int, default=2, help="runs per method, interleaved; best time kept")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default); "
-                        "1 is steadier when other jobs share the cores")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch default); 1 is steadier when other jobs share the cores",
+    )
     parser.add_argument("--time_memory_ref", action="store_true", help="repeat (c) too (default: run it once)")
     args = parser.parse_args(argv)
 
@@ -215,8 +219,10 @@ def main(argv=None) -> None:
     model = build_sam2_segmenter(args.size, args.image_size, args.checkpoint, device=device).eval()
     volume, truth, prompts = make_case(args.shape, args.depth, args.objects, args.seed)
     depth = volume.shape[-1]
-    print(f"sam2.1 {args.size} @ {args.image_size}, {'random init' if args.checkpoint is None else args.checkpoint}, "
-          f"{device}, {torch.get_num_threads()} threads; volume {tuple(volume.shape[1:])}, memory window {memory_window(model)}")
+    print(
+        f"sam2.1 {args.size} @ {args.image_size}, {'random init' if args.checkpoint is None else args.checkpoint}, "
+        f"{device}, {torch.get_num_threads()} threads; volume {tuple(volume.shape[1:])}, memory window {memory_window(model)}"
+    )
     for p in prompts:
         print(f"  object {p.obj_id}: key slice {p.frame}, box {p.box}")
 
@@ -224,7 +230,7 @@ def main(argv=None) -> None:
     memory = {m: [] for m in METHODS}
     labels, stats = {}, {m: {} for m in METHODS}
     for r in range(args.repeats):
-        order = list(METHODS)[r % 3:] + list(METHODS)[: r % 3]
+        order = list(METHODS)[r % 3 :] + list(METHODS)[: r % 3]
         for m in order:
             if m == "c" and r > 0 and not args.time_memory_ref:
                 continue
@@ -244,28 +250,38 @@ def main(argv=None) -> None:
     best = {m: min(t) for m, t in times.items() if t}
     print("\nresults (best of repeats)")
     for m, seconds in best.items():
-        print(f"  ({m}) {METHODS[m][0]:38s} {seconds / depth:.3f} s/slice  {seconds:6.2f} s  "
-              f"peak +{min(memory[m]):.0f} MiB  max stored frame outputs {stats[m]['max_stored_frames']}")
+        print(
+            f"  ({m}) {METHODS[m][0]:38s} {seconds / depth:.3f} s/slice  {seconds:6.2f} s  "
+            f"peak +{min(memory[m]):.0f} MiB  max stored frame outputs {stats[m]['max_stored_frames']}"
+        )
     speedup = best["b"] / best["a"]
     print(f"  speedup (b)/(a): {speedup:.2f}x   (c)/(a): {best['c'] / best['a']:.2f}x")
     ids = [p.obj_id for p in prompts]
     identical = bool(np.array_equal(labels["a"], labels["c"]))
     for obj in ids:
         a, b, c = (labels[m] == obj for m in "abc")
-        print(f"  object {obj}: dice(a, b) {dice(a, b):.4f}  dice(a, c) {dice(a, c):.4f}  "
-              f"voxels a/b/c {a.sum()}/{b.sum()}/{c.sum()}  dice vs truth a {dice(a, truth == obj):.3f} "
-              f"b {dice(b, truth == obj):.3f}")
+        print(
+            f"  object {obj}: dice(a, b) {dice(a, b):.4f}  dice(a, c) {dice(a, c):.4f}  "
+            f"voxels a/b/c {a.sum()}/{b.sum()}/{c.sum()}  dice vs truth a {dice(a, truth == obj):.3f} "
+            f"b {dice(b, truth == obj):.3f}"
+        )
     print(f"  (a) == (c) label volumes identical: {identical}")
-    print(f"  max frame outputs held: ours {stats['a']['max_stored_frames']}, "
-          f"reference {stats['b']['max_stored_frames']} (JPEG) / {stats['c']['max_stored_frames']} (in memory)")
+    print(
+        f"  max frame outputs held: ours {stats['a']['max_stored_frames']}, "
+        f"reference {stats['b']['max_stored_frames']} (JPEG) / {stats['c']['max_stored_frames']} (in memory)"
+    )
     one_frame = 3 * args.image_size**2 * 4 / 2**20
-    print(f"  input frames held: ours one at a time ({one_frame:.0f} MiB), reference all "
-          f"({stats['b']['frames_mib']:.0f} MiB)")
+    print(
+        f"  input frames held: ours one at a time ({one_frame:.0f} MiB), reference all "
+        f"({stats['b']['frames_mib']:.0f} MiB)"
+    )
     dices = ", ".join(f"{dice(labels['a'] == o, labels['b'] == o):.3f}" for o in ids)
-    print(f"SUMMARY: {depth} slices, {len(ids)} objects, {device}: ours {best['a'] / depth:.3f} s/slice vs "
-          f"JPEG reference {best['b'] / depth:.3f} s/slice = {speedup:.2f}x; peak +{min(memory['a']):.0f} vs "
-          f"+{min(memory['b']):.0f} MiB; dice(a,b) [{dices}]; (a)==(c) {identical}; stored frames "
-          f"{stats['a']['max_stored_frames']} vs {stats['b']['max_stored_frames']}")
+    print(
+        f"SUMMARY: {depth} slices, {len(ids)} objects, {device}: ours {best['a'] / depth:.3f} s/slice vs "
+        f"JPEG reference {best['b'] / depth:.3f} s/slice = {speedup:.2f}x; peak +{min(memory['a']):.0f} vs "
+        f"+{min(memory['b']):.0f} MiB; dice(a,b) [{dices}]; (a)==(c) {identical}; stored frames "
+        f"{stats['a']['max_stored_frames']} vs {stats['b']['max_stored_frames']}"
+    )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,14 @@ def main() -> None:
             Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(path)
             images.append(path)
         # distinct requests: image x prompt; the N requests cycle through them
-        jobs = [(f"img{n}", {"foreground": [[10 + 7 * k, 20 + 5 * k]], "roi": [5, 8, 40 + k, 50]})
-                for n in range(args.images) for k in range(4)]
-        with LabelServer(tmp / "studies", [served], overrides=["tiny.json", "label_test.json"] if args.tiny else []) as server:
+        jobs = [
+            (f"img{n}", {"foreground": [[10 + 7 * k, 20 + 5 * k]], "roi": [5, 8, 40 + k, 50]})
+            for n in range(args.images)
+            for k in range(4)
+        ]
+        with LabelServer(
+            tmp / "studies", [served], overrides=["tiny.json", "label_test.json"] if args.tiny else []
+        ) as server:
             for n, path in enumerate(images):
                 server.upload(f"img{n}", path)
             model = bundle.name
@@ -69,8 +74,10 @@ def main() -> None:
         errors = sum(r[1][1] != 200 for r in results)
         identical = all(call_result[2] == reference[i][2] for i, call_result in results)
         print(f"model {model}: {args.requests} requests, {args.concurrency} concurrent, {wall:.1f} s wall")
-        print(f"latency p50 {np.percentile(latencies, 50):.3f} s, p95 {np.percentile(latencies, 95):.3f} s "
-              f"(sequential mean {np.mean([r[0] for r in reference]):.3f} s)")
+        print(
+            f"latency p50 {np.percentile(latencies, 50):.3f} s, p95 {np.percentile(latencies, 95):.3f} s "
+            f"(sequential mean {np.mean([r[0] for r in reference]):.3f} s)"
+        )
         print(f"errors {errors}; identical to sequential: {identical}")
         if errors or not identical:
             raise SystemExit(1)

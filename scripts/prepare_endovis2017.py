@@ -24,7 +24,9 @@ def main(argv=None) -> None:
         parser.error(str(e))
     for fold in range(4):
         content = json.loads((dst / f"datalist_fold{fold}.json").read_text())
-        print(f"fold {fold}: training {len(content['training'])} frames, validation {len(content['validation'])} frames")
+        print(
+            f"fold {fold}: training {len(content['training'])} frames, validation {len(content['validation'])} frames"
+        )
     print(dst)
 
 

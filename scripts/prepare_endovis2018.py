@@ -15,8 +15,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", help="EndoVis2018 release folder with ISINet's instrument labels")
     parser.add_argument("dst", help="dataset folder to create (must not exist or be empty)")
-    parser.add_argument("--labels_folder", default=None,
-                        help="name of the per-sequence instrument label folder (default: the one instrument_labels*)")
+    parser.add_argument(
+        "--labels_folder",
+        default=None,
+        help="name of the per-sequence instrument label folder (default: the one instrument_labels*)",
+    )
     args = parser.parse_args(argv)
     try:
         dst = convert_endovis2018(args.src, args.dst, labels_folder=args.labels_folder)

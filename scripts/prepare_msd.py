@@ -3,7 +3,7 @@
 Usage: python scripts/prepare_msd.py --data_root DIR --output datalist.json [--seed 0] [--val_fraction 0.2]
 """
 
-from monaiseg.data.prepare import main
+from monaiseg.data.volume_datasets import main
 
 if __name__ == "__main__":
     main("msd")

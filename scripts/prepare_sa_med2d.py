@@ -16,8 +16,12 @@ def main(argv=None) -> None:
     parser.add_argument("--src", required=True, help="SAM-Med2D data folder (e.g. SAMed2Dv1 or data_demo)")
     parser.add_argument("--out", required=True, help="dataset folder to create (must not exist or be empty)")
     parser.add_argument("--val", type=float, default=0.1, help="fraction of the training map for validation")
-    parser.add_argument("--test", type=float, default=0.0,
-                        help="fraction of the training map for testing (when there is no label2image_test.json)")
+    parser.add_argument(
+        "--test",
+        type=float,
+        default=0.0,
+        help="fraction of the training map for testing (when there is no label2image_test.json)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split")
     args = parser.parse_args(argv)
     splits = {"training": 1.0 - args.val - args.test, "validation": args.val}

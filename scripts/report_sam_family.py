@@ -30,8 +30,9 @@ def build(bundle: str, tiny: bool = False) -> tuple[torch.nn.Module, int]:
     configs = REPO / "bundles" / bundle / "configs"
     parser = ConfigParser()
     parser.read_config([configs / "train.json", *([configs / "tiny.json"] if tiny else [])])
-    parser.update({"bundle_root": str(REPO / "bundles" / bundle), "foundation_checkpoint": None,
-                   "device": "$torch.device('cpu')"})
+    parser.update(
+        {"bundle_root": str(REPO / "bundles" / bundle), "foundation_checkpoint": None, "device": "$torch.device('cpu')"}
+    )
     return parser.get_parsed_content("network"), parser.get_parsed_content("image_size")
 
 
@@ -48,6 +49,7 @@ def time_per_image(network: torch.nn.Module, bundle: str, image_size: int, repea
 
         def call():
             return network(image)
+
     times = []
     with torch.no_grad():
         call()
@@ -72,8 +74,10 @@ def main(argv=None) -> None:
         total = sum(p.numel() for p in network.parameters())
         trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
         seconds = time_per_image(network, bundle, image_size, args.repeats)
-        print(f"| {bundle} | {image_size} | {total:,} | {trainable:,} | {100 * trainable / total:.3f} | {seconds:.3f} |",
-              flush=True)
+        print(
+            f"| {bundle} | {image_size} | {total:,} | {trainable:,} | {100 * trainable / total:.3f} | {seconds:.3f} |",
+            flush=True,
+        )
         del network
 
 

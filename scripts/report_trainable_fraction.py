@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from monaiseg.networks import STAGE1_TRAINABLE, STAGE2_TRAINABLE, build_peft_sam2, freeze_except, parameter_report
+from monaiseg.networks import (
+    BLOODCELL_STAGE1_TRAINABLE,
+    BLOODCELL_STAGE2_TRAINABLE,
+    build_peft_sam2,
+    freeze_except,
+    parameter_report,
+)
 
 PARTS = {
     "LoRA (q, k)": lambda n: ".lora_" in n,
@@ -32,16 +38,29 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    model = build_peft_sam2(args.size, args.image_size, lora_rank=args.lora_rank, lora_alpha=2 * args.lora_rank,
-                            lora_blocks=args.lora_blocks, adapter_dim=args.adapter_dim)
-    print(f"sam2.1_hiera_{args.size} at {args.image_size}: LoRA rank {args.lora_rank} on q,k of the last "
-          f"{args.lora_blocks} blocks, adapter dim {args.adapter_dim}, density branch")
+    model = build_peft_sam2(
+        args.size,
+        args.image_size,
+        lora_rank=args.lora_rank,
+        lora_alpha=2 * args.lora_rank,
+        lora_blocks=args.lora_blocks,
+        adapter_dim=args.adapter_dim,
+    )
+    print(
+        f"sam2.1_hiera_{args.size} at {args.image_size}: LoRA rank {args.lora_rank} on q,k of the last "
+        f"{args.lora_blocks} blocks, adapter dim {args.adapter_dim}, density branch"
+    )
     for part, selects in PARTS.items():
         print(f"  {part:<18} {sum(p.numel() for n, p in model.named_parameters() if selects(n)):>12,}")
-    for stage, policy in (("stage 1 (static)", STAGE1_TRAINABLE), ("stage 2 (video)", STAGE2_TRAINABLE)):
+    for stage, policy in (
+        ("stage 1 (static)", BLOODCELL_STAGE1_TRAINABLE),
+        ("stage 2 (video)", BLOODCELL_STAGE2_TRAINABLE),
+    ):
         report = parameter_report(freeze_except(model, policy))
-        print(f"{stage:<17} trainable {report['trainable']:>10,} / {report['total']:,} = "
-              f"{report['trainable_percent']:.3f} %")
+        print(
+            f"{stage:<17} trainable {report['trainable']:>10,} / {report['total']:,} = "
+            f"{report['trainable_percent']:.3f} %"
+        )
 
 
 if __name__ == "__main__":

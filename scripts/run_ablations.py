@@ -49,8 +49,11 @@ def run_ablation(name: str, dataset: Path, out: Path, extra: list[str]) -> dict:
         settings.update(json.loads((BUNDLE / path).read_text()))
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    args = {"dataset_dir": dataset.resolve(), "ckpt_dir": (folder / "models").resolve(),
-            "output_dir": (folder / "eval").resolve()}
+    args = {
+        "dataset_dir": dataset.resolve(),
+        "ckpt_dir": (folder / "models").resolve(),
+        "output_dir": (folder / "eval").resolve(),
+    }
     stage_configs = {"train": ["configs/train.json"], "train_video": ["configs/train.json", "configs/train_video.json"]}
     with open(folder / "run.log", "w") as log:
         start = time.perf_counter()
@@ -58,13 +61,22 @@ def run_ablation(name: str, dataset: Path, out: Path, extra: list[str]) -> dict:
             run_bundle(stage_configs[stage] + extra + override, args, log)
         training_time = time.perf_counter() - start
         run_bundle(["configs/train.json", "configs/evaluate.json"] + extra + override, args, log)
-        run_bundle(["configs/train.json", "configs/train_video.json", "configs/evaluate_video.json"] + extra + override, args, log)
+        run_bundle(
+            ["configs/train.json", "configs/train_video.json", "configs/evaluate_video.json"] + extra + override,
+            args,
+            log,
+        )
     images = json.loads((folder / "eval" / "summary.json").read_text())
     videos = json.loads((folder / "eval" / "tracking.json").read_text())
-    return {"ablation": name, "description": settings.get("ablation", "full model"),
-            "trainable_percent": round(videos["parameters"]["trainable_percent"], 4),
-            "mdice": round(images["val_mean_dice"], 4), "tra": round(videos["mean_tra"], 4),
-            "boundary_f1": round(images["val_boundary_f1"], 4), "training_time_s": round(training_time, 1)}
+    return {
+        "ablation": name,
+        "description": settings.get("ablation", "full model"),
+        "trainable_percent": round(videos["parameters"]["trainable_percent"], 4),
+        "mdice": round(images["val_mean_dice"], 4),
+        "tra": round(videos["mean_tra"], 4),
+        "boundary_f1": round(images["val_boundary_f1"], 4),
+        "training_time_s": round(training_time, 1),
+    }
 
 
 def write_table(rows: list[dict], out: Path) -> None:
@@ -73,18 +85,27 @@ def write_table(rows: list[dict], out: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| Ablation | Trainable % | mDice | TRA | Boundary F1 | Training time (s) |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['description']} | {r['trainable_percent']} | {r['mdice']} | {r['tra']} | {r['boundary_f1']} | "
-              f"{r['training_time_s']} |" for r in rows]
+    lines += [
+        f"| {r['description']} | {r['trainable_percent']} | {r['mdice']} | {r['tra']} | {r['boundary_f1']} | "
+        f"{r['training_time_s']} |"
+        for r in rows
+    ]
     (out / "table4.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", type=Path, required=True, help="dataset folder with datalist.json (images + videos)")
+    parser.add_argument(
+        "--dataset", type=Path, required=True, help="dataset folder with datalist.json (images + videos)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (one sub-folder per ablation)")
     parser.add_argument("--ablations", nargs="+", default=ablation_names(), choices=ablation_names())
-    parser.add_argument("--override", action="append", default=[],
-                        help="extra override config relative to the bundle, e.g. configs/tiny.json (repeatable)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="extra override config relative to the bundle, e.g. configs/tiny.json (repeatable)",
+    )
     args = parser.parse_args(argv)
     if not (args.dataset / "datalist.json").is_file():
         parser.error(f"{args.dataset}: no datalist.json (make one with python -m monaiseg.data.synthetic_cells)")

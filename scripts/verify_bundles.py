@@ -26,9 +26,18 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCHEMA = REPO.parent / "shared" / "meta_schema_20240725.json"
-REQUIRED = ["configs/metadata.json", "configs/train.json", "configs/evaluate.json", "configs/inference.json",
-            "configs/multi_gpu_train.json", "configs/logging.conf", "configs/tiny.json", "docs/README.md", "LICENSE",
-            "large_files.yml"]
+REQUIRED = [
+    "configs/metadata.json",
+    "configs/train.json",
+    "configs/evaluate.json",
+    "configs/inference.json",
+    "configs/multi_gpu_train.json",
+    "configs/logging.conf",
+    "configs/tiny.json",
+    "docs/README.md",
+    "LICENSE",
+    "large_files.yml",
+]
 MAX_FILE_BYTES = 1 << 20
 
 
@@ -78,15 +87,21 @@ def check_json_format(bundle: Path) -> str:
         except json.JSONDecodeError as exc:
             raise BundleCheckError(f"{path}: not valid JSON ({exc})") from exc
         if text != expected:
-            raise BundleCheckError(f"{path}: not formatted like the model zoo's pre-commit (4-space indent, "
-                                   "keys in their order, newline at the end)")
+            raise BundleCheckError(
+                f"{path}: not formatted like the model zoo's pre-commit (4-space indent, "
+                "keys in their order, newline at the end)"
+            )
     return f"{len(files)} JSON files"
 
 
 def check_file_sizes(bundle: Path) -> str:
     listed = subprocess.run(["git", "ls-files", "-z", str(bundle)], cwd=REPO, capture_output=True, check=True).stdout
     paths = [REPO / p for p in listed.decode().split("\0") if p]
-    big = [f"{p.relative_to(REPO)} ({p.stat().st_size} bytes)" for p in paths if p.is_file() and p.stat().st_size > MAX_FILE_BYTES]
+    big = [
+        f"{p.relative_to(REPO)} ({p.stat().st_size} bytes)"
+        for p in paths
+        if p.is_file() and p.stat().st_size > MAX_FILE_BYTES
+    ]
     if big:
         raise BundleCheckError(f"{bundle.name}: committed files over 1 MB: {', '.join(big)}")
     return f"{len(paths)} committed files <= 1 MB"
@@ -99,8 +114,13 @@ def tiny_configs(bundle: Path, *names: str) -> list[str]:
 def check_net_in_out(bundle: Path, workdir: Path) -> str:
     from monai.bundle import verify_net_in_out
 
-    verify_net_in_out(net_id="network_def", meta_file=str(bundle / "configs" / "metadata.json"),
-                      config_file=tiny_configs(bundle, "inference.json"), checkpoint="none", bundle_root=str(workdir))
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=tiny_configs(bundle, "inference.json"),
+        checkpoint="none",
+        bundle_root=str(workdir),
+    )
     return "tiny network_def"
 
 
@@ -125,16 +145,27 @@ def check_torchscript(bundle: Path, workdir: Path) -> str:
     network, shape = _tiny_network(bundle, workdir)
     ckpt, exported = workdir / "model.pt", workdir / "model.ts"
     torch.save({"model": network.state_dict()}, ckpt)
-    ckpt_export(net_id="network_def", filepath=str(exported), ckpt_file=str(ckpt), key_in_ckpt="model",
-                meta_file=str(bundle / "configs" / "metadata.json"), config_file=tiny_configs(bundle, "inference.json"),
-                use_trace=True, input_shape=list(shape), bundle_root=str(workdir), checkpoint="none")
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(exported),
+        ckpt_file=str(ckpt),
+        key_in_ckpt="model",
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=tiny_configs(bundle, "inference.json"),
+        use_trace=True,
+        input_shape=list(shape),
+        bundle_root=str(workdir),
+        checkpoint="none",
+    )
     reloaded = torch.jit.load(str(exported), map_location="cpu")
     image = torch.rand(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected, got = network.eval()(image), reloaded(image)
     if not torch.allclose(expected, got, atol=1e-4, rtol=1e-4):
-        raise BundleCheckError(f"{bundle.name}: the TorchScript export differs from the eager network "
-                               f"(max |diff| {(expected - got).abs().max():.3g})")
+        raise BundleCheckError(
+            f"{bundle.name}: the TorchScript export differs from the eager network "
+            f"(max |diff| {(expected - got).abs().max():.3g})"
+        )
     return f"traced {tuple(shape)}, reload matches"
 
 

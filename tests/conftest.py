@@ -35,8 +35,9 @@ def synthetic_ct(tmp_path_factory) -> Path:
     from monaiseg.data import make_synthetic_ct_dataset
 
     root = tmp_path_factory.mktemp("synthetic_ct")
-    make_synthetic_ct_dataset(root, num_cases=8, shape=(48, 48, 16), seed=3,
-                              splits={"training": 4, "validation": 2, "testing": 2})
+    make_synthetic_ct_dataset(
+        root, num_cases=8, shape=(48, 48, 16), seed=3, splits={"training": 4, "validation": 2, "testing": 2}
+    )
     return root
 
 
@@ -46,7 +47,9 @@ def synthetic_cells(tmp_path_factory) -> Path:
     from monaiseg.data import make_synthetic_cell_dataset
 
     root = tmp_path_factory.mktemp("synthetic_cells") / "cells"
-    make_synthetic_cell_dataset(root, num_images=10, num_videos=3, shape=(128, 128), video_frames=6, seed=1, num_generic=2)
+    make_synthetic_cell_dataset(
+        root, num_images=10, num_videos=3, shape=(128, 128), video_frames=6, seed=1, num_generic=2
+    )
     return root
 
 
@@ -80,10 +83,23 @@ def mlflow_server(tmp_path_factory):
         port = s.getsockname()[1]
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(  # one worker and no background job runner: 2 CPU cores are shared with the tests
-        [str(mlflow_cli), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(mlflow_cli),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/mlflow.db",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     url = f"http://127.0.0.1:{port}"

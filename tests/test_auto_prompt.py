@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
+from conftest import SHARED
 from torchvision.models import mobilenet_v3_small
 
-from conftest import SHARED
 from monaiseg.networks import CheckpointMismatchError, build_sam_segmenter, freeze_except, parameter_report
 from monaiseg.networks.auto_prompt import MobileNetPromptGenerator
 from monaiseg.networks.sam_automed import SAMAutoMed, build_sam_automed
@@ -21,8 +21,9 @@ MANIFEST = SHARED / "checkpoint_formats" / "sam_med2d_vit_b.json"
 
 def generator(attention: bool, size: int = 64, backbone: str = "small", seed: int = 0) -> MobileNetPromptGenerator:
     torch.manual_seed(seed)
-    return MobileNetPromptGenerator(3, num_tokens=2, backbone=backbone, attention=attention,
-                                    embedding_size=(size // 16, size // 16))
+    return MobileNetPromptGenerator(
+        3, num_tokens=2, backbone=backbone, attention=attention, embedding_size=(size // 16, size // 16)
+    )
 
 
 @pytest.mark.parametrize("attention", [False, True])
@@ -47,9 +48,20 @@ def test_dense_map_starts_at_the_no_mask_embedding(attention):
 
 def test_attention_switch_changes_modules_and_output():
     plain, improved = generator(False).eval(), generator(True).eval()
-    plain_children, improved_children = {n for n, _ in plain.named_children()}, {n for n, _ in improved.named_children()}
+    plain_children, improved_children = (
+        {n for n, _ in plain.named_children()},
+        {n for n, _ in improved.named_children()},
+    )
     assert plain_children == {"backbone", "token_head", "dense_head"}
-    assert improved_children == {"backbone", "project", "refine", "positions", "class_queries", "class_gate", "dense_head"}
+    assert improved_children == {
+        "backbone",
+        "project",
+        "refine",
+        "positions",
+        "class_queries",
+        "class_gate",
+        "dense_head",
+    }
     assert torch.equal(plain.backbone[0][0].weight, improved.backbone[0][0].weight)  # same seed, same backbone
     image = torch.rand(1, 3, 64, 64)
     assert not torch.allclose(plain(image)[0], improved(image)[0])
@@ -108,8 +120,9 @@ def test_each_class_is_decoded_with_its_own_prompts(tiny_model):
         logits = tiny_model(image)
         sparse, dense = tiny_model.prompt_generator(tiny_model.normalize_images(image))
         embeddings, _ = tiny_model.encode_images(image)
-        masks, _ = tiny_model.mask_decoder(embeddings, tiny_model.prompt_encoder.get_dense_pe(), sparse[0, 1:2],
-                                           dense[0, 1:2], multimask_output=False)
+        masks, _ = tiny_model.mask_decoder(
+            embeddings, tiny_model.prompt_encoder.get_dense_pe(), sparse[0, 1:2], dense[0, 1:2], multimask_output=False
+        )
     class2 = torch.nn.functional.interpolate(masks, size=(64, 64), mode="bilinear", align_corners=False)
     assert torch.allclose(logits[0, 2], class2[0, 0], atol=1e-5)
 
@@ -124,15 +137,19 @@ def test_encoder_frozen_per_config_and_gradients(tiny_model):
     assert all(p.grad is None for p in model.image_encoder.parameters())
     assert model.prompt_generator.backbone[0][0].weight.grad.abs().sum() > 0
     adapters = freeze_except(model, [*DEFAULT_TRAINABLE, "image_encoder.blocks.*.Adapter.*"])  # SAM-Med2D's recipe
-    trainable = {n.split(".")[0] + (".Adapter" if ".Adapter." in n else "") for n, p in adapters.named_parameters()
-                 if p.requires_grad}
+    trainable = {
+        n.split(".")[0] + (".Adapter" if ".Adapter." in n else "")
+        for n, p in adapters.named_parameters()
+        if p.requires_grad
+    }
     assert trainable == {"prompt_generator", "mask_decoder", "image_encoder.Adapter"}
 
 
 def test_sam_med2d_weights_load_into_encoder_and_decoder(tmp_path):
     torch.manual_seed(1)
-    sam_med2d = build_sam_segmenter("vit_b", 64, encoder_adapter=True, encoder_depth=2, encoder_embed_dim=64,
-                                    encoder_num_heads=2)
+    sam_med2d = build_sam_segmenter(
+        "vit_b", 64, encoder_adapter=True, encoder_depth=2, encoder_embed_dim=64, encoder_num_heads=2
+    )
     path = tmp_path / "sam-med2d_b_weights.pth"
     torch.save({"model": sam_med2d.state_dict()}, path)
     model = build_sam_automed(3, foundation_checkpoint=str(path), **TINY)
@@ -158,8 +175,9 @@ def test_trained_checkpoint_round_trip(tiny_model, tmp_path):
         build_sam_automed(3, checkpoint=str(path), **{**TINY, "prompt_attention": False})
 
 
-@pytest.mark.parametrize(("attention", "total", "trainable"), [(False, 276_428_128, 9_244_692),
-                                                                (True, 275_416_835, 8_233_399)])
+@pytest.mark.parametrize(
+    ("attention", "total", "trainable"), [(False, 276_428_128, 9_244_692), (True, 275_416_835, 8_233_399)]
+)
 def test_default_parameter_counts(attention, total, trainable):
     model = freeze_except(build_sam_automed(3, prompt_attention=attention, device="meta"), DEFAULT_TRAINABLE)
     report = parameter_report(model)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import BUNDLE_IDS, BUNDLES, REPO, error_chain
 
 
@@ -78,8 +77,14 @@ def test_nan_loss_stops_training_naming_the_inputs(bundle, tiny_run, tmp_path):
     from monai.bundle import ConfigWorkflow
 
     data = tiny_run(bundle)
-    workflow = ConfigWorkflow(config_file=configs(bundle, "train.json"), logging_file=False, bundle_root=str(tmp_path),
-                              **data, learning_rate=float("inf"), epoch_length=2)
+    workflow = ConfigWorkflow(
+        config_file=configs(bundle, "train.json"),
+        logging_file=False,
+        bundle_root=str(tmp_path),
+        **data,
+        learning_rate=float("inf"),
+        epoch_length=2,
+    )
     workflow.initialize()
     with pytest.raises(Exception) as raised:
         workflow.run()
@@ -95,12 +100,15 @@ def test_every_checkpoint_read_in_our_code_is_weights_only():
     (extract_sam_med2d_weights, which requires trust=True)."""
     allowed = {("monaiseg/networks/sam_builder.py", "weights_only=False")}
     offenders = []
-    files = [*REPO.joinpath("monaiseg").rglob("*.py"), *REPO.joinpath("scripts").rglob("*.py"),
-             *REPO.joinpath("bundles").rglob("*.json")]
+    files = [
+        *REPO.joinpath("monaiseg").rglob("*.py"),
+        *REPO.joinpath("scripts").rglob("*.py"),
+        *REPO.joinpath("bundles").rglob("*.json"),
+    ]
     for path in files:
         text = path.read_text()
         for match in re.finditer(r"torch\.load\(", text):
-            call = text[match.end():match.end() + 300]
+            call = text[match.end() : match.end() + 300]
             depth, end = 1, 0
             for end, char in enumerate(call):
                 depth += {"(": 1, ")": -1}.get(char, 0)

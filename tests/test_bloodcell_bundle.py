@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import REPO, SHARED
+from PIL import Image
 
 BUNDLE = REPO / "bundles" / "bloodcell_sam2"
 CONFIGS = BUNDLE / "configs"
@@ -25,9 +24,23 @@ VIDEO = ["train.json", "train_video.json"]
 
 def bundle_cli(configs: list[str], root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`python -m monai.bundle run` with the tiny override, models/eval under `root`."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(CONFIGS / c) for c in [*configs, "tiny.json"]]),
-           "--bundle_root", str(BUNDLE), "--ckpt_dir", str(root / "models"), "--output_dir", str(root / "eval"),
-           "--logging_file", str(CONFIGS / "logging.conf"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str([str(CONFIGS / c) for c in [*configs, "tiny.json"]]),
+        "--bundle_root",
+        str(BUNDLE),
+        "--ckpt_dir",
+        str(root / "models"),
+        "--output_dir",
+        str(root / "eval"),
+        "--logging_file",
+        str(CONFIGS / "logging.conf"),
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
     if check:
         assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -38,8 +51,16 @@ def bundle_cli(configs: list[str], root: Path, *args: str, check: bool = True) -
 def trained(synthetic_cells, tmp_path_factory):
     """Stage 1 (images, MLflow tracked) then stage 2 (videos) on synthetic data; returns the root."""
     root = tmp_path_factory.mktemp("bloodcell")
-    bundle_cli(TRAIN, root, "--dataset_dir", str(synthetic_cells), "--tracking", "mlflow",
-               "--tracking_uri", f"sqlite:///{root}/mlflow.db")
+    bundle_cli(
+        TRAIN,
+        root,
+        "--dataset_dir",
+        str(synthetic_cells),
+        "--tracking",
+        "mlflow",
+        "--tracking_uri",
+        f"sqlite:///{root}/mlflow.db",
+    )
     bundle_cli(VIDEO, root, "--dataset_dir", str(synthetic_cells))
     return root
 
@@ -68,9 +89,13 @@ def test_two_stage_training_checkpoints(trained):
     frozen = [k for k in changed if not (k.startswith("memory_encoder.") or is_peft_key(k))]
     assert not frozen, f"frozen weights changed in stage 2: {frozen[:5]}"
     assert all(torch.equal(final[k], peft[k]) for k in peft), "adapter-only file = the PEFT part of the final model"
-    model = build_peft_sam2("tiny", 128, checkpoint=str(models / "model.pt"), lora_rank=16, lora_alpha=32)  # strict load
-    assert torch.equal(model.state_dict()["memory_encoder.fuser.layers.0.dwconv.weight"],
-                       final["memory_encoder.fuser.layers.0.dwconv.weight"])
+    model = build_peft_sam2(
+        "tiny", 128, checkpoint=str(models / "model.pt"), lora_rank=16, lora_alpha=32
+    )  # strict load
+    assert torch.equal(
+        model.state_dict()["memory_encoder.fuser.layers.0.dwconv.weight"],
+        final["memory_encoder.fuser.layers.0.dwconv.weight"],
+    )
 
 
 def test_training_is_tracked_in_mlflow(trained):
@@ -95,12 +120,16 @@ def test_evaluate_writes_tables(trained, synthetic_cells):
     testing = json.loads((synthetic_cells / "datalist.json").read_text())["testing"]
     assert summary["num_images"] == len(testing) and summary["fps"] > 0
     assert summary["parameters"]["total"] > summary["parameters"]["trainable"] > 0
-    names = {json.loads((synthetic_cells / "datalist.json").read_text())["cell_types"][str(i["cell_type"])] for i in testing}
+    names = {
+        json.loads((synthetic_cells / "datalist.json").read_text())["cell_types"][str(i["cell_type"])] for i in testing
+    }
     assert names | {"macro"} == set(summary["per_cell_type"])
     assert (trained / "eval" / "cell_types.csv").read_text().splitlines()[0].startswith("cell_type,")
     assert len((trained / "eval" / "val_mean_dice_raw.csv").read_text().splitlines()) == len(testing) + 1
 
-    bundle_cli(["train.json", "train_video.json", "evaluate_video.json"], trained, "--dataset_dir", str(synthetic_cells))
+    bundle_cli(
+        ["train.json", "train_video.json", "evaluate_video.json"], trained, "--dataset_dir", str(synthetic_cells)
+    )
     tracking = json.loads((trained / "eval" / "tracking.json").read_text())
     videos = json.loads((synthetic_cells / "datalist.json").read_text())["testing_videos"]
     assert tracking["num_videos"] == len(videos) and 0 <= tracking["mean_tra"] <= 1
@@ -114,8 +143,20 @@ def test_inference_images_with_boxes_and_overlays(trained, synthetic_cells, tmp_
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([[10, 20, 60, 70], [70, 70, 120, 110]]))
     out = tmp_path / "out"
-    bundle_cli(["inference.json"], trained, "--input_image", str(image), "--input_boxes", str(boxes),
-               "--save_overlays", "true", "--output_dir", str(out), "--checkpoint", str(trained / "models" / "model.pt"))
+    bundle_cli(
+        ["inference.json"],
+        trained,
+        "--input_image",
+        str(image),
+        "--input_boxes",
+        str(boxes),
+        "--save_overlays",
+        "true",
+        "--output_dir",
+        str(out),
+        "--checkpoint",
+        str(trained / "models" / "model.pt"),
+    )
     pred = np.asarray(Image.open(out / "smear_000_cells.png"))
     assert pred.shape == np.asarray(Image.open(image)).shape[:2]
     assert set(np.unique(pred)) <= {0, 1, 2}
@@ -127,8 +168,16 @@ def test_inference_video_keeps_cell_ids(trained, synthetic_cells, tmp_path):
 
     out = tmp_path / "out"
     video = synthetic_cells / "videos" / "01"
-    bundle_cli(["inference.json", "inference_video.json"], trained, "--input_video", str(video), "--output_dir", str(out),
-               "--checkpoint", str(trained / "models" / "model.pt"))
+    bundle_cli(
+        ["inference.json", "inference_video.json"],
+        trained,
+        "--input_video",
+        str(video),
+        "--output_dir",
+        str(out),
+        "--checkpoint",
+        str(trained / "models" / "model.pt"),
+    )
     masks = [np.asarray(Image.open(p)) for p in sorted((out / "01_RES").glob("mask*.tif"))]
     assert len(masks) == 6 and masks[0].shape == read_ctc_frames(video).shape[1:3]
     track_lines = (out / "01_RES" / "res_track.txt").read_text().split("\n")
@@ -144,8 +193,17 @@ def test_inference_refuses_bad_images_without_outputs(trained, tmp_path, mode):
     else:
         Image.fromarray(np.random.default_rng(0).integers(0, 60000, (64, 64)).astype(np.uint16)).save(image)
     out = tmp_path / "out"
-    proc = bundle_cli(["inference.json"], trained, "--input_image", str(image), "--output_dir", str(out),
-                      "--checkpoint", str(trained / "models" / "model.pt"), check=False)
+    proc = bundle_cli(
+        ["inference.json"],
+        trained,
+        "--input_image",
+        str(image),
+        "--output_dir",
+        str(out),
+        "--checkpoint",
+        str(trained / "models" / "model.pt"),
+        check=False,
+    )
     assert proc.returncode != 0
     assert str(image) in proc.stderr and ("4 channels" in proc.stderr or "bit depth" in proc.stderr)
     assert not out.exists() or not any(out.iterdir())
@@ -154,21 +212,53 @@ def test_inference_refuses_bad_images_without_outputs(trained, tmp_path, mode):
 def test_inference_refuses_box_outside_image(trained, synthetic_cells, tmp_path):
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([[10, 20, 600, 70]]))
-    proc = bundle_cli(["inference.json"], trained, "--input_image", str(synthetic_cells / "images" / "smear_000.png"),
-                      "--input_boxes", str(boxes), "--output_dir", str(tmp_path / "out"), check=False)
+    proc = bundle_cli(
+        ["inference.json"],
+        trained,
+        "--input_image",
+        str(synthetic_cells / "images" / "smear_000.png"),
+        "--input_boxes",
+        str(boxes),
+        "--output_dir",
+        str(tmp_path / "out"),
+        check=False,
+    )
     assert proc.returncode != 0 and str(boxes) in proc.stderr and "outside" in proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_ablation_script_writes_table4(synthetic_cells, tmp_path):
     out = tmp_path / "ablations"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "run_ablations.py"), "--dataset", str(synthetic_cells),
-                           "--out", str(out), "--ablations", "abl4_end_to_end", "abl7_zero_shot", "--override", "configs/tiny.json"],
-                          capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "run_ablations.py"),
+            "--dataset",
+            str(synthetic_cells),
+            "--out",
+            str(out),
+            "--ablations",
+            "abl4_end_to_end",
+            "abl7_zero_shot",
+            "--override",
+            "configs/tiny.json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(out / "table4.csv", newline="") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["ablation", "description", "trainable_percent", "mdice", "tra", "boundary_f1", "training_time_s"]
+        assert reader.fieldnames == [
+            "ablation",
+            "description",
+            "trainable_percent",
+            "mdice",
+            "tra",
+            "boundary_f1",
+            "training_time_s",
+        ]
         end_to_end, zero_shot = list(reader)
     assert end_to_end["ablation"] == "abl4_end_to_end" and zero_shot["ablation"] == "abl7_zero_shot"
     assert float(end_to_end["trainable_percent"]) > 0 and float(end_to_end["training_time_s"]) > 0
@@ -186,7 +276,13 @@ def test_real_wbc_images(tmp_path):
     bundle_cli(["train.json", "evaluate.json"], tmp_path, "--dataset_dir", str(dataset))
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["num_images"] == 15 and 0 <= summary["val_mean_dice"] <= 1
-    assert set(summary["per_cell_type"]) - {"macro"} <= {"neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil"}
+    assert set(summary["per_cell_type"]) - {"macro"} <= {
+        "neutrophil",
+        "lymphocyte",
+        "monocyte",
+        "eosinophil",
+        "basophil",
+    }
 
 
 def test_torchrun_stage2_videos(trained, synthetic_cells, tmp_path):
@@ -198,12 +294,30 @@ def test_torchrun_stage2_videos(trained, synthetic_cells, tmp_path):
     shutil.copytree(trained / "models", tmp_path / "models")  # stage 2 starts from stage 1's checkpoint
     stamp = (tmp_path / "models" / "model.pt").stat().st_mtime_ns
     files = [str(CONFIGS / c) for c in [*VIDEO, "multi_gpu_train.json", "tiny.json"]]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "monai.bundle", "run",
-           "--config_file", str(files), "--bundle_root", str(BUNDLE), "--ckpt_dir", str(tmp_path / "models"),
-           "--output_dir", str(tmp_path / "eval"), "--dataset_dir", str(synthetic_cells),
-           "--logging_file", str(CONFIGS / "logging.conf")]
-    proc = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(files),
+        "--bundle_root",
+        str(BUNDLE),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        str(tmp_path / "eval"),
+        "--dataset_dir",
+        str(synthetic_cells),
+        "--logging_file",
+        str(CONFIGS / "logging.conf"),
+    ]
+    proc = subprocess.run(
+        cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     log = proc.stdout + proc.stderr
     assert log.count("train_loss:") == 2  # StatsHandler on rank 0 only: 2 iterations

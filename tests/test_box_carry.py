@@ -1,4 +1,4 @@
-"""Box carry through volumes (monaiseg.engines.box_carry) on hand-made volumes with a stub network."""
+"""Box carry through volumes (monaiseg.inferers.box_carry) on hand-made volumes with a stub network."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from monaiseg.engines.box_carry import BoxCarryInferer, BoxPromptInferer, box_carry_volume, box_logits, grow_box
-from monaiseg.engines.propagation import ObjectPrompt, prompts_to_json
+from monaiseg.inferers.box_carry import BoxCarryInferer, BoxPromptInferer, box_carry_volume, box_logits, grow_box
+from monaiseg.prompts import ObjectPrompt, prompts_to_json
 
 
 class BoxInterior(torch.nn.Module):
@@ -43,7 +43,9 @@ def moving_square(depth: int = 10) -> torch.Tensor:
 
 def called_slices(net: BoxInterior, volume: torch.Tensor) -> list[int]:
     """Which slice of `volume` each recorded call was given."""
-    return [next(k for k in range(volume.shape[-1]) if torch.equal(images[0], volume[..., k])) for images, _ in net.calls]
+    return [
+        next(k for k in range(volume.shape[-1]) if torch.equal(images[0], volume[..., k])) for images, _ in net.calls
+    ]
 
 
 def columns(labels: torch.Tensor, value: int, k: int) -> list[int]:
@@ -69,8 +71,9 @@ def test_carry_without_margin_shrinks_to_the_overlap_and_stops_where_the_object_
 
 
 def test_margin_follows_the_whole_object():
-    labels = box_carry_volume(BoxInterior(), moving_square(), [ObjectPrompt(obj_id=1, frame=4, box=(8, 5, 12, 9))],
-                              box_margin=1)
+    labels = box_carry_volume(
+        BoxInterior(), moving_square(), [ObjectPrompt(obj_id=1, frame=4, box=(8, 5, 12, 9))], box_margin=1
+    )
     for k in range(2, 7):
         assert columns(labels, 1, k) == list(range(4 + k, 9 + k))
     assert int(labels.sum()) == 5 * 25
@@ -113,11 +116,14 @@ def test_grow_box_clips_to_the_slice():
     assert grow_box((0, 3, 10, 5), 2, height=8, width=12) == (0.0, 1.0, 11.0, 7.0)
 
 
-@pytest.mark.parametrize("prompt, match", [
-    (ObjectPrompt(obj_id=1, frame=2, box=(1, 1, 30, 5)), "outside"),
-    (ObjectPrompt(obj_id=1, frame=12, box=(1, 1, 3, 3)), "key slice 12 is outside"),
-    (ObjectPrompt(obj_id=1, frame=2, points=((3, 3),), point_labels=(1,)), "box prompt only"),
-])
+@pytest.mark.parametrize(
+    "prompt, match",
+    [
+        (ObjectPrompt(obj_id=1, frame=2, box=(1, 1, 30, 5)), "outside"),
+        (ObjectPrompt(obj_id=1, frame=12, box=(1, 1, 3, 3)), "key slice 12 is outside"),
+        (ObjectPrompt(obj_id=1, frame=2, points=((3, 3),), point_labels=(1,)), "box prompt only"),
+    ],
+)
 def test_bad_prompts(prompt, match):
     with pytest.raises(ValueError, match=match):
         box_carry_volume(BoxInterior(), moving_square(), [prompt])
@@ -132,8 +138,10 @@ def test_two_boxes_for_one_object_are_refused():
 def test_inferer_batches_json_prompts_and_keeps_metadata():
     affine = torch.diag(torch.tensor([0.5, 0.7, 2.0, 1.0], dtype=torch.float64))
     volumes = MetaTensor(torch.stack([moving_square(), moving_square()]), affine=affine)
-    prompts = [prompts_to_json([ObjectPrompt(obj_id=1, frame=4, box=(8, 5, 12, 9))]),
-               [ObjectPrompt(obj_id=7, frame=3, box=(7, 5, 11, 9))]]
+    prompts = [
+        prompts_to_json([ObjectPrompt(obj_id=1, frame=4, box=(8, 5, 12, 9))]),
+        [ObjectPrompt(obj_id=7, frame=3, box=(7, 5, 11, 9))],
+    ]
     out = BoxCarryInferer(box_margin=1)(volumes, BoxInterior(), prompts=prompts)
     assert out.shape == (2, 1, 20, 24, 10) and isinstance(out, MetaTensor)
     assert torch.allclose(out.affine, affine)
@@ -147,8 +155,9 @@ def test_box_prompt_inferer_trains_a_real_sam_through_swapped_slices():
     from monaiseg.networks import build_sam_segmenter
 
     torch.manual_seed(0)
-    model = build_sam_segmenter("vit_b", 32, pixel_mean=0.0, pixel_std=1.0, encoder_depth=1, encoder_embed_dim=32,
-                                encoder_num_heads=2)
+    model = build_sam_segmenter(
+        "vit_b", 32, pixel_mean=0.0, pixel_std=1.0, encoder_depth=1, encoder_embed_dim=32, encoder_num_heads=2
+    )
     images = torch.rand(2, 1, 24, 28)
     boxes = torch.tensor([[2.0, 3.0, 20.0, 15.0], [5.0, 5.0, 9.0, 9.0]])
     logits = BoxPromptInferer(transpose=True)(images, model, boxes=boxes)

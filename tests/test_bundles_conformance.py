@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import BUNDLE_IDS, BUNDLES, REPO, SHARED
 
 spec = importlib.util.spec_from_file_location("verify_bundles", REPO / "scripts" / "verify_bundles.py")
@@ -59,8 +58,11 @@ def test_verify_bundles_reports_a_broken_bundle(tmp_path):
     meta["version"] = "9.9.9"
     meta_file.write_text(json.dumps(meta))  # no indent either
     (broken / "large_files.yml").unlink()
-    for check, needle in [("version_in_changelog", "9.9.9"), ("json_format", "metadata.json"),
-                          ("files", "large_files.yml")]:
+    for check, needle in [
+        ("version_in_changelog", "9.9.9"),
+        ("json_format", "metadata.json"),
+        ("files", "large_files.yml"),
+    ]:
         with pytest.raises(verify_bundles.BundleCheckError, match=needle):
             verify_bundles.checks(SCHEMA)[check](broken, tmp_path)
 
@@ -68,9 +70,11 @@ def test_verify_bundles_reports_a_broken_bundle(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # torchrun (2 CPU processes, gloo) tracked on a real MLflow server
 # ---------------------------------------------------------------------------------------------
-RECORD_FILES = ("$@train#trainer.add_event_handler(monai.engines.workflow.Events.ITERATION_COMPLETED, "
-                "lambda e: open(@bundle_root + '/seen_rank' + str(torch.distributed.get_rank()) + '.txt', 'a')"
-                ".write(''.join(f + chr(10) for f in monaiseg.engines.nan_guard.batch_files(e.state.batch))))")
+RECORD_FILES = (
+    "$@train#trainer.add_event_handler(monai.engines.workflow.Events.ITERATION_COMPLETED, "
+    "lambda e: open(@bundle_root + '/seen_rank' + str(torch.distributed.get_rank()) + '.txt', 'a')"
+    ".write(''.join(f + chr(10) for f in monaiseg.utils.batch.batch_source_names(e.state.batch))))"
+)
 
 
 @pytest.mark.slow
@@ -84,12 +88,31 @@ def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_run, mlflo
     configs = [str(bundle / "configs" / n) for n in ("train.json", "multi_gpu_train.json", "tiny.json")] + [str(record)]
     experiment = f"torchrun_{bundle.name}"
     overrides = [a for k, v in tiny_run(bundle).items() for a in (f"--{k}", v if isinstance(v, str) else repr(v))]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "monai.bundle", "run",
-           "--config_file", str(configs), "--bundle_root", str(tmp_path), *overrides,
-           "--logging_file", str(bundle / "configs" / "logging.conf"), "--tracking", "mlflow",
-           "--tracking_uri", mlflow_server, "--experiment_name", experiment]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(configs),
+        "--bundle_root",
+        str(tmp_path),
+        *overrides,
+        "--logging_file",
+        str(bundle / "configs" / "logging.conf"),
+        "--tracking",
+        "mlflow",
+        "--tracking_uri",
+        mlflow_server,
+        "--experiment_name",
+        experiment,
+    ]
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, f"{bundle.name} torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     iterations = tiny(bundle)["max_epochs"] * tiny(bundle)["epoch_length"]
     assert (proc.stdout + proc.stderr).count("train_loss:") == iterations  # rank 0 logs, rank 1 does not
@@ -113,8 +136,11 @@ def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_run, mlflo
     if bundle.name in NO_VALIDATION_DURING_TRAINING:
         assert "validate" not in train, f"{bundle.name} validates now: drop it from NO_VALIDATION_DURING_TRAINING"
     else:
-        key_metric = next(h["metric_name"] for h in train["validate"]["handlers"]  # the model-selection metric
-                          if isinstance(h, dict) and h.get("_target_", "").endswith("BestModelSaver"))
+        key_metric = next(
+            h["metric_name"]
+            for h in train["validate"]["handlers"]  # the model-selection metric
+            if isinstance(h, dict) and h.get("_target_", "").endswith("BestModelSaver")
+        )
         assert len(client.get_metric_history(run_id, key_metric)) == tiny(bundle)["max_epochs"]  # per epoch
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert "model.pt" in artifacts, artifacts
@@ -123,7 +149,7 @@ def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_run, mlflo
 
 def latest_resume(root: Path):
     """The newest resume checkpoint of a bundle root (or None)."""
-    from monaiseg.engines import latest_checkpoint
+    from monaiseg.handlers import latest_checkpoint
 
     return latest_checkpoint(root / "models" / "resume")
 
@@ -138,9 +164,16 @@ def train_in_process(bundle: Path, root: Path, data: dict, epochs: int = EPOCHS,
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
-    workflow = ConfigWorkflow(config_file=[str(bundle / "configs" / n) for n in ("train.json", "tiny.json")],
-                              logging_file=False, bundle_root=str(root), **data, max_epochs=epochs,
-                              epoch_length=None, val_interval=EPOCHS, **overrides)
+    workflow = ConfigWorkflow(
+        config_file=[str(bundle / "configs" / n) for n in ("train.json", "tiny.json")],
+        logging_file=False,
+        bundle_root=str(root),
+        **data,
+        max_epochs=epochs,
+        epoch_length=None,
+        val_interval=EPOCHS,
+        **overrides,
+    )
     workflow.initialize()
     trainer = workflow.parser.get_parsed_content("train#trainer")
     iterations, metrics = [], []
@@ -182,7 +215,9 @@ def assert_same_training(a: dict, b: dict, what: str) -> None:
         flat_b = _tensors(b[name])
         assert flat_a.keys() == flat_b.keys(), f"{what}: different {name} entries"
         for key in flat_a:
-            assert torch.allclose(flat_a[key].float(), flat_b[key].float(), atol=1e-5, rtol=1e-4), f"{what}: {name} {key}"
+            assert torch.allclose(flat_a[key].float(), flat_b[key].float(), atol=1e-5, rtol=1e-4), (
+                f"{what}: {name} {key}"
+            )
 
 
 def _tensors(tree, prefix="") -> dict:

@@ -12,15 +12,9 @@ import torch
 from monai.data import MetaTensor
 
 from monaiseg.data.datalist import datalist_items
-from monaiseg.engines import (
-    CellReportWriter,
-    ClipCurriculum,
-    InstancePromptInferer,
-    PrepareCellClipBatch,
-    PrepareOptionalBoxes,
-    TrackingReportWriter,
-    instance_ids,
-)
+from monaiseg.engines import PrepareCellClipBatch, PrepareOptionalBoxes
+from monaiseg.handlers import CellReportWriter, ClipCurriculum, TrackingReportWriter
+from monaiseg.inferers import InstancePromptInferer, instance_ids
 from monaiseg.networks import CheckpointMismatchError, load_model_weights
 from monaiseg.transforms import CheckImaged, InstanceBoxesd, LoadBoxesd, SaveOverlayd
 
@@ -123,8 +117,13 @@ def test_cell_report_counts_pixels_per_type(tmp_path):
     label = np.zeros((4, 4), bool)
     label[0, 1:] = True  # tp 2, fp 1, fn 1
     writer = CellReportWriter(str(tmp_path), ["val_mean_dice"], {"1": "neutrophil", "2": "lymphocyte"})
-    writer.collect(_engine([{"cell_type": 1}, {"cell_type": 2}],
-                           [{"pred": onehot(pred), "label": onehot(label)}, {"pred": onehot(label), "label": onehot(label)}], {}))
+    writer.collect(
+        _engine(
+            [{"cell_type": 1}, {"cell_type": 2}],
+            [{"pred": onehot(pred), "label": onehot(label)}, {"pred": onehot(label), "label": onehot(label)}],
+            {},
+        )
+    )
     writer.timing.seconds, writer.timing.items = 2.0, 2
     writer.write(_engine([], [], {"val_mean_dice": 0.5}))
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -143,8 +142,9 @@ def test_tracking_report_perfect_and_swapped(tmp_path):
         masks[t, 1:4, t : t + 3] = 1
         masks[t, 7:10, 5:8] = 2
     gt_dir = write_ctc_gt(tmp_path / "gt", "01", np.zeros((4, 12, 10), np.uint8), masks) / "01_GT" / "TRA"
-    ids = MetaTensor(torch.from_numpy(masks.transpose(2, 1, 0)[None].astype(np.float32)),
-                     meta={"filename_or_obj": str(gt_dir)})  # (1, X, Y, T) as LoadCTCd gives it
+    ids = MetaTensor(
+        torch.from_numpy(masks.transpose(2, 1, 0)[None].astype(np.float32)), meta={"filename_or_obj": str(gt_dir)}
+    )  # (1, X, Y, T) as LoadCTCd gives it
     swapped = ids.clone()
     swapped[..., 2:] = torch.where(ids[..., 2:] == 1, 2.0, torch.where(ids[..., 2:] == 2, 1.0, 0.0))
     writer = TrackingReportWriter(str(tmp_path / "eval"))

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, SHARED
 from segment_anything.modeling import PromptEncoder
 
-from conftest import REPO, SHARED
-from monaiseg.engines.class_prompt import compose_class_map, presence
-from monaiseg.engines.image_bank import ImageBank
-from monaiseg.losses.prototype_contrastive import ClassPromptLoss, PrototypeContrastiveLoss
+from monaiseg.data.image_bank import ImageBank
+from monaiseg.inferers.class_prompt import compose_class_map, presence
+from monaiseg.losses.surgical_sam import ClassPromptLoss, PrototypeContrastiveLoss
 from monaiseg.networks.checkpoint import CheckpointMismatchError
-from monaiseg.networks.class_prompt import LearnablePrototypes, PrototypePromptEncoder, class_embeddings_from_masks
+from monaiseg.networks.prototype_prompt import LearnablePrototypes, PrototypePromptEncoder, class_embeddings_from_masks
 from monaiseg.networks.surgical_sam import (
     RELEASE_SUBDICTS,
-    TRAINABLE,
+    SURGICAL_SAM_TRAINABLE,
     build_surgical_sam,
     load_surgicalsam_release,
 )
@@ -32,7 +32,9 @@ needs_manifest = pytest.mark.skipif(not MANIFEST.exists(), reason="checkpoint ma
 
 def small_encoder(dim=4, size=2, tokens=1, seed=0) -> PrototypePromptEncoder:
     torch.manual_seed(seed)
-    encoder = PrototypePromptEncoder(feat_dim=dim, hidden_dim_dense=3, hidden_dim_sparse=3, size=size, num_tokens=tokens)
+    encoder = PrototypePromptEncoder(
+        feat_dim=dim, hidden_dim_dense=3, hidden_dim_sparse=3, size=size, num_tokens=tokens
+    )
     for e in encoder.pn_cls_embeddings:
         torch.nn.init.normal_(e.weight)
     return encoder
@@ -60,8 +62,9 @@ def test_sparse_prompt_marks_the_queried_class_with_the_positive_embedding():
     _, sparse = encoder(embeddings, prototypes, torch.tensor([[1, 3]]))  # two queries of one image
     negative, positive = (e.weight for e in encoder.pn_cls_embeddings)
     tokens = sparse.view(1, 2, 3, 2, 4)  # (B, K, C, T, D)
-    torch.testing.assert_close(tokens[0, 0] - tokens[0, 1], torch.stack(
-        [positive - negative, torch.zeros_like(positive), negative - positive]))
+    torch.testing.assert_close(
+        tokens[0, 0] - tokens[0, 1], torch.stack([positive - negative, torch.zeros_like(positive), negative - positive])
+    )
     # class 2 (never queried) gets the learned tokens of its activated feature + the negative embedding
     a = embeddings[0].flatten(1).T * (1 + embeddings[0].flatten(1).T @ prototypes[1])[:, None]  # (N, D)
     hidden = torch.relu(encoder.sparse_fc_1.weight[:, :, 0] @ a + encoder.sparse_fc_1.bias[:, None])
@@ -114,8 +117,11 @@ def test_infonce_matches_the_hand_computed_value():
     prototypes = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     samples = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
     r = math.sqrt(2)
-    pairs = [-math.log(math.e ** 2 / (math.e ** 2 + math.e ** r + 1)), -math.log(math.e ** r / (math.e ** r + 1)),
-             -math.log(math.e ** 2 / (math.e ** 2 + 1))]
+    pairs = [
+        -math.log(math.e**2 / (math.e**2 + math.e**r + 1)),
+        -math.log(math.e**r / (math.e**r + 1)),
+        -math.log(math.e**2 / (math.e**2 + 1)),
+    ]
     loss = PrototypeContrastiveLoss(temperature=0.5)(prototypes, samples, torch.tensor([1, 2, 2]))
     assert loss.item() == pytest.approx(sum(pairs) / 3, rel=1e-5)
     assert PrototypeContrastiveLoss().temperature == 0.07
@@ -136,8 +142,11 @@ def test_class_prompt_loss_is_dice_plus_contrastive_and_zero_without_rows():
     prototypes = LearnablePrototypes(2, 4)
     loss_fn = ClassPromptLoss(prototypes, temperature=0.1)
     pred = torch.full((1, 1, 2, 2), 50.0)  # sigmoid ~ 1 everywhere
-    target = {"masks": torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]]), "class_embeddings": torch.randn(1, 4),
-              "class_ids": torch.tensor([2])}
+    target = {
+        "masks": torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]]),
+        "class_embeddings": torch.randn(1, 4),
+        "class_ids": torch.tensor([2]),
+    }
     dice = 1 - 2 * 2 / (4 + 2 + 2e-3)  # 1 - 2 sum(pt) / (sum p^2 + sum t^2 + 2 eps)
     contrastive = PrototypeContrastiveLoss(0.1)(prototypes(), target["class_embeddings"], target["class_ids"])
     assert loss_fn(pred, target).item() == pytest.approx(dice + contrastive.item(), rel=1e-5)
@@ -189,16 +198,24 @@ def test_presence_rule_needs_area_and_mean_probability():
 @pytest.fixture(scope="module")
 def full_size_model():
     """SurgicalSAM at 1024 px (64 x 64 embeddings as released) with a 1-block, 16-dim image encoder."""
-    return build_surgical_sam(image_size=1024, variant="vit_b", encoder_depth=1, encoder_embed_dim=16,
-                              encoder_num_heads=1, encoder_global_attn_indexes=(0,))
+    return build_surgical_sam(
+        image_size=1024,
+        variant="vit_b",
+        encoder_depth=1,
+        encoder_embed_dim=16,
+        encoder_num_heads=1,
+        encoder_global_attn_indexes=(0,),
+    )
 
 
 def fake_release(num_tokens: int = 2) -> dict:
     """Random tensors with the shapes of the released model_ckp.pth (checkpoint_formats manifest)."""
     manifest = json.loads(MANIFEST.read_text())
     generator = torch.Generator().manual_seed(0)
-    release = {sub: {k: torch.randn(shape, generator=generator) for k, shape in keys.items()}
-               for sub, keys in manifest["state_dicts"].items()}
+    release = {
+        sub: {k: torch.randn(shape, generator=generator) for k, shape in keys.items()}
+        for sub, keys in manifest["state_dicts"].items()
+    }
     if num_tokens != 2:
         for key, shapes in manifest["endovis2017_variant"]["differences"].items():
             sub, name = key.split("/")
@@ -219,18 +236,36 @@ def test_released_checkpoint_layout_loads_strictly(full_size_model, tmp_path):
     bad["sam_decoder_state_dict"]["iou_token.weight"] = torch.zeros(2, 256)
     del bad["prototype_prompt_encoder_state_dict"]["dense_fc_1.bias"]
     with pytest.raises(CheckpointMismatchError, match=r"mine.pth \[sam_decoder_state_dict\].*\n.*iou_token.weight"):
-        load_surgicalsam_release(full_size_model, {**release, "sam_decoder_state_dict": bad["sam_decoder_state_dict"]},
-                                 source="mine.pth")
-    with pytest.raises(CheckpointMismatchError, match=r"prototype_prompt_encoder_state_dict.*\n.*missing keys.*dense_fc_1"):
+        load_surgicalsam_release(
+            full_size_model, {**release, "sam_decoder_state_dict": bad["sam_decoder_state_dict"]}, source="mine.pth"
+        )
+    with pytest.raises(
+        CheckpointMismatchError, match=r"prototype_prompt_encoder_state_dict.*\n.*missing keys.*dense_fc_1"
+    ):
         load_surgicalsam_release(full_size_model, bad, source="mine.pth")
     path = tmp_path / "model_ckp.pth"
     torch.save(fake_release(num_tokens=4), path)  # EndoVis2017 fold file: 4 tokens per class
-    model = build_surgical_sam(image_size=1024, variant="vit_b", encoder_depth=1, encoder_embed_dim=16,
-                               encoder_num_heads=1, encoder_global_attn_indexes=(0,), checkpoint=str(path), num_tokens=4)
+    model = build_surgical_sam(
+        image_size=1024,
+        variant="vit_b",
+        encoder_depth=1,
+        encoder_embed_dim=16,
+        encoder_num_heads=1,
+        encoder_global_attn_indexes=(0,),
+        checkpoint=str(path),
+        num_tokens=4,
+    )
     assert model.class_prompt_encoder.pn_cls_embeddings[1].weight.shape == (4, 256)
     with pytest.raises(CheckpointMismatchError, match="sparse_fc_2.weight"):
-        build_surgical_sam(image_size=1024, variant="vit_b", encoder_depth=1, encoder_embed_dim=16,
-                           encoder_num_heads=1, encoder_global_attn_indexes=(0,), checkpoint=str(path))  # 2 tokens
+        build_surgical_sam(
+            image_size=1024,
+            variant="vit_b",
+            encoder_depth=1,
+            encoder_embed_dim=16,
+            encoder_num_heads=1,
+            encoder_global_attn_indexes=(0,),
+            checkpoint=str(path),
+        )  # 2 tokens
 
 
 def test_checkpoint_files_with_other_layouts_are_refused(tmp_path):
@@ -242,7 +277,9 @@ def test_checkpoint_files_with_other_layouts_are_refused(tmp_path):
         build_surgical_sam(checkpoint=str(tmp_path / "model.pt"), device="meta")
 
 
-REAL_RELEASE = Path(os.environ.get("SURGICALSAM_CHECKPOINT", REPO / "bundles" / "surgical_sam" / "models" / "model_ckp.pth"))
+REAL_RELEASE = Path(
+    os.environ.get("SURGICALSAM_CHECKPOINT", REPO / "bundles" / "surgical_sam" / "models" / "model_ckp.pth")
+)
 
 
 @pytest.mark.skipif(not REAL_RELEASE.is_file(), reason="released SurgicalSAM model_ckp.pth not present")
@@ -254,9 +291,11 @@ def test_real_released_checkpoint_loads(full_size_model):
 @needs_manifest
 def test_default_vit_h_trains_exactly_the_released_parameters():
     manifest = json.loads(MANIFEST.read_text())
-    model = freeze_except(build_surgical_sam(device="meta"), TRAINABLE)  # ViT-H at 1024, no memory used
+    model = freeze_except(build_surgical_sam(device="meta"), SURGICAL_SAM_TRAINABLE)  # ViT-H at 1024, no memory used
     assert parameter_report(model)["trainable"] == manifest["num_trainable_params"]
     for sub, child in RELEASE_SUBDICTS.items():
         state = getattr(model, child).state_dict()
         assert {k: list(v.shape) for k, v in state.items()} == manifest["state_dicts"][sub]
-    assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith(("image_encoder", "prompt_encoder.")))
+    assert not any(
+        p.requires_grad for n, p in model.named_parameters() if n.startswith(("image_encoder", "prompt_encoder."))
+    )

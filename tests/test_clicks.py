@@ -1,4 +1,4 @@
-"""Simulated clicks and boxes (monaiseg.engines.clicks) on hand-made masks."""
+"""Simulated clicks and boxes (monaiseg.transforms.clicks) on hand-made masks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from monaiseg.engines.clicks import (
+from monaiseg.transforms.clicks import (
     jittered_box,
     jittered_boxes,
     sample_error_click,

@@ -7,10 +7,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from conftest import REPO, SHARED
 from monai.transforms import LoadImaged
 from PIL import Image
-
-from conftest import REPO, SHARED
 
 from monaiseg.data.cells import CELL_TYPES, prepare_lisc, prepare_wbc
 from monaiseg.data.synthetic_cells import main, make_cell_video, make_smear, make_synthetic_cell_dataset
@@ -46,6 +45,7 @@ def _no_output(out):
 
 
 # ---------------------------------------------------------------- WBC (fake tree in the real layout)
+
 
 def _cell_mask(shape, cells, nucleus=255, cytoplasm=128):
     """uint8 WBC mask with discs (row, col, radius): cytoplasm ring around a nucleus of half the radius."""
@@ -98,7 +98,8 @@ def test_wbc_converts_fake_tree(wbc_src, tmp_path):
     label = _read(out / "labels/001.png")
     assert label[20, 14] != label[20, 36] and label[2, 46] == 0
     loaded = LoadImaged(("image", "label"), ensure_channel_first=True)(  # as the bundle reads them: (C, x, y)
-        {"image": str(out / "images/001.png"), "label": str(out / "labels/001.png")})
+        {"image": str(out / "images/001.png"), "label": str(out / "labels/001.png")}
+    )
     assert loaded["image"].shape == (3, 48, 40) and loaded["label"].shape == (1, 48, 40)
     np.testing.assert_array_equal(loaded["label"][0].numpy().T, label)
     assert _snapshot(wbc_src) == before  # source untouched
@@ -177,7 +178,7 @@ def test_wbc_real_data(tmp_path):
     assert [len(content[s]) for s in SPLITS] == [70, 15, 15]
     classes = dict(line.split(",") for line in (WBC_REAL / "class_labels.csv").read_text().split()[2:])
     for item in _items(datalist):
-        stem = item["image"][len("images/"):-len(".png")]
+        stem = item["image"][len("images/") : -len(".png")]
         assert item["cell_type"] == int(classes[str(int(stem))])
         label = _read(tmp_path / "wbc" / item["label"])
         assert label.dtype == np.uint16 and label.shape == (300, 300) and label.max() >= 1
@@ -211,8 +212,12 @@ def lisc_src(tmp_path):
         for n in (1, 2) if folder in ("Baso", "neut") else (1,):
             _lisc_image(main_dir / folder / f"{n}.bmp", rng)
             cells = [(20, 15, 9), (24, 42, 10)] if folder == "lymp" else [(24, 30, 12)]
-            _lisc_mask(truth / folder / "areaforexpert1" / f"{n}_expert.bmp", cells,
-                       margin=4 if folder == "Baso" else 0, rgb=folder == "mono")
+            _lisc_mask(
+                truth / folder / "areaforexpert1" / f"{n}_expert.bmp",
+                cells,
+                margin=4 if folder == "Baso" else 0,
+                rgb=folder == "mono",
+            )
     _lisc_image(main_dir / "eosi" / "10.bmp", rng)  # no ground truth
     (root / "More Dataset without Ground Truth" / "alll").mkdir(parents=True)
     return tmp_path / "download"
@@ -224,11 +229,18 @@ def test_lisc_converts_release_layout(lisc_src, tmp_path):
     items = {item["image"]: item for item in _items(datalist)}
     assert sum(len(content[s]) for s in SPLITS) == 7 and all(content[s] for s in SPLITS)
     assert {k: v["cell_type"] for k, v in items.items()} == {
-        "images/baso_1.png": 5, "images/baso_2.png": 5, "images/eosi_1.png": 4, "images/lymp_1.png": 2,
-        "images/mono_1.png": 3, "images/neut_1.png": 1, "images/neut_2.png": 1,
+        "images/baso_1.png": 5,
+        "images/baso_2.png": 5,
+        "images/eosi_1.png": 4,
+        "images/lymp_1.png": 2,
+        "images/mono_1.png": 3,
+        "images/neut_1.png": 1,
+        "images/neut_2.png": 1,
     }
-    assert content["skipped"] == {"mixed cell types": ["Main Dataset/mixt/1.bmp"],
-                                  "no ground truth": ["Main Dataset/eosi/10.bmp"]}
+    assert content["skipped"] == {
+        "mixed cell types": ["Main Dataset/mixt/1.bmp"],
+        "no ground truth": ["Main Dataset/eosi/10.bmp"],
+    }
     lymp = _read(tmp_path / "lisc" / "labels/lymp_1.png")
     assert np.unique(lymp).tolist() == [0, 1, 2] and lymp[20, 15] != lymp[24, 42]
     baso = _read(tmp_path / "lisc" / "labels/baso_1.png")  # mask 8 px smaller, padded back in place
@@ -242,13 +254,29 @@ def test_lisc_cli_and_expert_choice(lisc_src, tmp_path, monkeypatch, capsys):
     for folder in ("neut", "lymp"):
         masks = lisc_src / "LISC Database" / "Ground Truth Segmentation" / folder
         (masks / "areaforexpert1").rename(masks / "areaforexpert2")
-    monkeypatch.setattr(sys, "argv", ["prepare_lisc.py", "--src", str(lisc_src / "LISC Database"),
-                                      "--out", str(tmp_path / "lisc2"), "--expert", "2", "--seed", "3"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "prepare_lisc.py",
+            "--src",
+            str(lisc_src / "LISC Database"),
+            "--out",
+            str(tmp_path / "lisc2"),
+            "--expert",
+            "2",
+            "--seed",
+            "3",
+        ],
+    )
     runpy.run_path(str(REPO / "scripts" / "prepare_lisc.py"), run_name="__main__")
     printed = capsys.readouterr().out
     content = json.loads((tmp_path / "lisc2" / "datalist.json").read_text())
     assert sorted(item["image"] for item in _items(tmp_path / "lisc2" / "datalist.json")) == [
-        "images/lymp_1.png", "images/neut_1.png", "images/neut_2.png"]
+        "images/lymp_1.png",
+        "images/neut_1.png",
+        "images/neut_2.png",
+    ]
     assert "skipped (no ground truth): 5 images" in printed and "skipped (mixed cell types): 1 images" in printed
     assert f"training: {len(content['training'])} images" in printed
     with pytest.raises(ValueError, match="areaforexpert3"):
@@ -270,6 +298,7 @@ def test_lisc_bad_inputs(lisc_src, tmp_path):
 
 
 # ---------------------------------------------------------------- synthetic smears and videos
+
 
 def test_smear_properties_and_determinism():
     image, instances, types = make_smear((128, 128), num_cells=6, seed=4)
@@ -304,6 +333,7 @@ def _cell_features(image, instances):
 
 def test_smear_cell_types_are_learnable():
     """A nearest-centroid classifier on three nucleus features tells the five types apart."""
+
     def dataset(seeds):
         x, y = [], []
         for seed in seeds:
@@ -341,7 +371,7 @@ def test_cell_video_motion_touching_division():
     assert all(table[k][:2] == (0, 7) for k in (1, 2, 3))
     assert _touching(masks[0]) and _touching(masks[division])  # the pair 1-2, the two daughters
     steps = [np.linalg.norm(_centroid(masks[t + 1] == 3) - _centroid(masks[t] == 3)) for t in range(7)]
-    assert 0.3 < np.mean(steps) and max(steps) < 6  # moves, smoothly
+    assert np.mean(steps) > 0.3 and max(steps) < 6  # moves, smoothly
     again = make_cell_video((96, 96), 8, 4, seed=2)
     np.testing.assert_array_equal(again[0], frames)
     np.testing.assert_array_equal(again[1], masks)
@@ -351,8 +381,9 @@ def test_cell_video_motion_touching_division():
 def test_synthetic_dataset_files_and_cli(tmp_path):
     from monaiseg.data.ctc import read_ctc_frames, read_ctc_tracks
 
-    datalist = make_synthetic_cell_dataset(tmp_path / "ds", num_images=7, num_videos=3, shape=(64, 80),
-                                           video_frames=5, seed=1)
+    datalist = make_synthetic_cell_dataset(
+        tmp_path / "ds", num_images=7, num_videos=3, shape=(64, 80), video_frames=5, seed=1
+    )
     root = tmp_path / "ds"
     content = json.loads(datalist.read_text())
     assert [len(content[s]) for s in SPLITS] == [5, 1, 1]

@@ -7,8 +7,8 @@ import shutil
 from collections import Counter
 
 import pytest
-
 from conftest import SHARED
+
 from monaiseg.data.classification import (
     csv_items,
     folder_items,
@@ -61,11 +61,14 @@ def test_csv_labels(synthetic_classification, tmp_path):
     assert csv_items(table, synthetic_classification)[1] == ["0", "1"]  # integer labels, no names given
 
 
-@pytest.mark.parametrize("rows, message", [
-    ("ring/img_000.png,ring\ndisc/img_000.png,oval\n", r"bad\.csv, line 3: unknown class 'oval'"),
-    ("ring/img_000.png,ring\nring/img_099.png,ring\n", r"bad\.csv, line 3: image 'ring/img_099.png' not found"),
-    ("ring/img_000.png,7\n", r"bad\.csv, line 2: unknown class '7'"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("ring/img_000.png,ring\ndisc/img_000.png,oval\n", r"bad\.csv, line 3: unknown class 'oval'"),
+        ("ring/img_000.png,ring\nring/img_099.png,ring\n", r"bad\.csv, line 3: image 'ring/img_099.png' not found"),
+        ("ring/img_000.png,7\n", r"bad\.csv, line 2: unknown class '7'"),
+    ],
+)
 def test_csv_errors(synthetic_classification, tmp_path, rows, message):
     table = tmp_path / "bad.csv"
     table.write_text("image,label\n" + rows)
@@ -81,7 +84,10 @@ def test_stratified_split_is_fixed_and_complete(synthetic_classification):
     splits = stratified_split(items, (0.5, 0.25, 0.25), seed=3)
     assert splits == stratified_split(items, (0.5, 0.25, 0.25), seed=3)
     assert {k: Counter(i["label"] for i in v) for k, v in splits.items()} == {
-        "training": {0: 2, 1: 2, 2: 2}, "validation": {0: 1, 1: 1, 2: 1}, "testing": {0: 1, 1: 1, 2: 1}}
+        "training": {0: 2, 1: 2, 2: 2},
+        "validation": {0: 1, 1: 1, 2: 1},
+        "testing": {0: 1, 1: 1, 2: 1},
+    }
     chosen = [i["image"] for v in splits.values() for i in v]
     assert sorted(chosen) == sorted(i["image"] for i in items)  # disjoint and complete
     assert splits != stratified_split(items, (0.5, 0.25, 0.25), seed=4)

@@ -10,10 +10,10 @@ from monaiseg.data.ctc import (
     read_ctc_tracks,
     split_track_gaps,
     track_table,
-    tracking_accuracy,
     write_ctc_gt,
     write_ctc_result,
 )
+from monaiseg.metrics.tracking import tracking_accuracy
 
 
 def two_cells(num_frames: int = 4) -> np.ndarray:
@@ -52,7 +52,12 @@ def test_track_table_and_gap_splitting():
     split, parents = split_track_gaps(gap, {4: 1})
     assert parents == {5: 1, 6: 2, 4: 5}
     assert track_table(split, parents).tolist() == [
-        [1, 0, 1, 0], [2, 0, 2, 0], [4, 4, 4, 5], [5, 3, 3, 1], [6, 4, 4, 2]]
+        [1, 0, 1, 0],
+        [2, 0, 2, 0],
+        [4, 4, 4, 5],
+        [5, 3, 3, 1],
+        [6, 4, 4, 2],
+    ]
     assert np.array_equal(split[3], np.where(gap[3] == 1, 5, gap[3])) and (split[4] == 6).sum() == 16
 
 
@@ -102,7 +107,7 @@ def test_writers_are_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     with monkeypatch.context() as patch:  # the frames are written, then the GT fails: nothing is left
-        patch.setattr(ctc, "_write_tracks", fail)
+        patch.setattr(ctc, "write_tracks", fail)
         with pytest.raises(OSError, match="disk full"):
             write_ctc_gt(tmp_path, "01", np.zeros((4, 12, 12), np.uint8), two_cells())
     assert list(tmp_path.iterdir()) == []

@@ -46,6 +46,7 @@ def _snapshot(root: Path) -> dict:
 
 # ------------------------------------------------------------------ EndoVis2018 (ISINet labels)
 
+
 @pytest.fixture()
 def src2018(tmp_path) -> Path:
     """seq_1 (train) and seq_2 (validation) in release 1, seq_3 in release 2; two frames each.
@@ -75,11 +76,20 @@ def test_convert_endovis2018(src2018, tmp_path):
     dst = convert_endovis2018(src2018, tmp_path / "out")
     content = json.loads((dst / "datalist.json").read_text())
     assert content["classes"] == list(ENDOVIS2018_CLASSES)
-    assert [(i["sequence"], i["frame"]) for i in content["training"]] == [("seq_1", 0), ("seq_1", 1), ("seq_3", 0),
-                                                                          ("seq_3", 1)]
+    assert [(i["sequence"], i["frame"]) for i in content["training"]] == [
+        ("seq_1", 0),
+        ("seq_1", 1),
+        ("seq_3", 0),
+        ("seq_3", 1),
+    ]
     assert [i["sequence"] for i in content["validation"]] == ["seq_2", "seq_2"]
     item = content["validation"][0]
-    assert item == {"image": "frames/seq_2/00000.png", "label": "masks/seq_2/00000.png", "sequence": "seq_2", "frame": 0}
+    assert item == {
+        "image": "frames/seq_2/00000.png",
+        "label": "masks/seq_2/00000.png",
+        "sequence": "seq_2",
+        "frame": 0,
+    }
     np.testing.assert_array_equal(np.asarray(Image.open(dst / item["image"])), _frame(20))
     np.testing.assert_array_equal(np.asarray(Image.open(dst / item["label"])), _expected_2018_mask())
     assert not np.asarray(Image.open(dst / "masks/seq_2/00001.png")).any()
@@ -92,14 +102,18 @@ def test_endovis2018_cli(src2018, tmp_path, monkeypatch, capsys):
     assert "training: 4 frames, validation: 2 frames" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("problem", ["mixed_sizes", "mask_size", "class_id", "orphan_label", "no_labels_folder",
-                                     "no_sequences"])
+@pytest.mark.parametrize(
+    "problem", ["mixed_sizes", "mask_size", "class_id", "orphan_label", "no_labels_folder", "no_sequences"]
+)
 def test_endovis2018_bad_input(src2018, tmp_path, problem):
     seq = src2018 / "miccai_challenge_2018_release_1" / "seq_2"
     if problem == "mixed_sizes":
         bad = seq / "left_frames" / "frame001.png"
         _save(bad, _frame(0, H, W + 2))
-        match, error = rf"{bad}: frame is {H}x{W + 2} but the sequence's frames are {H}x{W} \(frames of mixed sizes\)", ValueError
+        match, error = (
+            rf"{bad}: frame is {H}x{W + 2} but the sequence's frames are {H}x{W} \(frames of mixed sizes\)",
+            ValueError,
+        )
     elif problem == "mask_size":
         bad = seq / "instrument_labels" / "frame001_class2_inst0.png"
         _save(bad, _box(0, 2, 0, 2, h=H + 1))
@@ -155,7 +169,9 @@ def test_convert_endovis2017(src2017, tmp_path):
         content = json.loads((dst / f"datalist_fold{fold}.json").read_text())
         assert content["classes"] == list(ENDOVIS2017_CLASSES)
         assert sorted({i["sequence"] for i in content["validation"]}) == [f"seq_{k}" for k in held_out]
-        assert {i["sequence"] for i in content["training"]} == {f"seq_{k}" for k in range(1, 9)} - {f"seq_{k}" for k in held_out}
+        assert {i["sequence"] for i in content["training"]} == {f"seq_{k}" for k in range(1, 9)} - {
+            f"seq_{k}" for k in held_out
+        }
         assert len(content["training"]) == 12 and len(content["validation"]) == 4
     image = np.asarray(Image.open(dst / "frames/seq_1/00001.png"))
     np.testing.assert_array_equal(image, _frame(101, 10, 14)[1:9, 2:12])
@@ -231,6 +247,7 @@ def test_check_class_map():
 
 # ------------------------------------------------------------------ synthetic scenes
 
+
 def test_synthetic_surgical_dataset(tmp_path):
     root = make_synthetic_surgical_dataset(tmp_path / "a", sequences=4, frames=3, size=(64, 80), seed=5)
     again = make_synthetic_surgical_dataset(tmp_path / "b", sequences=4, frames=3, size=(64, 80), seed=5)
@@ -262,7 +279,9 @@ def test_synthetic_surgical_dataset(tmp_path):
 
 
 def test_synthetic_surgical_cli_and_errors(tmp_path, capsys):
-    synthetic_main([str(tmp_path / "d"), "--sequences", "2", "--frames", "1", "--size", "32", "40", "--num-classes", "3"])
+    synthetic_main(
+        [str(tmp_path / "d"), "--sequences", "2", "--frames", "1", "--size", "32", "40", "--num-classes", "3"]
+    )
     content = json.loads((tmp_path / "d" / "datalist.json").read_text())
     assert content["classes"] == list(ENDOVIS2018_CLASSES[:3]) and len(content["training"]) == 1
     assert str(tmp_path / "d") in capsys.readouterr().out

@@ -11,8 +11,10 @@ from monaiseg.data.medsam_npz import deeplesion_npz_to_nifti, load_deeplesion_np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deeplesion_ct"
 # file -> (D, H, W), in-plane spacing in mm; both have 5 mm slices
-REAL = {"CT_Lesion_000001_02_01_008-023.npz": ((16, 512, 512), 0.31445301),
-        "CT_Lesion_000002_03_01_035-047.npz": ((13, 512, 512), 0.97656202)}
+REAL = {
+    "CT_Lesion_000001_02_01_008-023.npz": ((16, 512, 512), 0.31445301),
+    "CT_Lesion_000002_03_01_035-047.npz": ((13, 512, 512), 0.97656202),
+}
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def test_load_real(real, name):
     assert set(np.unique(case["label"])) == {0, 1}
     np.testing.assert_allclose(case["spacing"], (5.0, in_plane, in_plane))  # (sz, sy, sx)
     lesion_slices = np.flatnonzero(case["label"].any(axis=(1, 2)))
-    assert 0 < lesion_slices[0] and lesion_slices[-1] < shape[0] - 1  # lesion inside the crop
+    assert lesion_slices[0] > 0 and lesion_slices[-1] < shape[0] - 1  # lesion inside the crop
 
 
 @pytest.mark.parametrize("name", sorted(REAL))

@@ -10,8 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from monaiseg.data.datalist import atomic_folders, split_cases, write_datalist
-from monaiseg.data.prepare import FLARE22_LABELS, prepare_flare22, prepare_lits, prepare_msd
+from monaiseg.data.datalist import split_cases, write_datalist
+from monaiseg.data.volume_datasets import FLARE22_LABELS, prepare_flare22, prepare_lits, prepare_msd
+from monaiseg.utils.files import atomic_folders
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,14 +38,22 @@ def flare(tmp_path):
 @pytest.fixture
 def msd(tmp_path):
     task = tmp_path / "Task06_Lung"
-    training = [{"image": f"./imagesTr/lung_{i:03d}.nii.gz", "label": f"./labelsTr/lung_{i:03d}.nii.gz"}
-                for i in (1, 3, 4, 5, 6, 9)]
+    training = [
+        {"image": f"./imagesTr/lung_{i:03d}.nii.gz", "label": f"./labelsTr/lung_{i:03d}.nii.gz"}
+        for i in (1, 3, 4, 5, 6, 9)
+    ]
     test = [f"./imagesTs/lung_{i:03d}.nii.gz" for i in (2, 7, 8)]
     for path in [e["image"] for e in training] + [e["label"] for e in training] + test:
         _nifti(task / path)
         (task / path).with_name("._" + Path(path).name).write_bytes(b"\x00\x05\x16\x07junk")
-    meta = {"name": "Lung", "labels": {"0": "background", "1": "cancer"}, "numTraining": 6,
-            "numTest": 3, "training": training, "test": test}
+    meta = {
+        "name": "Lung",
+        "labels": {"0": "background", "1": "cancer"},
+        "numTraining": 6,
+        "numTest": 3,
+        "training": training,
+        "test": test,
+    }
     (task / "dataset.json").write_text(json.dumps(meta))
     return tmp_path
 
@@ -71,18 +80,21 @@ def test_split_cases_counts_disjoint_deterministic():
 
 def test_split_cases_named_and_small():
     assert {k: len(v) for k, v in split_cases(list("abc"), {"train": 0.9, "val": 0.1}).items()} == {
-        "train": 2, "val": 1
+        "train": 2,
+        "val": 1,
     }
     assert split_cases(["only"], {"training": 0.8, "validation": 0.2}) == {"training": ["only"], "validation": []}
-    assert {k: len(v) for k, v in split_cases(list(range(4))).items()} == {
-        "training": 2, "validation": 1, "testing": 1
-    }
+    assert {k: len(v) for k, v in split_cases(list(range(4))).items()} == {"training": 2, "validation": 1, "testing": 1}
 
 
 @pytest.mark.parametrize(
     "items, fractions, message",
-    [([], (1.0,), "no items"), ([1, 2], (0.5, 0.4), "sum to 1"), ([1, 2], (1.2, -0.2), r"in \[0, 1\]"),
-     ([1, 2], (0.25, 0.25, 0.25, 0.25), "at most 3")],
+    [
+        ([], (1.0,), "no items"),
+        ([1, 2], (0.5, 0.4), "sum to 1"),
+        ([1, 2], (1.2, -0.2), r"in \[0, 1\]"),
+        ([1, 2], (0.25, 0.25, 0.25, 0.25), "at most 3"),
+    ],
 )
 def test_split_cases_errors(items, fractions, message):
     with pytest.raises(ValueError, match=message):
@@ -94,7 +106,8 @@ def test_write_datalist(tmp_path):
     path = write_datalist(tmp_path / "sub" / "datalist.json", splits, labels={1: "liver"})
     assert path == tmp_path / "sub" / "datalist.json"
     assert json.loads(path.read_text()) == {
-        "training": [{"image": "imagesTr/a.nii.gz", "label": "labelsTr/a.nii.gz"}], "testing": [],
+        "training": [{"image": "imagesTr/a.nii.gz", "label": "labelsTr/a.nii.gz"}],
+        "testing": [],
         "labels": {"1": "liver"},
     }
     with pytest.raises(TypeError):  # not JSON-serialisable: the old file stays, no temp file is left
@@ -154,8 +167,9 @@ def test_msd_lung(msd, tmp_path):
     assert content["testing"] == [{"image": f"Task06_Lung/imagesTs/lung_{i:03d}.nii.gz"} for i in (2, 7, 8)]
     assert content["labels"] == {"1": "cancer"}
     labelled = content["training"] + content["validation"]
-    assert sorted(i["image"] for i in labelled) == [f"Task06_Lung/imagesTr/lung_{i:03d}.nii.gz"
-                                                   for i in (1, 3, 4, 5, 6, 9)]
+    assert sorted(i["image"] for i in labelled) == [
+        f"Task06_Lung/imagesTr/lung_{i:03d}.nii.gz" for i in (1, 3, 4, 5, 6, 9)
+    ]
     assert all(i["label"] == i["image"].replace("imagesTr", "labelsTr") for i in labelled)
     assert "._" not in out.read_text()
     assert all((msd / p).is_file() for item in _all_items(content) for p in item.values())
@@ -204,8 +218,9 @@ def test_lits_errors(lits, tmp_path):
 
 # ---------------------------------------------------------------- scripts
 @pytest.mark.slow
-@pytest.mark.parametrize("script, fixture", [("prepare_flare22", "flare"), ("prepare_msd", "msd"),
-                                             ("prepare_lits", "lits")])
+@pytest.mark.parametrize(
+    "script, fixture", [("prepare_flare22", "flare"), ("prepare_msd", "msd"), ("prepare_lits", "lits")]
+)
 def test_scripts(script, fixture, request, tmp_path):
     root = request.getfixturevalue(fixture)
     out = tmp_path / "out" / "datalist.json"
@@ -216,8 +231,7 @@ def test_scripts(script, fixture, request, tmp_path):
     assert len(_all_items(json.loads(out.read_text()))) in (10, 9, 12)
 
     missing = tmp_path / "nowhere"
-    result = subprocess.run([*cmd[:3], str(missing), *cmd[4:]], cwd=REPO, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([*cmd[:3], str(missing), *cmd[4:]], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and f"data root not found or not a folder: {missing}" in result.stderr
 
 
@@ -234,10 +248,9 @@ def test_atomic_folders_renames_on_success(tmp_path):
 
 def test_atomic_folders_leaves_nothing_on_error(tmp_path):
     a = tmp_path / "a"
-    with pytest.raises(RuntimeError, match="boom"):
-        with atomic_folders(a) as (ta,):
-            (ta / "x.txt").write_text("1")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), atomic_folders(a) as (ta,):
+        (ta / "x.txt").write_text("1")
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -245,8 +258,7 @@ def test_atomic_folders_refuses_non_empty_target(tmp_path):
     a = tmp_path / "a"
     a.mkdir()
     (a / "keep.txt").write_text("user data")
-    with pytest.raises(FileExistsError, match="refusing to overwrite"):
-        with atomic_folders(a):
-            pass
+    with pytest.raises(FileExistsError, match="refusing to overwrite"), atomic_folders(a):
+        pass
     assert (a / "keep.txt").read_text() == "user data"
     assert [p.name for p in tmp_path.iterdir()] == ["a"]

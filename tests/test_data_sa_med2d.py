@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
-from conftest import REPO
 from monaiseg.data.sa_med2d import mask_class, prepare_sa_med2d
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -31,15 +31,18 @@ def demo_tree(tmp_path: Path) -> Path:
     for i in range(4):
         stem = f"amos_{i:04d}_75"
         Image.fromarray(np.full((20, 30), 40 + i, np.uint8)).save(root / "images" / f"{stem}.png")
-        masks = {"liver_000": box_mask((20, 30), (2, 8), (2, 10)), "aorta_000": box_mask((20, 30), (10, 14), (20, 24), 1),
-                 "liver_001": box_mask((20, 30), (15, 18), (2, 5))}
+        masks = {
+            "liver_000": box_mask((20, 30), (2, 8), (2, 10)),
+            "aorta_000": box_mask((20, 30), (10, 14), (20, 24), 1),
+            "liver_001": box_mask((20, 30), (15, 18), (2, 5)),
+        }
         for name, mask in masks.items():
             Image.fromarray(mask).save(root / "masks" / f"{stem}_{name}.png")
         paths = [f"data_demo/masks/{stem}_{name}.png" for name in masks]
         if i < 3:
             train[f"data_demo/images/{stem}.png"] = paths
         else:
-            test.update({p: f"data_demo/images/{stem}.png" for p in paths})
+            test.update(dict.fromkeys(paths, f"data_demo/images/{stem}.png"))
     (root / "image2label_train.json").write_text(json.dumps(train))
     (root / "label2image_test.json").write_text(json.dumps(test))
     return root
@@ -50,7 +53,10 @@ def test_demo_layout_to_class_maps_and_datalist(tmp_path):
     content = json.loads(datalist.read_text())
     assert content["labels"] == {"1": "aorta", "2": "liver"}
     assert (len(content["training"]), len(content["validation"]), len(content["testing"])) == (2, 1, 1)
-    assert content["testing"][0]["image"].endswith("amos_0003_75.png") and Path(content["testing"][0]["image"]).is_absolute()
+    assert (
+        content["testing"][0]["image"].endswith("amos_0003_75.png")
+        and Path(content["testing"][0]["image"]).is_absolute()
+    )
     label = np.asarray(Image.open(tmp_path / "out" / content["testing"][0]["label"]))
     assert label.dtype == np.uint8 and label.shape == (20, 30)
     assert (label[2:8, 2:10] == 2).all() and (label[15:18, 2:5] == 2).all() and (label[10:14, 20:24] == 1).all()

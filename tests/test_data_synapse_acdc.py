@@ -27,8 +27,11 @@ def save(array, affine, path: Path) -> Path:
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def ct_case(number: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,14 +70,29 @@ def test_synapse_layout_values_and_split(tmp_path):
     datalist = prepare_synapse(src, tmp_path / "out")
     assert datalist == tmp_path / "out" / "datalist.json"
     content = json.loads(datalist.read_text())
-    assert content["labels"] == {"0": "background", "1": "spleen", "2": "right kidney", "3": "left kidney",
-                                 "4": "gallbladder", "5": "liver", "6": "stomach", "7": "aorta", "8": "pancreas"}
-    assert [(i["case"], i["slice"]) for i in content["training"]] == [(c, z) for c in ("case0005", "case0006")
-                                                                      for z in range(3)]
-    assert content["training"][4] == {"image": "slices/case0006_z001_image.npy",
-                                      "label": "slices/case0006_z001_label.npy", "case": "case0006", "slice": 1}
-    assert content["test"] == [{"image": "volumes/case0001_image.nii.gz", "label": "volumes/case0001_label.nii.gz",
-                                "case": "case0001"}]
+    assert content["labels"] == {
+        "0": "background",
+        "1": "spleen",
+        "2": "right kidney",
+        "3": "left kidney",
+        "4": "gallbladder",
+        "5": "liver",
+        "6": "stomach",
+        "7": "aorta",
+        "8": "pancreas",
+    }
+    assert [(i["case"], i["slice"]) for i in content["training"]] == [
+        (c, z) for c in ("case0005", "case0006") for z in range(3)
+    ]
+    assert content["training"][4] == {
+        "image": "slices/case0006_z001_image.npy",
+        "label": "slices/case0006_z001_label.npy",
+        "case": "case0006",
+        "slice": 1,
+    }
+    assert content["test"] == [
+        {"image": "volumes/case0001_image.nii.gz", "label": "volumes/case0001_label.nii.gz", "case": "case0001"}
+    ]
     norm, mapped = expected_ct(6)
     image = np.load(tmp_path / "out" / "slices/case0006_z001_image.npy")
     label = np.load(tmp_path / "out" / "slices/case0006_z001_label.npy")
@@ -93,8 +111,19 @@ def test_synapse_layout_values_and_split(tmp_path):
 
 def test_synapse_cli_explicit_split(tmp_path, capsys):
     src = fake_synapse(tmp_path / "src")
-    synapse.main(["--src", str(src.parent), "--dst", str(tmp_path / "out"), "--train_cases", "1", "case0006",
-                  "--test_cases", "0005"])
+    synapse.main(
+        [
+            "--src",
+            str(src.parent),
+            "--dst",
+            str(tmp_path / "out"),
+            "--train_cases",
+            "1",
+            "case0006",
+            "--test_cases",
+            "0005",
+        ]
+    )
     content = json.loads((tmp_path / "out" / "datalist.json").read_text())
     assert sorted({i["case"] for i in content["training"]}) == ["case0001", "case0006"]
     assert [i["case"] for i in content["test"]] == ["case0005"]
@@ -191,11 +220,16 @@ def test_acdc_layout_phases_and_normalisation(tmp_path):
     content = json.loads(datalist.read_text())
     assert content["labels"] == {"0": "background", "1": "RV", "2": "Myo", "3": "LV"}
     assert [(i["case"], i["slice"], i["phase"]) for i in content["training"]] == [
-        (f"patient001_frame{f:02d}", z, phase) for f, phase in ((1, "ED"), (3, "ES")) for z in range(3)]
-    assert [(i["case"], i["patient"]) for i in content["validation"]] == [("patient019_frame01", "patient019"),
-                                                                         ("patient019_frame03", "patient019")]
-    assert [i["image"] for i in content["test"]] == ["volumes/patient002_frame01_image.nii.gz",
-                                                     "volumes/patient002_frame03_image.nii.gz"]
+        (f"patient001_frame{f:02d}", z, phase) for f, phase in ((1, "ED"), (3, "ES")) for z in range(3)
+    ]
+    assert [(i["case"], i["patient"]) for i in content["validation"]] == [
+        ("patient019_frame01", "patient019"),
+        ("patient019_frame03", "patient019"),
+    ]
+    assert [i["image"] for i in content["test"]] == [
+        "volumes/patient002_frame01_image.nii.gz",
+        "volumes/patient002_frame03_image.nii.gz",
+    ]
     raw, gt = mr_frame(1, 3)
     image = np.load(tmp_path / "out" / "slices/patient001_frame03_z002_image.npy")
     np.testing.assert_allclose(image, ((raw - raw.min()) / (raw.max() - raw.min()))[:, :, 2], atol=1e-6)
@@ -256,25 +290,28 @@ def test_standard_acdc_split():
 
 @pytest.mark.parametrize("kind, labels", [("synapse", synapse.SYNAPSE_LABELS), ("acdc", acdc.ACDC_LABELS)])
 def test_synthetic_organs_layout(tmp_path, kind, labels):
-    datalist = make_synthetic_organs_dataset(tmp_path / kind, kind=kind, train_cases=2, test_cases=1,
-                                             shape=(48, 48, 10), seed=1)
+    datalist = make_synthetic_organs_dataset(
+        tmp_path / kind, kind=kind, train_cases=2, test_cases=1, shape=(48, 48, 10), seed=1
+    )
     content = json.loads(datalist.read_text())
     assert content["labels"] == {str(k): v for k, v in labels.items()}
     assert len(content["training"]) == 20 and len(content["test"]) == 1
     slices = [np.load(datalist.parent / i["label"]) for i in content["training"]]
     images = [np.load(datalist.parent / i["image"]) for i in content["training"]]
     assert all(s.shape == (48, 48) and s.dtype == np.uint8 for s in slices)
-    assert all(i.dtype == np.float32 and 0 <= i.min() and i.max() <= 1 for i in images)
+    assert all(i.dtype == np.float32 and i.min() >= 0 and i.max() <= 1 for i in images)
     volume = nib.load(datalist.parent / content["test"][0]["label"])
     assert volume.shape == (48, 48, 10) and volume.header.get_zooms() == pytest.approx(
-        {"synapse": (0.8, 0.8, 3.0), "acdc": (1.5, 1.5, 8.0)}[kind])
+        {"synapse": (0.8, 0.8, 3.0), "acdc": (1.5, 1.5, 8.0)}[kind]
+    )
     assert set(np.unique(np.stack(slices))) == set(labels)  # every organ drawn
     test_labels = np.asanyarray(volume.dataobj)
     image = nib.load(datalist.parent / content["test"][0]["image"]).get_fdata()
     means = [image[test_labels == v].mean() for v in sorted(labels)]
     assert len(set(np.round(means, 2))) == len(labels)  # organs differ in intensity
-    again = make_synthetic_organs_dataset(tmp_path / "again", kind=kind, train_cases=2, test_cases=1,
-                                          shape=(48, 48, 10), seed=1)
+    again = make_synthetic_organs_dataset(
+        tmp_path / "again", kind=kind, train_cases=2, test_cases=1, shape=(48, 48, 10), seed=1
+    )
     np.testing.assert_array_equal(np.load(again.parent / content["training"][3]["image"]), images[3])
 
 

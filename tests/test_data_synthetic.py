@@ -33,11 +33,8 @@ def test_files_and_datalist(dataset):
     root, datalist = dataset
     assert datalist == root / "datalist.json"
     content = json.loads(datalist.read_text())
-    assert {k: len(v) for k, v in content.items() if k != "labels"} == {
-        "training": 2, "validation": 1, "testing": 1
-    }
-    assert content["labels"] == {"1": "liver", "2": "right kidney", "3": "spleen", "5": "aorta",
-                                 "13": "left kidney"}
+    assert {k: len(v) for k, v in content.items() if k != "labels"} == {"training": 2, "validation": 1, "testing": 1}
+    assert content["labels"] == {"1": "liver", "2": "right kidney", "3": "spleen", "5": "aorta", "13": "left kidney"}
     images = sorted(item["image"] for item in _cases(root, datalist))
     assert images == [f"imagesTr/case_{i:03d}.nii.gz" for i in range(4)]
     for item in _cases(root, datalist):
@@ -110,11 +107,11 @@ def test_dataset_determinism(tmp_path, dataset):
 
 
 def test_split_counts(tmp_path):
-    datalist = make_synthetic_ct_dataset(tmp_path, num_cases=3, shape=(16, 16, 8),
-                                         splits={"training": 2, "validation": 1})
+    datalist = make_synthetic_ct_dataset(
+        tmp_path, num_cases=3, shape=(16, 16, 8), splits={"training": 2, "validation": 1}
+    )
     content = json.loads(datalist.read_text())
-    assert [item["image"] for item in content["training"]] == ["imagesTr/case_000.nii.gz",
-                                                              "imagesTr/case_001.nii.gz"]
+    assert [item["image"] for item in content["training"]] == ["imagesTr/case_000.nii.gz", "imagesTr/case_001.nii.gz"]
     assert [item["image"] for item in content["validation"]] == ["imagesTr/case_002.nii.gz"]
     with pytest.raises(ValueError, match="do not sum to num_cases=3"):
         make_synthetic_ct_dataset(tmp_path / "bad", num_cases=3, splits={"training": 1})

@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from monaiseg.engines.embedding_cache import EmbeddingCache, EmbeddingCacheLogger, encoder_identity
+from monaiseg.data.embedding_cache import EmbeddingCache, encoder_identity
+from monaiseg.handlers.embedding_cache_logger import EmbeddingCacheLogger
 
 PREPROCESS = {"image_size": 16, "mean": [0.5, 0.5, 0.5]}
 
@@ -168,7 +169,7 @@ def test_logger_reports_size_per_epoch(tmp_path, caplog):
     x = images(3)
     engine = Engine(lambda e, batch: cache.encode(batch))
     EmbeddingCacheLogger(cache).attach(engine)
-    with caplog.at_level(logging.INFO, logger="monaiseg.engines.embedding_cache"):
+    with caplog.at_level(logging.INFO, logger="monaiseg.data.embedding_cache"):
         engine.run([x[:2], x[1:]], max_epochs=2)
     lines = [r.getMessage() for r in caplog.records if "embedding cache" in r.getMessage()]
     assert len(lines) == 2
@@ -200,12 +201,17 @@ WORKER = textwrap.dedent("""
 def test_two_processes_fill_one_cache(tmp_path):
     """Both processes write every key (in opposite orders) through temp files + rename; afterwards
     every entry is whole and correct and no temporary file is left."""
-    import monaiseg.engines.embedding_cache as module
+    import monaiseg.data.embedding_cache as module
 
     root = tmp_path / "shared_cache"
-    procs = [subprocess.Popen([sys.executable, "-W", "error::RuntimeWarning", "-c", WORKER, str(root),
-                               module.__file__, str(rank)], stderr=subprocess.PIPE, text=True)
-             for rank in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-W", "error::RuntimeWarning", "-c", WORKER, str(root), module.__file__, str(rank)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err

@@ -11,8 +11,16 @@ from monaiseg.data.few_shot import few_shot_subset
 
 
 def slices(cases=4, depth=25) -> list[dict]:
-    return [{"image": f"slices/case{c:04d}_z{z:03d}_image.npy", "label": f"slices/case{c:04d}_z{z:03d}_label.npy",
-             "case": f"case{c:04d}", "slice": z} for c in range(1, cases + 1) for z in range(depth)]
+    return [
+        {
+            "image": f"slices/case{c:04d}_z{z:03d}_image.npy",
+            "label": f"slices/case{c:04d}_z{z:03d}_label.npy",
+            "case": f"case{c:04d}",
+            "slice": z,
+        }
+        for c in range(1, cases + 1)
+        for z in range(depth)
+    ]
 
 
 def keys(items) -> list[tuple]:
@@ -46,13 +54,16 @@ def test_returns_copies():
     assert all(i["case"] == "case0001" for i in items)
 
 
-@pytest.mark.parametrize("items, fraction, message", [
-    ([], 0.1, "no training items"),
-    (slices(1, 10), 0.0, "would be empty"),
-    (slices(1, 10), -0.2, "would be empty"),
-    (slices(1, 10), float("nan"), "would be empty"),
-    (slices(1, 10), 1.5, "larger than the training set"),
-])
+@pytest.mark.parametrize(
+    "items, fraction, message",
+    [
+        ([], 0.1, "no training items"),
+        (slices(1, 10), 0.0, "would be empty"),
+        (slices(1, 10), -0.2, "would be empty"),
+        (slices(1, 10), float("nan"), "would be empty"),
+        (slices(1, 10), 1.5, "larger than the training set"),
+    ],
+)
 def test_empty_selection_is_refused(items, fraction, message):
     with pytest.raises(ValueError, match=message):
         few_shot_subset(items, fraction)

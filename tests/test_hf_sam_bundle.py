@@ -12,7 +12,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, error_chain
 
 BUNDLE = REPO / "bundles" / "hf_sam"
@@ -54,7 +53,9 @@ def test_bundle_specific_contract():
     assert meta["supported_apps"] == {"monai-label": "segmentation"}
     from monaiseg.data.synapse import SYNAPSE_LABELS
 
-    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {str(k): v for k, v in SYNAPSE_LABELS.items()}
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
+        str(k): v for k, v in SYNAPSE_LABELS.items()
+    }
     assert "models/sam_vit_b_01ec64.pth" in (BUNDLE / "large_files.yml").read_text()
 
 
@@ -101,7 +102,9 @@ def test_train_saves_full_and_adapter_weights_and_tracks_mlflow(trained):
     assert set(full) == set(adapter) == {"model"}
     assert set(adapter["model"]) < set(full["model"])
     assert not any(k.startswith("image_encoder.") and ".lora_" not in k for k in adapter["model"])
-    assert any(k.startswith("awffm.") for k in adapter["model"]) and any(k.startswith("skip_decoder.") for k in adapter["model"])
+    assert any(k.startswith("awffm.") for k in adapter["model"]) and any(
+        k.startswith("skip_decoder.") for k in adapter["model"]
+    )
     build_hf_sam(8, checkpoint=str(trained / "models" / "model.pt"), **TINY_NET)  # strict load
     client = MlflowClient(tracking_uri=f"sqlite:///{trained / 'eval' / 'mlflow.db'}")
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
@@ -154,8 +157,13 @@ def test_inference_writes_label_volumes_in_the_input_geometry(trained, organs, t
     affine[:3, 3] = [-10.0, 5.0, 2.5]  # an origin and a smaller size than the test data
     nib.save(nib.Nifti1Image(source.get_fdata(dtype=np.float32)[:48, :40, :5], affine), data / "small.nii.gz")
     out = tmp_path / "out"
-    run_bundle(["inference.json"], bundle_root=str(trained), input_image=str(data / "small.nii.gz"),
-               output_dir=str(out), save_overlays=True)
+    run_bundle(
+        ["inference.json"],
+        bundle_root=str(trained),
+        input_image=str(data / "small.nii.gz"),
+        output_dir=str(out),
+        save_overlays=True,
+    )
     pred = nib.load(out / "small_seg.nii.gz")
     assert pred.shape == (48, 40, 5) and pred.get_data_dtype() == np.uint8
     assert np.allclose(pred.affine, affine)
@@ -177,8 +185,9 @@ def test_evaluate_refuses_bad_labels_and_geometry_without_outputs(trained, organ
         nib.save(nib.Nifti1Image(array, affine), label_path)
         out = tmp_path / f"eval_{problem}"
         with pytest.raises(Exception) as info:
-            run_bundle(["train.json", "evaluate.json"], bundle_root=str(trained), dataset_dir=str(data),
-                       output_dir=str(out))
+            run_bundle(
+                ["train.json", "evaluate.json"], bundle_root=str(trained), dataset_dir=str(data), output_dir=str(out)
+            )
         message = error_chain(info.value)
         assert str(label_path) in message
         assert ("label values [12]" in message) if problem == "values" else ("affine differs" in message)

@@ -51,8 +51,14 @@ def samed_reference(model, images):
     """SAMed's path with segment-anything's own decoder: one image at a time, all K masks."""
     embeddings = model.image_encoder(model.normalize_images(images))
     sparse, dense = model.prompt_encoder(points=None, boxes=None, masks=None)
-    return torch.cat([model.mask_decoder.predict_masks(embeddings[b : b + 1], model.prompt_encoder.get_dense_pe(),
-                                                       sparse, dense)[0] for b in range(len(images))])
+    return torch.cat(
+        [
+            model.mask_decoder.predict_masks(embeddings[b : b + 1], model.prompt_encoder.get_dense_pe(), sparse, dense)[
+                0
+            ]
+            for b in range(len(images))
+        ]
+    )
 
 
 def test_outputs_and_training_steps(model, images):
@@ -74,10 +80,16 @@ def test_lora_only_on_q_and_v(model, images):
     assert all(b.attn.qkv.scale == 1.0 for b in blocks)  # SAMed: B A x without scaling
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     encoder = {n for n in trainable if n.startswith("image_encoder.")}
-    assert encoder == {f"image_encoder.blocks.{i}.attn.qkv.lora_{ab}.{s}"
-                       for i in range(len(blocks)) for ab in "ab" for s in "qv"}
-    assert {n.split(".")[0] for n in trainable} == {"image_encoder", "prompt_encoder", "mask_decoder", "awffm",
-                                                     "skip_decoder"}
+    assert encoder == {
+        f"image_encoder.blocks.{i}.attn.qkv.lora_{ab}.{s}" for i in range(len(blocks)) for ab in "ab" for s in "qv"
+    }
+    assert {n.split(".")[0] for n in trainable} == {
+        "image_encoder",
+        "prompt_encoder",
+        "mask_decoder",
+        "awffm",
+        "skip_decoder",
+    }
     # non-zero B: only the q and v thirds of the fused projection change, k stays bit-identical
     qkv = blocks[0].attn.qkv
     x = torch.randn(3, qkv.in_features)
@@ -101,8 +113,10 @@ def test_lora_only_on_q_and_v(model, images):
     optimizer.step()
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert frozen and all(torch.equal(before[n], model.get_parameter(n)) for n in frozen)
-    assert not torch.equal(before["image_encoder.blocks.0.attn.qkv.lora_b.v"],
-                           model.get_parameter("image_encoder.blocks.0.attn.qkv.lora_b.v"))
+    assert not torch.equal(
+        before["image_encoder.blocks.0.attn.qkv.lora_b.v"],
+        model.get_parameter("image_encoder.blocks.0.attn.qkv.lora_b.v"),
+    )
     model.load_state_dict({**model.state_dict(), **before})
 
 

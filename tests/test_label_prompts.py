@@ -33,32 +33,38 @@ def test_several_objects_and_2d_forms():
     params = {"objects": [{"label": "liver", "roi": [1, 2, 5, 6]}, {"label": 3, "foreground": [[4, 4]]}]}
     objects = parse_objects(params, (8, 9), LABELS)
     items = json.loads(viewer_objects_json(objects))
-    assert items == [{"label": 1, "box": [1.0, 2.0, 5.0, 6.0], "points": None, "point_labels": None},
-                     {"label": 3, "box": None, "points": [[4.0, 4.0]], "point_labels": [1]}]
+    assert items == [
+        {"label": 1, "box": [1.0, 2.0, 5.0, 6.0], "points": None, "point_labels": None},
+        {"label": 3, "box": None, "points": [[4.0, 4.0]], "point_labels": [1]},
+    ]
     assert box_rows(objects[:1]).tolist() == [[2.0, 1.0, 6.0, 5.0]]
 
 
-@pytest.mark.parametrize("params, shape, words", [
-    ({"foreground": [[10, 2]]}, (8, 9), "outside the image"),
-    ({"foreground": [[1, 2, 5]]}, (8, 9, 5), "axis k"),
-    ({"roi": [1, 2, 9, 3]}, (8, 9), "outside the image"),
-    ({"roi": [5, 2, 1, 3]}, (8, 9), "i0 <= i1"),
-    ({"foreground": [[1, 2]]}, (8, 9, 5), "needs k"),
-    ({}, (8, 9), "no prompt"),
-    ({"objects": [{"label": "kidney", "foreground": [[1, 1]]}]}, (8, 9), "unknown label"),
-    ({"foreground": [[1, 2, 1]]}, (8, 9), "2D image"),
-])
+@pytest.mark.parametrize(
+    "params, shape, words",
+    [
+        ({"foreground": [[10, 2]]}, (8, 9), "outside the image"),
+        ({"foreground": [[1, 2, 5]]}, (8, 9, 5), "axis k"),
+        ({"roi": [1, 2, 9, 3]}, (8, 9), "outside the image"),
+        ({"roi": [5, 2, 1, 3]}, (8, 9), "i0 <= i1"),
+        ({"foreground": [[1, 2]]}, (8, 9, 5), "needs k"),
+        ({}, (8, 9), "no prompt"),
+        ({"objects": [{"label": "kidney", "foreground": [[1, 1]]}]}, (8, 9), "unknown label"),
+        ({"foreground": [[1, 2, 1]]}, (8, 9), "2D image"),
+    ],
+)
 def test_bad_prompts_raise_one_clear_error(params, shape, words):
     with pytest.raises(RequestError, match=words):
         parse_objects(params, shape, LABELS)
 
 
 def test_serve_command_is_loopback_monailabel_with_app_folder(tmp_path):
-    args = parser().parse_args(["label", "serve", "--studies", str(tmp_path / "s"), "--bundles", "bundles/medsam2",
-                                "--overrides", "tiny.json"])
+    args = parser().parse_args(
+        ["label", "serve", "--studies", str(tmp_path / "s"), "--bundles", "bundles/medsam2", "--overrides", "tiny.json"]
+    )
     cmd = server_command(args)
     assert cmd[1:4] == ["-m", "monailabel.main", "start_server"]
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("-p") + 1] == "8000"
     app = tmp_path / "s" / ".monaiseg-label-app" / "main.py"
     assert "MonaisegApp" in app.read_text() and cmd[cmd.index("--app") + 1] == str(app.parent)
-    assert ["--conf", "overrides", "tiny.json"] == cmd[-3:]
+    assert cmd[-3:] == ["--conf", "overrides", "tiny.json"]

@@ -79,8 +79,12 @@ def test_info_lists_bundles_with_types_and_labels(server):
 
 
 def test_medsam2_slicer_points_and_roi_several_objects(server):
-    params = {"objects": [{"label": "spleen", "foreground": [[10, 12, 2], [11, 14, 2]], "background": [[2, 2, 2]]},
-                          {"label": "liver", "roi": [14, 8, 26, 30, 3, 5]}]}
+    params = {
+        "objects": [
+            {"label": "spleen", "foreground": [[10, 12, 2], [11, 14, 2]], "background": [[2, 2, 2]]},
+            {"label": "liver", "roi": [14, 8, 26, 30, 3, 5]},
+        ]
+    }
     status, result, label = server.infer("medsam2", "ct", params)
     assert status == 200, result
     out, ref = _nifti(label), nib.load(server.data / "ct.nii.gz")
@@ -116,24 +120,33 @@ def test_classification_returns_class_scores(server):
     assert abs(sum(scores.values()) - 1) < 1e-5 and result["prediction"] == max(scores, key=scores.get)
 
 
-@pytest.mark.parametrize("model, image, params, status, words", [
-    ("nosuch", "rgb", {}, 404, "unknown model"),
-    ("sam_automed", "rgb", {}, 404, "model.pt"),
-    ("sam_med2d", "rgb", {"foreground": [[40, 5]]}, 400, "outside the image"),
-    ("medsam2", "ct", {"foreground": [[3, 3, 10]]}, 400, "outside the image"),
-    ("medsam2", "rgb", {"foreground": [[3, 3]]}, 400, "is 2D"),
-    ("sam_med2d", "broken", {"foreground": [[3, 3]]}, 400, "cannot be read"),
-    ("sam_med2d", "rgb", {}, 400, "no prompt"),
-    ("medsam", "rgb", {"foreground": [[3, 3]]}, 400, "box-prompted"),
-    ("sam_med2d", "missing", {"foreground": [[3, 3]]}, 404, "not in the datastore"),
-])
+@pytest.mark.parametrize(
+    "model, image, params, status, words",
+    [
+        ("nosuch", "rgb", {}, 404, "unknown model"),
+        ("sam_automed", "rgb", {}, 404, "model.pt"),
+        ("sam_med2d", "rgb", {"foreground": [[40, 5]]}, 400, "outside the image"),
+        ("medsam2", "ct", {"foreground": [[3, 3, 10]]}, 400, "outside the image"),
+        ("medsam2", "rgb", {"foreground": [[3, 3]]}, 400, "is 2D"),
+        ("sam_med2d", "broken", {"foreground": [[3, 3]]}, 400, "cannot be read"),
+        ("sam_med2d", "rgb", {}, 400, "no prompt"),
+        ("medsam", "rgb", {"foreground": [[3, 3]]}, 400, "box-prompted"),
+        ("sam_med2d", "missing", {"foreground": [[3, 3]]}, 404, "not in the datastore"),
+    ],
+)
 def test_bad_requests_get_4xx_and_change_nothing(server, model, image, params, status, words):
-    before = sorted(p.relative_to(server.studies).as_posix() for p in server.studies.rglob("*")
-                    if ".monaiseg-label-app" not in p.parts)
+    before = sorted(
+        p.relative_to(server.studies).as_posix()
+        for p in server.studies.rglob("*")
+        if ".monaiseg-label-app" not in p.parts
+    )
     code, result, label = server.infer(model, image, params)
     assert code == status and words in result["detail"], result
-    after = sorted(p.relative_to(server.studies).as_posix() for p in server.studies.rglob("*")
-                   if ".monaiseg-label-app" not in p.parts)
+    after = sorted(
+        p.relative_to(server.studies).as_posix()
+        for p in server.studies.rglob("*")
+        if ".monaiseg-label-app" not in p.parts
+    )
     assert after == before
     assert requests.get(f"{server.url}/info/").status_code == 200  # still serving
 
@@ -153,8 +166,12 @@ def test_train_from_server_updates_weights_used_by_infer(server, tmp_path):
     before = hashlib.sha256(weights.read_bytes()).hexdigest()
     _, result_before, _ = server.infer("unet_cells", "rgb")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    r = requests.post(f"{server.url}/train/unet_cells", params={"run_sync": True},
-                      json={"tiny": True, "max_epochs": 1, "tracking": "mlflow", "tracking_uri": uri}, timeout=600)
+    r = requests.post(
+        f"{server.url}/train/unet_cells",
+        params={"run_sync": True},
+        json={"tiny": True, "max_epochs": 1, "tracking": "mlflow", "tracking_uri": uri},
+        timeout=600,
+    )
     assert r.status_code == 200, r.text
     assert r.json()["images"] == 1
     assert hashlib.sha256(weights.read_bytes()).hexdigest() != before

@@ -116,7 +116,8 @@ def test_bloodcell_loss_combines_weighted_terms():
 
     static = BloodCellLoss(mor_weight=0.0)  # image stage without memory: L_temp absent too
     assert static(logits[..., 0], target[..., 0]).item() == pytest.approx(
-        DiceFocalLoss(sigmoid=True)(logits[..., 0], target[..., 0]).item(), rel=1e-6)
+        DiceFocalLoss(sigmoid=True)(logits[..., 0], target[..., 0]).item(), rel=1e-6
+    )
     assert set(static.last_terms) == {"seg"}
     no_temp = BloodCellLoss(temp_weight=0.0)
     no_temp({"logits": logits, "memory": memory}, target)

@@ -9,7 +9,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from conftest import MEDSAM2, error_chain
 
 CONFIGS = MEDSAM2 / "configs"
@@ -20,8 +19,13 @@ def infer(tmp_path: Path, **overrides) -> Path:
 
     out = tmp_path / "out"
     overrides.setdefault("checkpoint", "none")
-    run(config_file=[str(CONFIGS / "inference.json"), str(CONFIGS / "tiny.json")], bundle_root=str(tmp_path),
-        output_dir=str(out), logging_file=str(CONFIGS / "logging.conf"), **overrides)
+    run(
+        config_file=[str(CONFIGS / "inference.json"), str(CONFIGS / "tiny.json")],
+        bundle_root=str(tmp_path),
+        output_dir=str(out),
+        logging_file=str(CONFIGS / "logging.conf"),
+        **overrides,
+    )
     return out
 
 
@@ -89,15 +93,22 @@ def test_box_outside_image(tmp_path, volume):
 
 def test_key_slice_outside_volume(tmp_path, volume):
     p = prompts(tmp_path / "p.json", {"label": 1, "slice": 10, "box": [1, 1, 5, 5]})
-    expect_error(tmp_path, ["p.json", "key slice 10 is outside the volume"], input_image=str(volume), input_prompts=str(p))
+    expect_error(
+        tmp_path, ["p.json", "key slice 10 is outside the volume"], input_image=str(volume), input_prompts=str(p)
+    )
 
 
 def test_empty_label_for_requested_object(tmp_path, volume):
     label = np.zeros((32, 32, 10), np.uint8)
     label[5:9, 5:9, 3:6] = 1
     label_path = nifti(tmp_path / "seg.nii.gz", label)
-    expect_error(tmp_path, ["seg.nii.gz", "[2]", "empty"], input_image=str(volume), input_label=str(label_path),
-                 prompt_labels=[1, 2])
+    expect_error(
+        tmp_path,
+        ["seg.nii.gz", "[2]", "empty"],
+        input_image=str(volume),
+        input_label=str(label_path),
+        prompt_labels=[1, 2],
+    )
 
 
 def test_no_prompts(tmp_path, volume):
@@ -112,5 +123,10 @@ def test_checkpoint_with_wrong_keys(tmp_path, volume):
     bad = tmp_path / "bad_ckpt.pt"
     torch.save({"model": sd}, bad)
     p = prompts(tmp_path / "p.json", {"label": 1, "slice": 2, "box": [1, 1, 5, 5]})
-    expect_error(tmp_path, ["bad_ckpt.pt", "missing keys (1): no_mem_embed", "unexpected keys (1): extra.weight"],
-                 input_image=str(volume), input_prompts=str(p), checkpoint=str(bad))
+    expect_error(
+        tmp_path,
+        ["bad_ckpt.pt", "missing keys (1): no_mem_embed", "unexpected keys (1): extra.weight"],
+        input_image=str(volume),
+        input_prompts=str(p),
+        checkpoint=str(bad),
+    )

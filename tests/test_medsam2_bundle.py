@@ -12,7 +12,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from conftest import MEDSAM2, SHARED
 
 CONFIGS = MEDSAM2 / "configs"
@@ -33,16 +32,29 @@ def configs(*names: str) -> str:
 def run_bundle(config_files: list[str], **overrides):
     from monai.bundle import run
 
-    return run(config_file=[str(CONFIGS / n) for n in config_files], logging_file=str(CONFIGS / "logging.conf"), **overrides)
+    return run(
+        config_file=[str(CONFIGS / n) for n in config_files], logging_file=str(CONFIGS / "logging.conf"), **overrides
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(synthetic_ct, tmp_path_factory):
     """One tiny training through the CLI with MLflow tracking; returns the bundle root used."""
     root = tmp_path_factory.mktemp("medsam2_root")
-    bundle_cli("run", "--config_file", configs("train.json", "tiny.json"), "--bundle_root", str(root),
-               "--dataset_dir", str(synthetic_ct), "--tracking", "mlflow", "--logging_file", str(CONFIGS / "logging.conf"),
-               cwd=root)
+    bundle_cli(
+        "run",
+        "--config_file",
+        configs("train.json", "tiny.json"),
+        "--bundle_root",
+        str(root),
+        "--dataset_dir",
+        str(synthetic_ct),
+        "--tracking",
+        "mlflow",
+        "--logging_file",
+        str(CONFIGS / "logging.conf"),
+        cwd=root,
+    )
     return root
 
 
@@ -71,8 +83,12 @@ def test_train_saves_official_layout_and_tracks_mlflow(trained):
 
 def test_evaluate_writes_per_case_and_summary(trained, synthetic_ct):
     out = trained / "evaluation"
-    run_bundle(["train.json", "evaluate.json", "tiny.json"], bundle_root=str(trained), dataset_dir=str(synthetic_ct),
-               output_dir=str(out))
+    run_bundle(
+        ["train.json", "evaluate.json", "tiny.json"],
+        bundle_root=str(trained),
+        dataset_dir=str(synthetic_ct),
+        output_dir=str(out),
+    )
     with open(out / "val_mean_nsd_raw.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["filename", "class0", "class1", "class2", "class3", "class4", "mean"]
@@ -92,12 +108,20 @@ def write_prompts(path: Path, objects: list[dict]) -> Path:
 
 def test_inference_json_prompts_keeps_geometry(trained, synthetic_ct, tmp_path):
     image = next((synthetic_ct / "imagesTr").glob("*.nii.gz"))
-    prompts = write_prompts(tmp_path / "p.json", [
-        {"label": 2, "slice": 8, "box": [5, 6, 30, 40]},
-        {"label": 7, "slice": 3, "points": [[20, 20]], "point_labels": [1]},
-    ])
-    run_bundle(["inference.json", "tiny.json"], bundle_root=str(trained), input_image=str(image),
-               input_prompts=str(prompts), output_dir=str(tmp_path / "out"))
+    prompts = write_prompts(
+        tmp_path / "p.json",
+        [
+            {"label": 2, "slice": 8, "box": [5, 6, 30, 40]},
+            {"label": 7, "slice": 3, "points": [[20, 20]], "point_labels": [1]},
+        ],
+    )
+    run_bundle(
+        ["inference.json", "tiny.json"],
+        bundle_root=str(trained),
+        input_image=str(image),
+        input_prompts=str(prompts),
+        output_dir=str(tmp_path / "out"),
+    )
     out = nib.load(tmp_path / "out" / image.name.replace(".nii.gz", "_seg.nii.gz"))
     src = nib.load(image)
     assert out.shape == src.shape and np.allclose(out.affine, src.affine)
@@ -111,8 +135,15 @@ def test_inference_prompts_from_label_and_nrrd(trained, synthetic_ct, tmp_path):
     label = synthetic_ct / "labelsTr" / image.name
     nrrd = tmp_path / "ct.nrrd"
     itk.imwrite(itk.imread(str(image)), str(nrrd))
-    run_bundle(["inference.json", "tiny.json"], bundle_root=str(trained), input_image=str(nrrd),
-               input_label=str(label), prompt_labels=[1, 3], largest_component=True, output_dir=str(tmp_path / "out"))
+    run_bundle(
+        ["inference.json", "tiny.json"],
+        bundle_root=str(trained),
+        input_image=str(nrrd),
+        input_label=str(label),
+        prompt_labels=[1, 3],
+        largest_component=True,
+        output_dir=str(tmp_path / "out"),
+    )
     out = itk.imread(str(tmp_path / "out" / "ct_seg.nii.gz"))
     src = itk.imread(str(nrrd))
     assert tuple(out.GetLargestPossibleRegion().GetSize()) == tuple(src.GetLargestPossibleRegion().GetSize())
@@ -127,12 +158,17 @@ def test_inference_video_writes_mask_frames(trained, tmp_path):
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (40, 32))
     for t in range(6):
         frame = np.zeros((32, 40, 3), np.uint8)
-        frame[8:20, 10 + t:24 + t] = 220
+        frame[8:20, 10 + t : 24 + t] = 220
         writer.write(frame)
     writer.release()
     prompts = write_prompts(tmp_path / "p.json", [{"label": 1, "frame": 2, "box": [12, 8, 25, 19]}])
-    run_bundle(["inference.json", "inference_video.json", "tiny.json"], bundle_root=str(trained),
-               input_image=str(video), input_prompts=str(prompts), output_dir=str(tmp_path / "out"))
+    run_bundle(
+        ["inference.json", "inference_video.json", "tiny.json"],
+        bundle_root=str(trained),
+        input_image=str(video),
+        input_prompts=str(prompts),
+        output_dir=str(tmp_path / "out"),
+    )
     frames = sorted((tmp_path / "out" / "clip").glob("*.png"))
     assert [f.stem for f in frames] == [f"{t:05d}" for t in range(6)]
     mask = cv2.imread(str(frames[0]), cv2.IMREAD_UNCHANGED)
@@ -146,8 +182,15 @@ def test_deeplesion_sample_through_inference(trained, tmp_path):
     npz = sorted((SHARED / "data" / "deeplesion_ct").glob("*.npz"))[0]
     image, label = deeplesion_npz_to_nifti(npz, tmp_path / "nifti")
     # the npz is already windowed to uint8: map [0, 255] to [0, 1] with a window of level 127.5 / width 255
-    run_bundle(["inference.json", "tiny.json"], bundle_root=str(trained), input_image=str(image), input_label=str(label),
-               window_level=127.5, window_width=255, output_dir=str(tmp_path / "out"))
+    run_bundle(
+        ["inference.json", "tiny.json"],
+        bundle_root=str(trained),
+        input_image=str(image),
+        input_label=str(label),
+        window_level=127.5,
+        window_width=255,
+        output_dir=str(tmp_path / "out"),
+    )
     out = nib.load(next((tmp_path / "out").glob("*_seg.nii.gz")))
     assert out.shape == nib.load(image).shape and np.allclose(out.affine, nib.load(image).affine)
 
@@ -166,8 +209,13 @@ def test_inference_on_a_dicom_series(trained, tmp_path):
     )
     writer.Update()
     prompts = write_prompts(tmp_path / "p.json", [{"label": 4, "slice": 3, "box": [2, 2, 15, 12]}])
-    run_bundle(["inference.json", "tiny.json"], bundle_root=str(trained), input_image=str(series),
-               input_prompts=str(prompts), output_dir=str(tmp_path / "out"))
+    run_bundle(
+        ["inference.json", "tiny.json"],
+        bundle_root=str(trained),
+        input_image=str(series),
+        input_prompts=str(prompts),
+        output_dir=str(tmp_path / "out"),
+    )
     out = nib.load(next((tmp_path / "out").glob("*_seg.nii.gz")))
     src = LoadImage(image_only=True)(str(series))
     assert out.shape == tuple(src.shape) == (24, 20, 6)
@@ -181,7 +229,12 @@ def test_inference_with_the_mr_override(trained, tmp_path):
     image = tmp_path / "mr.nii.gz"
     nib.save(nib.Nifti1Image(volume, np.eye(4)), image)
     prompts = write_prompts(tmp_path / "p.json", [{"label": 1, "slice": 4, "box": [8, 8, 20, 20]}])
-    run_bundle(["inference.json", "mr.json", "tiny.json"], bundle_root=str(trained), input_image=str(image),
-               input_prompts=str(prompts), output_dir=str(tmp_path / "out"))
+    run_bundle(
+        ["inference.json", "mr.json", "tiny.json"],
+        bundle_root=str(trained),
+        input_image=str(image),
+        input_prompts=str(prompts),
+        output_dir=str(tmp_path / "out"),
+    )
     out = nib.load(tmp_path / "out" / "mr_seg.nii.gz")
     assert out.shape == (32, 32, 8) and set(np.unique(np.asarray(out.dataobj))) <= {0, 1}

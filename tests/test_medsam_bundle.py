@@ -12,14 +12,20 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
-
 from conftest import REPO, error_chain
+from PIL import Image
 
 BUNDLE = REPO / "bundles" / "medsam"
 CONFIGS = BUNDLE / "configs"
-TINY = {"variant": "vit_b", "image_size": 64, "encoder_depth": 2, "encoder_embed_dim": 64, "encoder_num_heads": 2,
-        "pixel_mean": 0.0, "pixel_std": 1.0}
+TINY = {
+    "variant": "vit_b",
+    "image_size": 64,
+    "encoder_depth": 2,
+    "encoder_embed_dim": 64,
+    "encoder_num_heads": 2,
+    "pixel_mean": 0.0,
+    "pixel_std": 1.0,
+}
 
 
 def configs(*names: str) -> list[str]:
@@ -54,8 +60,16 @@ def trained(synthetic_ct, tmp_path_factory) -> Path:
 
 def test_bundle_specific_contract():
     """What this bundle declares beyond the shared zoo checks (scripts/verify_bundles.py)."""
-    for name in ("metadata.json", "train.json", "evaluate.json", "inference.json", "multi_gpu_train.json",
-                 "logging.conf", "tiny.json", "images_2d.json"):
+    for name in (
+        "metadata.json",
+        "train.json",
+        "evaluate.json",
+        "inference.json",
+        "multi_gpu_train.json",
+        "logging.conf",
+        "tiny.json",
+        "images_2d.json",
+    ):
         assert (CONFIGS / name).is_file(), name
     assert "Apache License" in (BUNDLE / "LICENSE").read_text()
     assert "## Metrics" in (BUNDLE / "docs" / "README.md").read_text()
@@ -69,8 +83,10 @@ def test_bundle_specific_contract():
 def test_default_network_is_medsam_vit_b_with_the_upstream_trainable_split():
     from monaiseg.networks import build_sam_segmenter, freeze_except, parameter_report
 
-    model = freeze_except(build_sam_segmenter("vit_b", 1024, device="meta", pixel_mean=0.0, pixel_std=1.0),
-                          ["image_encoder", "mask_decoder"])
+    model = freeze_except(
+        build_sam_segmenter("vit_b", 1024, device="meta", pixel_mean=0.0, pixel_std=1.0),
+        ["image_encoder", "mask_decoder"],
+    )
     report = parameter_report(model)
     state = model.state_dict()  # checkpoint_formats/medsam_vit_b.json: 314 keys, 93,735,728 values
     assert len(state) == 314 and sum(v.numel() for v in state.values()) == 93_735_728
@@ -83,6 +99,7 @@ def test_default_network_is_medsam_vit_b_with_the_upstream_trainable_split():
 
 
 # ---------------------------------------------------------------- upstream preprocessing
+
 
 class Recorder(torch.nn.Module):
     """Stub network: records its input and boxes, predicts the box interior."""
@@ -109,8 +126,9 @@ def test_network_input_is_medsam_inference_arithmetic(tmp_path, rgb):
     Image.fromarray(array).save(tmp_path / "img.png")
     (tmp_path / "boxes.json").write_text(json.dumps([[3, 4, 25, 15]]))
     parser = parsed(["inference.json", "tiny.json", "images_2d.json"], bundle_root=str(tmp_path))
-    item = parser.get_parsed_content("preprocessing")({"image": str(tmp_path / "img.png"),
-                                                       "prompts": str(tmp_path / "boxes.json")})
+    item = parser.get_parsed_content("preprocessing")(
+        {"image": str(tmp_path / "img.png"), "prompts": str(tmp_path / "boxes.json")}
+    )
     recorder = Recorder()
     pred = parser.get_parsed_content("inferer")(item["image"][None], recorder, prompts=[item["prompts"]])
     images, boxes = recorder.seen[0]
@@ -130,14 +148,17 @@ def test_network_input_is_medsam_inference_arithmetic(tmp_path, rgb):
     net = parser.get_parsed_content("network_def")
     seen = {}
     net.image_encoder.register_forward_pre_hook(lambda m, args: seen.update(image=args[0].clone()))
-    net.prompt_encoder.register_forward_pre_hook(lambda m, args, kwargs: seen.update(box=kwargs["boxes"].clone()),
-                                                 with_kwargs=True)
+    net.prompt_encoder.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.update(box=kwargs["boxes"].clone()), with_kwargs=True
+    )
     net(images, boxes=boxes)
-    expected = torch.nn.functional.interpolate(images.expand(-1, 3, -1, -1), size=(64, 64), mode="bilinear",
-                                               align_corners=False, antialias=True)
+    expected = torch.nn.functional.interpolate(
+        images.expand(-1, 3, -1, -1), size=(64, 64), mode="bilinear", align_corners=False, antialias=True
+    )
     assert torch.allclose(seen["image"], expected, atol=1e-6)  # pixel_mean 0, pixel_std 1
-    np.testing.assert_allclose(seen["box"].numpy(), np.array([[3, 4, 25, 15]]) / np.array([30, 20, 30, 20]) * 64,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        seen["box"].numpy(), np.array([[3, 4, 25, 15]]) / np.array([30, 20, 30, 20]) * 64, rtol=1e-6
+    )
 
 
 def test_slice_min_max_per_slice_after_the_ct_window():
@@ -152,6 +173,7 @@ def test_slice_min_max_per_slice_after_the_ct_window():
 
 
 # ---------------------------------------------------------------- 3D workflows
+
 
 def test_train_saves_official_layout_and_tracks_mlflow(trained):
     from mlflow import MlflowClient
@@ -176,8 +198,12 @@ def test_train_saves_official_layout_and_tracks_mlflow(trained):
 
 def test_evaluate_3d_writes_per_case_and_summary(trained, synthetic_ct):
     out = trained / "evaluation"
-    run_bundle(["train.json", "evaluate.json", "tiny.json"], bundle_root=str(trained), dataset_dir=str(synthetic_ct),
-               output_dir=str(out))
+    run_bundle(
+        ["train.json", "evaluate.json", "tiny.json"],
+        bundle_root=str(trained),
+        dataset_dir=str(synthetic_ct),
+        output_dir=str(out),
+    )
     for metric in ("val_mean_dice", "val_mean_nsd"):
         with open(out / f"{metric}_raw.csv") as f:
             rows = list(csv.reader(f))
@@ -191,11 +217,25 @@ def test_evaluate_3d_writes_per_case_and_summary(trained, synthetic_ct):
 
 def test_inference_3d_carries_boxes_and_keeps_geometry(trained, synthetic_ct, tmp_path):
     image = next((synthetic_ct / "imagesTr").glob("*.nii.gz"))
-    (tmp_path / "p.json").write_text(json.dumps({"objects": [{"label": 2, "slice": 8, "box": [5, 6, 30, 40]},
-                                                             {"label": 7, "slice": 3, "box": [10, 10, 20, 20]}]}))
-    run_bundle(["inference.json", "tiny.json"], bundle_root=str(trained), input_image=str(image),
-               input_prompts=str(tmp_path / "p.json"), checkpoint=str(trained / "models" / "model.pt"),
-               output_dir=str(tmp_path / "out"), box_margin=2)
+    (tmp_path / "p.json").write_text(
+        json.dumps(
+            {
+                "objects": [
+                    {"label": 2, "slice": 8, "box": [5, 6, 30, 40]},
+                    {"label": 7, "slice": 3, "box": [10, 10, 20, 20]},
+                ]
+            }
+        )
+    )
+    run_bundle(
+        ["inference.json", "tiny.json"],
+        bundle_root=str(trained),
+        input_image=str(image),
+        input_prompts=str(tmp_path / "p.json"),
+        checkpoint=str(trained / "models" / "model.pt"),
+        output_dir=str(tmp_path / "out"),
+        box_margin=2,
+    )
     out = nib.load(tmp_path / "out" / image.name.replace(".nii.gz", "_seg.nii.gz"))
     src = nib.load(image)
     assert out.shape == src.shape and np.allclose(out.affine, src.affine)
@@ -204,13 +244,18 @@ def test_inference_3d_carries_boxes_and_keeps_geometry(trained, synthetic_ct, tm
 
 # ---------------------------------------------------------------- 2D workflows
 
+
 def test_train_evaluate_infer_2d_images(synthetic_2d, tmp_path):
     root = tmp_path / "root"
     order = ["tiny.json", "images_2d.json"]
     run_bundle(["train.json", *order], bundle_root=str(root), dataset_dir=str(synthetic_2d))
     assert (root / "models" / "model.pt").is_file()
-    run_bundle(["train.json", "evaluate.json", *order], bundle_root=str(root), dataset_dir=str(synthetic_2d),
-               output_dir=str(root / "evaluation"))
+    run_bundle(
+        ["train.json", "evaluate.json", *order],
+        bundle_root=str(root),
+        dataset_dir=str(synthetic_2d),
+        output_dir=str(root / "evaluation"),
+    )
     summary = json.loads((root / "evaluation" / "summary.json").read_text())
     assert set(summary["per_label"]) == {"organ", "lesion", "vessel"} and summary["num_cases"] == 1
     with open(root / "evaluation" / "val_mean_dice_raw.csv") as f:
@@ -218,26 +263,39 @@ def test_train_evaluate_infer_2d_images(synthetic_2d, tmp_path):
 
     image = synthetic_2d / "images" / "case_001.png"
     (tmp_path / "boxes.json").write_text(json.dumps([[10, 12, 40, 50], [5, 5, 20, 20]]))
-    run_bundle(["inference.json", *order], bundle_root=str(root), input_image=str(image),
-               input_prompts=str(tmp_path / "boxes.json"), checkpoint=str(root / "models" / "model.pt"),
-               output_dir=str(tmp_path / "out"), save_overlays=True)
+    run_bundle(
+        ["inference.json", *order],
+        bundle_root=str(root),
+        input_image=str(image),
+        input_prompts=str(tmp_path / "boxes.json"),
+        checkpoint=str(root / "models" / "model.pt"),
+        output_dir=str(tmp_path / "out"),
+        save_overlays=True,
+    )
     seg = np.asarray(Image.open(tmp_path / "out" / "case_001_seg.png"))
     assert seg.shape == np.asarray(Image.open(image)).shape and set(np.unique(seg)) <= {0, 1, 2}
     assert (tmp_path / "out" / "case_001_overlay.png").is_file()
     # boxes from a label file: objects keep their label values
-    run_bundle(["inference.json", *order], bundle_root=str(root), input_image=str(image),
-               input_label=str(synthetic_2d / "labels" / "case_001.png"), output_dir=str(tmp_path / "out_label"))
+    run_bundle(
+        ["inference.json", *order],
+        bundle_root=str(root),
+        input_image=str(image),
+        input_label=str(synthetic_2d / "labels" / "case_001.png"),
+        output_dir=str(tmp_path / "out_label"),
+    )
     seg = np.asarray(Image.open(tmp_path / "out_label" / "case_001_seg.png"))
     assert seg.shape == (64, 64) and set(np.unique(seg)) <= {0, 1, 2, 3}
 
 
 # ---------------------------------------------------------------- bad input
 
+
 def infer_2d(tmp_path: Path, **overrides) -> Path:
     out = tmp_path / "out"
     overrides.setdefault("checkpoint", "none")
-    run_bundle(["inference.json", "tiny.json", "images_2d.json"], bundle_root=str(tmp_path), output_dir=str(out),
-               **overrides)
+    run_bundle(
+        ["inference.json", "tiny.json", "images_2d.json"], bundle_root=str(tmp_path), output_dir=str(out), **overrides
+    )
     return out
 
 
@@ -265,14 +323,20 @@ def scan(tmp_path) -> tuple[Path, Path]:
 
 def test_box_outside_the_image(tmp_path, scan):
     (tmp_path / "far.json").write_text(json.dumps([[2, 2, 40, 15]]))  # x1 = 40 > width 32
-    expect_error(tmp_path, ["far.json", "outside the 32x24 image"], input_image=str(scan[0]),
-                 input_prompts=str(tmp_path / "far.json"))
+    expect_error(
+        tmp_path,
+        ["far.json", "outside the 32x24 image"],
+        input_image=str(scan[0]),
+        input_prompts=str(tmp_path / "far.json"),
+    )
 
 
 def test_rgba_is_refused_and_16_bit_is_handled(tmp_path, scan):
     rgba = tmp_path / "rgba.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (24, 32, 4)).astype(np.uint8)).save(rgba)
-    expect_error(tmp_path, ["rgba.png", "4 channels, expected 1 or 3"], input_image=str(rgba), input_prompts=str(scan[1]))
+    expect_error(
+        tmp_path, ["rgba.png", "4 channels, expected 1 or 3"], input_image=str(rgba), input_prompts=str(scan[1])
+    )
     deep = tmp_path / "deep.png"
     Image.fromarray((np.arange(24 * 32).reshape(24, 32) * 80).astype(np.uint16)).save(deep)  # values up to 61360
     out = infer_2d(tmp_path, input_image=str(deep), input_prompts=str(scan[1]))
@@ -291,11 +355,21 @@ def test_checkpoint_with_wrong_keys(tmp_path, scan):
     sd = build_sam_segmenter(**TINY).state_dict()
     sd["extra.weight"] = sd.pop("mask_decoder.iou_token.weight")
     torch.save({"model": sd}, tmp_path / "bad_ckpt.pt")
-    expect_error(tmp_path, ["bad_ckpt.pt", "missing keys (1): mask_decoder.iou_token.weight", "unexpected keys (1): extra.weight"],
-                 input_image=str(scan[0]), input_prompts=str(scan[1]), checkpoint=str(tmp_path / "bad_ckpt.pt"))
+    expect_error(
+        tmp_path,
+        ["bad_ckpt.pt", "missing keys (1): mask_decoder.iou_token.weight", "unexpected keys (1): extra.weight"],
+        input_image=str(scan[0]),
+        input_prompts=str(scan[1]),
+        checkpoint=str(tmp_path / "bad_ckpt.pt"),
+    )
 
 
 def test_missing_foundation_weights_name_the_download_command(tmp_path, scan):
-    expect_error(tmp_path, ["medsam_vit_b.pth", "download_large_files"], input_image=str(scan[0]),
-                 input_prompts=str(scan[1]), checkpoint="$@foundation_checkpoint",
-                 foundation_checkpoint="$@ckpt_dir + '/medsam_vit_b.pth'")
+    expect_error(
+        tmp_path,
+        ["medsam_vit_b.pth", "download_large_files"],
+        input_image=str(scan[0]),
+        input_prompts=str(scan[1]),
+        checkpoint="$@foundation_checkpoint",
+        foundation_checkpoint="$@ckpt_dir + '/medsam_vit_b.pth'",
+    )

@@ -90,13 +90,15 @@ def test_cell_type_scores_hand_computed(tmp_path):
     scores = cell_type_scores(records, ["neutrophil", "lymphocyte", "basophil", "eosinophil"])
     # neutrophil pooled: tp 10, fp 2, fn 5 -> P 10/12, R 10/15, F1 20/27
     assert scores["neutrophil"] == pytest.approx(
-        {"count": 2, "tp": 10, "fp": 2, "fn": 5, "precision": 10 / 12, "recall": 10 / 15, "f1": 20 / 27})
+        {"count": 2, "tp": 10, "fp": 2, "fn": 5, "precision": 10 / 12, "recall": 10 / 15, "f1": 20 / 27}
+    )
     assert scores["lymphocyte"]["f1"] == pytest.approx(6 / 8)
     assert math.isnan(scores["basophil"]["precision"]) and scores["basophil"]["recall"] == 0.0
     assert all(math.isnan(scores["eosinophil"][k]) for k in ("precision", "recall", "f1"))
     # macro: NaNs left out
     assert scores["macro"] == pytest.approx(
-        {"precision": (10 / 12 + 3 / 4) / 2, "recall": (10 / 15 + 3 / 4 + 0) / 3, "f1": (20 / 27 + 6 / 8 + 0) / 3})
+        {"precision": (10 / 12 + 3 / 4) / 2, "recall": (10 / 15 + 3 / 4 + 0) / 3, "f1": (20 / 27 + 6 / 8 + 0) / 3}
+    )
 
     path = write_cell_type_scores(tmp_path / "types.csv", scores)
     rows = list(csv.DictReader(path.open()))

@@ -24,14 +24,16 @@ from monaiseg.metrics.classification import (
 NAMES = ["a", "b", "c"]
 # 6 images, 3 classes: y_true 0 0 1 1 2 2, argmax predictions 0 1 1 1 2 0
 Y_TRUE = [0, 0, 1, 1, 2, 2]
-PROBS = np.array([
-    [0.7, 0.2, 0.1],
-    [0.4, 0.5, 0.1],
-    [0.1, 0.8, 0.1],
-    [0.2, 0.6, 0.2],
-    [0.1, 0.2, 0.7],
-    [0.6, 0.1, 0.3],
-])
+PROBS = np.array(
+    [
+        [0.7, 0.2, 0.1],
+        [0.4, 0.5, 0.1],
+        [0.1, 0.8, 0.1],
+        [0.2, 0.6, 0.2],
+        [0.1, 0.2, 0.7],
+        [0.6, 0.1, 0.3],
+    ]
+)
 
 
 def test_hand_computed_metrics():
@@ -57,7 +59,13 @@ def test_class_absent_from_y_true():
     m = classification_metrics(Y_TRUE, probs, [*NAMES, "d"])
     assert math.isnan(m["per_class"]["d"]["roc_auc"])
     assert m["roc_auc_macro"] == pytest.approx((7 / 8 + 2) / 3)  # over the classes that have a ROC curve
-    assert m["per_class"]["d"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "roc_auc": m["per_class"]["d"]["roc_auc"]}
+    assert m["per_class"]["d"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 0,
+        "roc_auc": m["per_class"]["d"]["roc_auc"],
+    }
     assert m["macro_f1"] == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)  # d neither helps nor hurts
     assert m["confusion_matrix"][3] == [0, 0, 0, 0]
     # one class only in y_true: no class has both positives and negatives, so every AUC is NaN
@@ -88,9 +96,22 @@ def test_report_files(tmp_path):
     assert per_class[0] == ["class", "precision", "recall", "f1", "support", "roc_auc"]
     assert per_class[2][0] == "b" and float(per_class[2][3]) == pytest.approx(0.8) and per_class[2][4] == "2"
     assert read_csv(tmp_path / "confusion_matrix.csv") == [
-        ["true \\ predicted", "a", "b", "c"], ["a", "1", "1", "0"], ["b", "0", "2", "0"], ["c", "1", "0", "1"]]
+        ["true \\ predicted", "a", "b", "c"],
+        ["a", "1", "1", "0"],
+        ["b", "0", "2", "0"],
+        ["c", "1", "0", "1"],
+    ]
     predictions = read_csv(tmp_path / "predictions.csv")
-    assert predictions[0] == ["image", "label", "label_index", "predicted", "predicted_index", "prob_a", "prob_b", "prob_c"]
+    assert predictions[0] == [
+        "image",
+        "label",
+        "label_index",
+        "predicted",
+        "predicted_index",
+        "prob_a",
+        "prob_b",
+        "prob_c",
+    ]
     assert predictions[2][:5] == ["img1.png", "a", "0", "b", "1"] and float(predictions[2][6]) == pytest.approx(0.5)
     with Image.open(tmp_path / "confusion_matrix.png") as png:
         assert png.format == "PNG" and min(png.size) > 100

@@ -67,7 +67,8 @@ def test_monai_empty_convention_matches_monai_metrics():
     dice = DiceMetric(include_background=True, reduction="none")(onehot(pred), onehot(gt))[0]
     with pytest.warns(UserWarning):
         hd = HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")(
-            onehot(pred), onehot(gt))[0]
+            onehot(pred), onehot(gt)
+        )[0]
     for i, v in enumerate((1, 2, 3, 4)):
         for ours, theirs in ((scores[v]["dice"], float(dice[i])), (scores[v]["hd95"], float(hd[i]))):
             assert (math.isnan(ours) and math.isnan(theirs)) or ours == pytest.approx(theirs)

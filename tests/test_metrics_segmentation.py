@@ -32,8 +32,12 @@ def cube_pair():
 def test_label_volume_scores_known_values():
     pred, gt = cube_pair()
     scores = label_volume_scores(pred, gt, [1, 2, 3, 4], spacing=ANISO)  # tolerance 2 mm >= sx = 1.5
-    assert scores == {1: {"dsc": 0.75, "nsd": 1.0}, 2: {"dsc": 1.0, "nsd": 1.0}, 3: {"dsc": 0.0, "nsd": 0.0},
-                      4: {"dsc": 0.0, "nsd": 0.0}}
+    assert scores == {
+        1: {"dsc": 0.75, "nsd": 1.0},
+        2: {"dsc": 1.0, "nsd": 1.0},
+        3: {"dsc": 0.0, "nsd": 0.0},
+        4: {"dsc": 0.0, "nsd": 0.0},
+    }
     # tolerance 0.5 mm: the shared 72 and the 2*4 inner voxels at 0.4 mm count, the 2*16 at 1.5 mm do not
     assert label_volume_scores(pred, gt, [1], ANISO, tolerance_mm=0.5)[1]["nsd"] == pytest.approx(80 / 112, abs=1e-6)
     # unit spacing: the inner voxels are 1 mm away and no longer count

@@ -19,8 +19,8 @@ from segment_anything.modeling.transformer import TwoWayTransformer
 from torch import nn
 
 from monaiseg.networks import (
-    STAGE1_TRAINABLE,
-    STAGE2_TRAINABLE,
+    BLOODCELL_STAGE1_TRAINABLE,
+    BLOODCELL_STAGE2_TRAINABLE,
     BottleneckAdapter,
     CheckpointMismatchError,
     DensityPromptEncoder,
@@ -150,7 +150,8 @@ def test_lora_goes_to_the_last_four_hiera_blocks_and_starts_as_identity(base, im
     keys, base_keys = list(model.state_dict()), list(base.state_dict())
     assert [k for k in keys if "lora_" not in k] == base_keys  # official keys, same order
     assert sorted(k for k in keys if "lora_" in k) == sorted(
-        f"image_encoder.trunk.blocks.{i}.attn.qkv.lora_{ab}.{t}" for i in range(8, 12) for ab in "ab" for t in "qk")
+        f"image_encoder.trunk.blocks.{i}.attn.qkv.lora_{ab}.{t}" for i in range(8, 12) for ab in "ab" for t in "qk"
+    )
     assert torch.equal(model(images, boxes=BOXES), base(images, boxes=BOXES))  # B = 0 at init
     # in a real Hiera block (stage 4, 768 wide) trained LoRA moves q and k, never v
     randomize(blocks[11].attn.qkv.lora_b.values())
@@ -236,8 +237,11 @@ def test_decoder_adapters_keep_keys_and_outputs_at_init(base, images):
     keys = list(model.state_dict())
     assert [k for k in keys if ".adapter." not in k] == list(base.state_dict())
     assert sorted(k for k in keys if ".adapter." in k) == sorted(
-        f"sam_mask_decoder.transformer.layers.{i}.mlp.adapter.{lin}.{p}" for i in range(2) for lin in ("down", "up")
-        for p in ("weight", "bias"))
+        f"sam_mask_decoder.transformer.layers.{i}.mlp.adapter.{lin}.{p}"
+        for i in range(2)
+        for lin in ("down", "up")
+        for p in ("weight", "bias")
+    )
     assert model.sam_mask_decoder.transformer.layers[0].mlp.adapter.down.weight.shape == (8, 256)
     reference = base.predict_masks(images, boxes=BOXES)
     assert all(torch.equal(a, b) for a, b in zip(model.predict_masks(images, boxes=BOXES), reference))
@@ -251,10 +255,14 @@ def test_decoder_adapters_keep_keys_and_outputs_at_init(base, images):
 
 def test_adapters_on_segment_anything_decoder():
     torch.manual_seed(0)
-    decoder = MaskDecoder(transformer_dim=32, transformer=TwoWayTransformer(depth=2, embedding_dim=32, num_heads=2,
-                                                                            mlp_dim=64))
+    decoder = MaskDecoder(
+        transformer_dim=32, transformer=TwoWayTransformer(depth=2, embedding_dim=32, num_heads=2, mlp_dim=64)
+    )
     keys = set(decoder.state_dict())
-    assert add_mlp_adapters(decoder, hidden_dim=4) == ["transformer.layers.0.mlp.adapter", "transformer.layers.1.mlp.adapter"]
+    assert add_mlp_adapters(decoder, hidden_dim=4) == [
+        "transformer.layers.0.mlp.adapter",
+        "transformer.layers.1.mlp.adapter",
+    ]
     assert keys <= set(decoder.state_dict())
     mlp = decoder.transformer.layers[0].mlp
     assert isinstance(mlp, MLPBlock) and mlp.adapter.up.out_features == 32
@@ -310,23 +318,27 @@ def test_build_peft_sam2_loads_foundation_and_adds_every_part(base, peft_model):
     peft = peft_state_dict(peft_model)
     assert set(peft) == set(state) - set(base.state_dict())
     assert all(is_peft_key(k) for k in peft) and not any(is_peft_key(k) for k in base.state_dict())
-    groups = {"lora": [k for k in peft if ".lora_" in k], "adapter": [k for k in peft if ".adapter." in k],
-              "density": [k for k in peft if k.startswith("density_encoder.")]}
+    groups = {
+        "lora": [k for k in peft if ".lora_" in k],
+        "adapter": [k for k in peft if ".adapter." in k],
+        "density": [k for k in peft if k.startswith("density_encoder.")],
+    }
     assert {g: len(v) for g, v in groups.items()} == {"lora": 16, "adapter": 8, "density": 10}
     assert sum(map(len, groups.values())) == len(peft)
     assert {k.split(".")[3] for k in groups["lora"]} == {"8", "9", "10", "11"}
     assert {k.rsplit(".", 1)[1] for k in groups["lora"]} == {"q", "k"}
     # BloodCellSAM2's z-score (0.45, 0.25) on [0, 1] input
-    torch.testing.assert_close(peft_model.normalize_images(torch.full((1, 1, 8, 8), 0.5))[0, :, 0, 0],
-                               torch.full((3,), 0.2))
+    torch.testing.assert_close(
+        peft_model.normalize_images(torch.full((1, 1, 8, 8), 0.5))[0, :, 0, 0], torch.full((3,), 0.2)
+    )
 
 
 def test_freezing_policies_train_only_their_parameters(peft_model, images):
     model = copy.deepcopy(peft_model).train()
-    freeze_except(model, STAGE1_TRAINABLE)
+    freeze_except(model, BLOODCELL_STAGE1_TRAINABLE)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert names == {n for n, _ in model.named_parameters() if is_peft_key(n)}
-    freeze_except(model, STAGE2_TRAINABLE)
+    freeze_except(model, BLOODCELL_STAGE2_TRAINABLE)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     memory_encoder = {n for n, _ in model.named_parameters() if n.startswith("memory_encoder.")}
     assert memory_encoder and names == {n for n, _ in model.named_parameters() if is_peft_key(n)} | memory_encoder
@@ -340,9 +352,14 @@ def test_freezing_policies_train_only_their_parameters(peft_model, images):
     optimizer.step()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed <= names  # frozen parameters are bit-identical
-    for name in ("image_encoder.trunk.blocks.11.attn.qkv.lora_b.q", "image_encoder.trunk.blocks.8.attn.qkv.lora_b.k",
-                 "sam_mask_decoder.transformer.layers.0.mlp.adapter.up.weight", "density_encoder.layers.6.weight",
-                 "memory_encoder.out_proj.weight", "memory_encoder.fuser.layers.0.dwconv.weight"):
+    for name in (
+        "image_encoder.trunk.blocks.11.attn.qkv.lora_b.q",
+        "image_encoder.trunk.blocks.8.attn.qkv.lora_b.k",
+        "sam_mask_decoder.transformer.layers.0.mlp.adapter.up.weight",
+        "density_encoder.layers.6.weight",
+        "memory_encoder.out_proj.weight",
+        "memory_encoder.fuser.layers.0.dwconv.weight",
+    ):
         assert name in changed, name
 
 
@@ -354,7 +371,9 @@ def test_peft_weights_round_trip(peft_model, foundation, images, tmp_path):
         expected = model(images, boxes=BOXES, density=density)
         assert (expected - peft_model(images, boxes=BOXES, density=density)).abs().max() > 1e-2
     path = save_peft_weights(model, tmp_path / "models" / "model_peft.pt")
-    assert path == tmp_path / "models" / "model_peft.pt" and sorted(p.name for p in path.parent.iterdir()) == ["model_peft.pt"]
+    assert path == tmp_path / "models" / "model_peft.pt" and sorted(p.name for p in path.parent.iterdir()) == [
+        "model_peft.pt"
+    ]
     content = torch.load(path, weights_only=True)
     assert list(content) == ["model"] and set(content["model"]) == set(peft_state_dict(model))
 
@@ -386,8 +405,11 @@ def test_bad_peft_files_raise_naming_the_file(peft_model, foundation, tmp_path):
     shaped["image_encoder.trunk.blocks.8.attn.qkv.lora_a.q"] = torch.zeros(2, 384)
     path = tmp_path / "rank.pt"
     torch.save({"model": shaped}, path)
-    with pytest.raises(CheckpointMismatchError, match=r"rank.pt.*\n.*shape mismatches \(1\): image_encoder.trunk"
-                       r".blocks.8.attn.qkv.lora_a.q \(2, 384\) != \(16, 384\)"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"rank.pt.*\n.*shape mismatches \(1\): image_encoder.trunk"
+        r".blocks.8.attn.qkv.lora_a.q \(2, 384\) != \(16, 384\)",
+    ):
         build_peft_sam2("tiny", SIZE, foundation_checkpoint=foundation, checkpoint=path)
 
     foreign = {**state, "no_obj_ptr": torch.zeros(1, 256)}
@@ -405,7 +427,9 @@ def test_merged_peft_model_loads_without_lora(peft_model, images):
     randomize(p for n, p in model.named_parameters() if is_peft_key(n))
     state = merged_state_dict(model)
     assert not any(".lora_" in k for k in state)
-    assert {k for k in state if is_peft_key(k)} == {k for k in model.state_dict() if is_peft_key(k) and ".lora_" not in k}
+    assert {k for k in state if is_peft_key(k)} == {
+        k for k in model.state_dict() if is_peft_key(k) and ".lora_" not in k
+    }
     no_lora = build_peft_sam2("tiny", SIZE, lora=False).eval()
     load_state_dict_strict(no_lora, state, source="merged")
     with torch.no_grad():
@@ -467,11 +491,14 @@ def test_freeze_except_glob_patterns(peft_model):
 
     assert trained(["*.lora_*"]) == {n for n in names if ".lora_" in n}
     assert trained(["sam_mask_decoder.*.adapter.*", "density_encoder"]) == {
-        n for n in names if ".adapter." in n or n.startswith("density_encoder.")}
+        n for n in names if ".adapter." in n or n.startswith("density_encoder.")
+    }
     assert trained(["image_encoder.trunk.blocks.1[01].*"]) == {
-        n for n in names if n.startswith(("image_encoder.trunk.blocks.10.", "image_encoder.trunk.blocks.11."))}
+        n for n in names if n.startswith(("image_encoder.trunk.blocks.10.", "image_encoder.trunk.blocks.11."))
+    }
     assert trained(["*.lora_?.q", "memory_encoder"]) == {
-        n for n in names if (".lora_" in n and n.endswith(".q")) or n.startswith("memory_encoder.")}
+        n for n in names if (".lora_" in n and n.endswith(".q")) or n.startswith("memory_encoder.")
+    }
     before = [p.requires_grad for p in model.parameters()]
     with pytest.raises(ValueError, match=r"\['\*\.lora_c\*'\] match no parameter"):
         freeze_except(model, ["*.lora_*", "*.lora_c*"])
@@ -487,8 +514,11 @@ def test_configurable_normalisation(peft_model):
     model.set_normalization([0.1, 0.2, 0.3], 0.5)
     torch.testing.assert_close(model.normalize_images(grey)[0, :, 3, 3], torch.tensor([0.8, 0.6, 0.4]))
     assert "pixel_mean" not in model.state_dict()
-    for mean, std, match in (([0.1, 0.2], 0.5, "pixel_mean must be one"), (0.5, 0.0, "pixel_std must be > 0"),
-                             (float("nan"), 0.5, "pixel_mean must be one finite")):
+    for mean, std, match in (
+        ([0.1, 0.2], 0.5, "pixel_mean must be one"),
+        (0.5, 0.0, "pixel_std must be > 0"),
+        (float("nan"), 0.5, "pixel_mean must be one finite"),
+    ):
         with pytest.raises(ValueError, match=match):
             model.set_normalization(mean, std)
     torch.testing.assert_close(model.normalize_images(grey)[0, :, 3, 3], torch.tensor([0.8, 0.6, 0.4]))

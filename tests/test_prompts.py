@@ -13,17 +13,17 @@ import pytest
 import torch
 from monai.data import MetaTensor, decollate_batch
 
-from monaiseg.engines.collate import collate_with_prompts
-from monaiseg.engines.propagation import ObjectPrompt, prompts_from_json, prompts_to_json
-from monaiseg.transforms.prompts import (
-    KeySlicePromptsd,
-    LoadPromptsd,
-    RandBoxPromptd,
+from monaiseg.data.collate import collate_with_prompts
+from monaiseg.prompts import (
+    ObjectPrompt,
     ijk_to_xy,
     key_slice,
     mask_box,
+    prompts_from_json,
+    prompts_to_json,
     read_prompt_file,
 )
+from monaiseg.transforms.prompts import KeySlicePromptsd, LoadPromptsd, RandBoxPromptd
 
 # --------------------------------------------------------------------------- mask_box / ijk_to_xy
 
@@ -180,7 +180,9 @@ def test_key_slice_prompts_selected_labels_and_missing():
     with pytest.raises(ValueError, match=r"ct_003_seg.*no object"):
         KeySlicePromptsd(labels=[3, 4], allow_missing=True)({"label": _label_3d()})
     with pytest.raises(ValueError, match=r"ct_003_seg.*no object"):
-        KeySlicePromptsd()({"label": MetaTensor(torch.zeros(1, 4, 4, 4), meta={"filename_or_obj": "ct_003_seg.nii.gz"})})
+        KeySlicePromptsd()(
+            {"label": MetaTensor(torch.zeros(1, 4, 4, 4), meta={"filename_or_obj": "ct_003_seg.nii.gz"})}
+        )
 
 
 def test_key_slice_prompts_need_3d_label():
@@ -200,10 +202,15 @@ def _write(tmp_path, content, name="case.prompts.json"):
 
 
 def test_read_prompt_file_valid(tmp_path):
-    path = _write(tmp_path, {"objects": [
-        {"label": 1, "slice": 3, "box": [2, 6, 4, 9], "name": "liver"},
-        {"label": 2, "slice": 6, "points": [[7, 1], [8, 2]], "point_labels": [1, 0]},
-    ]})
+    path = _write(
+        tmp_path,
+        {
+            "objects": [
+                {"label": 1, "slice": 3, "box": [2, 6, 4, 9], "name": "liver"},
+                {"label": 2, "slice": 6, "points": [[7, 1], [8, 2]], "point_labels": [1, 0]},
+            ]
+        },
+    )
     assert read_prompt_file(path, SHAPE) == [
         ObjectPrompt(obj_id=1, frame=3, box=(6.0, 2.0, 9.0, 4.0)),
         ObjectPrompt(obj_id=2, frame=6, points=((1.0, 7.0), (2.0, 8.0)), point_labels=(1, 0)),
@@ -226,8 +233,10 @@ def test_read_prompt_file_uses_ij_order(tmp_path):
         ({"objects": [{"label": 1, "slice": 3, "box": [2, 6, 4, 12]}]}, r"object #0.*outside"),  # j1 = 12 = J
         ({"objects": [{"label": 1, "slice": 3, "box": [2, 6, 10, 9]}]}, r"object #0.*outside"),  # i1 = 10 = I
         ({"objects": [{"label": 1, "slice": 3, "box": [4, 6, 2, 9]}]}, r"object #0"),  # i1 < i0
-        ({"objects": [{"label": 1, "slice": 2, "box": [2, 6, 4, 9]}, {"label": 2, "slice": 8, "box": [0, 0, 1, 1]}]},
-         r"object #1.*key slice 8 is outside the volume \(0\.\.7\)"),
+        (
+            {"objects": [{"label": 1, "slice": 2, "box": [2, 6, 4, 9]}, {"label": 2, "slice": 8, "box": [0, 0, 1, 1]}]},
+            r"object #1.*key slice 8 is outside the volume \(0\.\.7\)",
+        ),
         ({"objects": [{"label": 1, "slice": -1, "box": [0, 0, 1, 1]}]}, r"object #0.*slice -1"),
         ({"objects": [{"label": 1, "slice": 2, "points": [[11, 0]], "point_labels": [1]}]}, r"object #0.*point"),
         ({"objects": [{"label": 1, "slice": 2, "points": [[1, 0]]}]}, r"object #0.*label"),
@@ -294,8 +303,10 @@ def test_prompts_json_round_trip_with_mask():
 def test_collate_and_decollate_keep_prompts():
     prompts = _prompts_with_mask()
     items = [
-        {"image": MetaTensor(torch.full((1, 5, 6, 5), float(n)), meta={"filename_or_obj": f"case{n}.nii.gz"}),
-         "prompts": prompts[n:n + 2]}
+        {
+            "image": MetaTensor(torch.full((1, 5, 6, 5), float(n)), meta={"filename_or_obj": f"case{n}.nii.gz"}),
+            "prompts": prompts[n : n + 2],
+        }
         for n in range(2)
     ]
     batch = collate_with_prompts(items)
@@ -307,7 +318,7 @@ def test_collate_and_decollate_keep_prompts():
     for n, case in enumerate(cases):
         assert isinstance(case["prompts"], str)
         got = prompts_from_json(case["prompts"])
-        assert got == prompts[n:n + 2]
+        assert got == prompts[n : n + 2]
         assert case["image"].meta["filename_or_obj"] == f"case{n}.nii.gz"
         assert float(case["image"].mean()) == n
     mask_prompt = prompts_from_json(cases[1]["prompts"])[1]

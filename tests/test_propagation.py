@@ -20,11 +20,12 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
-from monaiseg.engines.collate import collate_with_prompts
-from monaiseg.engines.handlers import BestModelSaver, MetricsSummaryWriter, save_model_atomic
-from monaiseg.engines.inferers import PropagationInferer
-from monaiseg.engines.propagation import ObjectPrompt, _owns, memory_window, propagate_volume
+from monaiseg.data.collate import collate_with_prompts
+from monaiseg.handlers.metrics_summary import MetricsSummaryWriter
+from monaiseg.handlers.model_saver import BestModelSaver, save_model_atomic
+from monaiseg.inferers.propagation import PropagationInferer, _owns, memory_window, propagate_volume
 from monaiseg.networks import build_sam2_segmenter
+from monaiseg.prompts import ObjectPrompt
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +180,19 @@ def test_two_objects_memory_bounded_by_window(model, two_objects):
 
 def test_owns_with_two_key_frames():
     keys = [5, 15]
-    cases = {0: True, 4: True, 5: False, 6: False, 9: False, 10: False, 11: True, 14: True, 15: False, 16: False, 29: False}
+    cases = {
+        0: True,
+        4: True,
+        5: False,
+        6: False,
+        9: False,
+        10: False,
+        11: True,
+        14: True,
+        15: False,
+        16: False,
+        29: False,
+    }
     for frame, reverse in cases.items():  # True: the reverse pass owns the frame
         assert _owns(keys, frame, reverse=reverse), frame
         assert not _owns(keys, frame, reverse=not reverse), frame
@@ -198,16 +211,28 @@ def test_owns_with_two_key_frames():
 @pytest.mark.parametrize(
     "volume_shape, prompts, match",
     [
-        ((1, 48, 40, 30), [ObjectPrompt(1, 30, box=(1.0, 1.0, 5.0, 5.0))], r"key slice 30 is outside the volume \(0\.\.29\)"),
+        (
+            (1, 48, 40, 30),
+            [ObjectPrompt(1, 30, box=(1.0, 1.0, 5.0, 5.0))],
+            r"key slice 30 is outside the volume \(0\.\.29\)",
+        ),
         ((1, 48, 40, 30), [ObjectPrompt(1, -1, box=(1.0, 1.0, 5.0, 5.0))], r"key slice -1"),
         ((1, 48, 40, 30), [ObjectPrompt(1, 3, box=(0.0, 0.0, 40.0, 10.0))], r"box .* outside the 40x48 \(x, y\) slice"),
-        ((1, 48, 40, 30), [ObjectPrompt(1, 3, box=(0.0, 0.0, 45.0, 10.0))], r"outside the 40x48"),  # fits only if x/y swapped
+        (
+            (1, 48, 40, 30),
+            [ObjectPrompt(1, 3, box=(0.0, 0.0, 45.0, 10.0))],
+            r"outside the 40x48",
+        ),  # fits only if x/y swapped
         ((1, 48, 40, 30), [ObjectPrompt(1, 3, box=(9.0, 0.0, 4.0, 10.0))], r"x0, y0, x1, y1"),
         ((1, 48, 40, 30), [ObjectPrompt(1, 3, points=((40.0, 1.0),), point_labels=(1,))], r"point .* outside"),
         ((1, 48, 40, 30), [ObjectPrompt(1, 3, points=((4.0, 1.0),), point_labels=(1, 0))], r"one label"),
         ((1, 48, 40, 30), [ObjectPrompt(2, 7, mask=np.zeros((48, 40), bool))], r"mask prompt on slice 7 is empty"),
         ((1, 48, 40, 30), [ObjectPrompt(2, 7, mask=np.ones((40, 48), bool))], r"mask shape"),
-        ((1, 48, 40, 30), [ObjectPrompt(2, 7, box=(1.0, 1.0, 3.0, 3.0), mask=np.ones((48, 40), bool))], r"either a mask"),
+        (
+            (1, 48, 40, 30),
+            [ObjectPrompt(2, 7, box=(1.0, 1.0, 3.0, 3.0), mask=np.ones((48, 40), bool))],
+            r"either a mask",
+        ),
         ((1, 48, 40, 30), [ObjectPrompt(2, 7)], r"box, points or a mask"),
         ((1, 48, 40, 30), [ObjectPrompt(0, 7, box=(1.0, 1.0, 3.0, 3.0))], r"positive"),
         ((1, 48, 40, 30), [], r"at least one prompt"),
@@ -247,10 +272,14 @@ def test_propagation_inferer_on_collated_meta_batch(model):
     mask = np.zeros((24, 20), dtype=bool)
     mask[4:12, 6:15] = True
     items = [
-        {"image": MetaTensor(torch.rand(1, 24, 20, 2), affine=torch.diag(torch.tensor([0.8, 0.9, 2.5, 1.0]))),
-         "prompts": [ObjectPrompt(obj_id=1, frame=1, box=(2.0, 3.0, 10.0, 12.0))]},
-        {"image": MetaTensor(torch.rand(1, 24, 20, 2), affine=torch.diag(torch.tensor([1.5, 1.5, 3.0, 1.0]))),
-         "prompts": [ObjectPrompt(obj_id=2, frame=0, mask=mask)]},
+        {
+            "image": MetaTensor(torch.rand(1, 24, 20, 2), affine=torch.diag(torch.tensor([0.8, 0.9, 2.5, 1.0]))),
+            "prompts": [ObjectPrompt(obj_id=1, frame=1, box=(2.0, 3.0, 10.0, 12.0))],
+        },
+        {
+            "image": MetaTensor(torch.rand(1, 24, 20, 2), affine=torch.diag(torch.tensor([1.5, 1.5, 3.0, 1.0]))),
+            "prompts": [ObjectPrompt(obj_id=2, frame=0, mask=mask)],
+        },
     ]
     batch = collate_with_prompts(items)
     assert all(isinstance(p, str) for p in batch["prompts"])
@@ -318,7 +347,9 @@ def test_best_model_saver_saves_only_on_improvement(tmp_path):
 
     @engine.on(Events.EPOCH_COMPLETED)
     def look(e):
-        saved_weight.append(float(torch.load(path, weights_only=True)["model"]["weight"][0, 0]) if path.exists() else None)
+        saved_weight.append(
+            float(torch.load(path, weights_only=True)["model"]["weight"][0, 0]) if path.exists() else None
+        )
 
     engine.run([0], max_epochs=len(scores))
     assert saved_weight == [1.0, 1.0, 3.0, 3.0, 3.0]  # epochs 1 and 3 improved; ties do not save

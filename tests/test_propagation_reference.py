@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from monaiseg.engines.propagation import ObjectPrompt, _owns, memory_window, propagate_volume
+from monaiseg.inferers.propagation import _owns, memory_window, propagate_volume
 from monaiseg.networks.sam2_builder import build_sam2_segmenter
-from monaiseg.transforms.prompts import mask_box
+from monaiseg.prompts import ObjectPrompt, mask_box
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_propagation.py"
 

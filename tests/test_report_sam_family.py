@@ -11,7 +11,11 @@ SCRIPT = runpy.run_path(str(REPO / "scripts" / "report_sam_family.py"))
 
 def test_table_rows_match_the_tiny_networks(capsys):
     SCRIPT["main"](["--tiny", "--repeats", "1"])
-    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| sam") or line.startswith("| medsam")]
+    rows = [
+        line.split("|")[1:-1]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| sam") or line.startswith("| medsam")
+    ]
     assert [r[0].strip() for r in rows] == ["medsam", "sam_med2d", "sam_automed", "sam_medcls"]
     for bundle, size, total, trainable, percent, seconds in rows:
         network, image_size = SCRIPT["build"](bundle.strip(), tiny=True)

@@ -12,8 +12,8 @@ from ignite.engine import Engine
 from monai.data import DataLoader, Dataset, MetaTensor
 from monai.transforms import Compose, RandFlip, RandGaussianNoise
 
-from monaiseg.engines import NonFiniteLossError, RandomStates, StopOnNonFiniteLoss, find_generators, latest_checkpoint
-from monaiseg.engines.nan_guard import batch_files
+from monaiseg.handlers import NonFiniteLossError, RandomStates, StopOnNonFiniteLoss, find_generators, latest_checkpoint
+from monaiseg.utils.batch import batch_source_names
 
 
 def test_random_states_restore_every_generator_and_load_weights_only(tmp_path):
@@ -46,7 +46,7 @@ def test_latest_checkpoint_picks_the_highest_epoch(tmp_path):
 def test_nan_loss_error_names_epoch_iteration_and_files():
     image = MetaTensor(torch.zeros(2, 1, 4, 4), meta={"filename_or_obj": ["/data/a.png", "/data/b.png"]})
     batch = {"image": image, "label_meta_dict": {"filename_or_obj": ["/data/a_label.png"]}}
-    assert batch_files(batch) == ["/data/a.png", "/data/b.png", "/data/a_label.png"]
+    assert batch_source_names(batch) == ["/data/a.png", "/data/b.png", "/data/a_label.png"]
     losses = iter([1.0, float("nan")])
     engine = Engine(lambda e, b: {"loss": torch.tensor(next(losses))})
     StopOnNonFiniteLoss().attach(engine)

@@ -59,7 +59,12 @@ def cheap_state_dict(state_dict) -> dict[str, torch.Tensor]:
 def test_size_names_map_to_existing_sam21_configs():
     assert set(SAM2_CONFIGS) == {"tiny", "small", "base_plus", "large"}
     # Hiera trunk width / depth per size (sam2.1 paper / released configs)
-    expected = {"tiny": (96, [1, 2, 7, 2]), "small": (96, [1, 2, 11, 2]), "base_plus": (112, None), "large": (144, [2, 6, 36, 4])}
+    expected = {
+        "tiny": (96, [1, 2, 7, 2]),
+        "small": (96, [1, 2, 11, 2]),
+        "base_plus": (112, None),
+        "large": (144, [2, 6, 36, 4]),
+    }
     for size, rel in SAM2_CONFIGS.items():
         path = files("sam2") / rel
         assert path.is_file(), f"{size}: {rel} missing from the sam2 package"
@@ -194,15 +199,13 @@ def test_normalisation_is_imagenet_at_image_size(model):
 
 @pytest.mark.parametrize("shape", [(2, 2, 64, 64), (1, 64, 64), (2, 4, 64, 64)])  # 5D = clips (forward_clip)
 def test_bad_image_shape_raises(model, shape):
-    with pytest.raises(ValueError, match=r"\(B, 1\|3, H, W\)"):
-        with torch.no_grad():
-            model(torch.rand(shape))
+    with pytest.raises(ValueError, match=r"\(B, 1\|3, H, W\)"), torch.no_grad():
+        model(torch.rand(shape))
 
 
 def test_points_without_labels_raise(model):
-    with pytest.raises(ValueError, match="point_labels"):
-        with torch.no_grad():
-            model(torch.rand(1, 1, 64, 64), points=torch.tensor([[[3.0, 4.0]]]))
+    with pytest.raises(ValueError, match="point_labels"), torch.no_grad():
+        model(torch.rand(1, 1, 64, 64), points=torch.tensor([[[3.0, 4.0]]]))
 
 
 @torch.no_grad()

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import REPO, error_chain
+from PIL import Image
 
 BUNDLE = REPO / "bundles" / "sam_automed"
 CONFIGS = BUNDLE / "configs"
@@ -36,9 +35,22 @@ def run_bundle(names: list[str], **overrides):
 def trained(synthetic_2d, tmp_path_factory) -> Path:
     """One tiny training through the CLI with MLflow tracking; returns the bundle root used."""
     root = tmp_path_factory.mktemp("sam_automed_root")
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs("train.json")),
-           "--bundle_root", str(root), "--dataset_dir", str(synthetic_2d), "--tracking", "mlflow",
-           "--logging_file", str(CONFIGS / "logging.conf")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(configs("train.json")),
+        "--bundle_root",
+        str(root),
+        "--dataset_dir",
+        str(synthetic_2d),
+        "--tracking",
+        "mlflow",
+        "--logging_file",
+        str(CONFIGS / "logging.conf"),
+    ]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     assert (proc.stdout + proc.stderr).count("train_loss:") == 2
@@ -48,8 +60,12 @@ def trained(synthetic_2d, tmp_path_factory) -> Path:
 def test_bundle_specific_contract():
     """What this bundle declares beyond the shared zoo checks (scripts/verify_bundles.py)."""
     meta = json.loads((CONFIGS / "metadata.json").read_text())
-    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "background", "1": "organ",
-                                                                             "2": "lesion", "3": "vessel"}
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
+        "0": "background",
+        "1": "organ",
+        "2": "lesion",
+        "3": "vessel",
+    }
     assert "Apache License" in (BUNDLE / "LICENSE").read_text()
     large = (BUNDLE / "large_files.yml").read_text()
     assert "models/sam-med2d_b.pth" in large and "mobilenet_v3_large-8738ca79.pth" in large
@@ -63,8 +79,15 @@ def test_train_saves_model_and_tracks_mlflow(trained):
     model_file = trained / "models" / "model.pt"
     content = torch.load(model_file, map_location="cpu", weights_only=True)
     assert set(content) == {"model"} and any(k.startswith("prompt_generator.") for k in content["model"])
-    build_sam_automed(3, checkpoint=str(model_file), image_size=64, backbone="small", encoder_depth=2,
-                      encoder_embed_dim=64, encoder_num_heads=2)  # strict load
+    build_sam_automed(
+        3,
+        checkpoint=str(model_file),
+        image_size=64,
+        backbone="small",
+        encoder_depth=2,
+        encoder_embed_dim=64,
+        encoder_num_heads=2,
+    )  # strict load
     client = MlflowClient(tracking_uri=f"sqlite:///{trained / 'eval' / 'mlflow.db'}")
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert len(runs) == 1
@@ -72,15 +95,18 @@ def test_train_saves_model_and_tracks_mlflow(trained):
     losses = client.get_metric_history(run.info.run_id, "train_loss")
     assert [m.step for m in losses] == [1, 2] and all(np.isfinite(m.value) for m in losses)
     assert 0.0 <= run.data.metrics["val_mean_dice"] <= 1.0
-    assert run.data.params["max_epochs"] == "1" and run.data.params["params_trainable"] != run.data.params["params_total"]
+    assert (
+        run.data.params["max_epochs"] == "1" and run.data.params["params_trainable"] != run.data.params["params_total"]
+    )
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "model.pt" in artifacts and any(a.startswith("config_") for a in artifacts)
 
 
 def test_evaluate_compares_with_box_prompted_sam_med2d(trained, synthetic_2d, tmp_path):
     out = tmp_path / "eval"
-    run_bundle(["train.json", "evaluate.json"], bundle_root=str(trained), dataset_dir=str(synthetic_2d),
-               output_dir=str(out))
+    run_bundle(
+        ["train.json", "evaluate.json"], bundle_root=str(trained), dataset_dir=str(synthetic_2d), output_dir=str(out)
+    )
     testing = json.loads((synthetic_2d / "datalist.json").read_text())["testing"]
     with open(out / "comparison.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -163,8 +189,9 @@ def test_training_refuses_labels_outside_the_class_list(synthetic_2d, tmp_path):
 def test_missing_foundation_checkpoint_names_the_fix(synthetic_2d, tmp_path):
     missing = tmp_path / "models" / "sam-med2d_b_weights.pth"
     with pytest.raises(Exception) as info:
-        run_bundle(["train.json"], bundle_root=str(tmp_path), dataset_dir=str(synthetic_2d),
-                   foundation_checkpoint=str(missing))
+        run_bundle(
+            ["train.json"], bundle_root=str(tmp_path), dataset_dir=str(synthetic_2d), foundation_checkpoint=str(missing)
+        )
     message = error_chain(info.value)
     assert f"SAM-Med2D checkpoint {missing} not found" in message
     assert "download_large_files" in message and "extract_sam_med2d_weights" in message

@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from monai.bundle import ConfigParser
 from monai.transforms import Compose
 from PIL import Image
-
-from conftest import REPO
 
 
 @pytest.mark.parametrize("bundle", ["sam_med2d", "sam_automed", "sam_medcls"])
@@ -25,8 +24,10 @@ def test_grey_and_rgb_images_load_with_three_channels(bundle, tmp_path):
     parser.read_config(REPO / "bundles" / bundle / "configs" / "train.json")
     parser.update({"bundle_root": str(REPO / "bundles" / bundle)})
     load = Compose(parser.get_parsed_content("load_transforms"))
-    items = [{"image": str(tmp_path / f"{name}.png"), "label": str(tmp_path / "label.png") if bundle != "sam_medcls" else 0}
-             for name in ("grey", "rgb")]
+    items = [
+        {"image": str(tmp_path / f"{name}.png"), "label": str(tmp_path / "label.png") if bundle != "sam_medcls" else 0}
+        for name in ("grey", "rgb")
+    ]
     grey_out, rgb_out = (load(item)["image"] for item in items)
     assert grey_out.shape[0] == rgb_out.shape[0] == 3
     torch.testing.assert_close(torch.as_tensor(grey_out), torch.as_tensor(rgb_out))

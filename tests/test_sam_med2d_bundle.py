@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import REPO, error_chain
+from PIL import Image
 
 BUNDLE = REPO / "bundles" / "sam_med2d"
 CONFIGS = BUNDLE / "configs"
@@ -41,8 +40,13 @@ def parse(configs: list[str], **overrides):
 def trained(synthetic_2d, tmp_path_factory):
     """Tiny click-simulation training on the synthetic scans, tracked in MLflow; returns the root."""
     root = tmp_path_factory.mktemp("sam_med2d")
-    run_bundle(["train.json"], root, dataset_dir=str(synthetic_2d), tracking="mlflow",
-               tracking_uri=f"sqlite:///{root}/mlflow.db")
+    run_bundle(
+        ["train.json"],
+        root,
+        dataset_dir=str(synthetic_2d),
+        tracking="mlflow",
+        tracking_uri=f"sqlite:///{root}/mlflow.db",
+    )
     return root
 
 
@@ -54,7 +58,9 @@ def sidecar(path: Path, objects: list[dict]) -> Path:
 def test_bundle_specific_contract():
     """What this bundle declares beyond the shared zoo checks (scripts/verify_bundles.py)."""
     meta = json.loads((CONFIGS / "metadata.json").read_text())
-    assert set(meta["network_data_format"]["inputs"]) == {"image"} and set(meta["network_data_format"]["outputs"]) == {"pred"}
+    assert set(meta["network_data_format"]["inputs"]) == {"image"} and set(meta["network_data_format"]["outputs"]) == {
+        "pred"
+    }
     assert "models/sam-med2d_b.pth" in (BUNDLE / "large_files.yml").read_text()
 
 
@@ -71,8 +77,9 @@ def test_default_network_is_sam_med2d_vit_b_256():
     assert adapters == 180_504_576 and all(hasattr(b, "Adapter") for b in network.image_encoder.blocks)
     frozen = [n for n, p in network.named_parameters() if not p.requires_grad]
     assert frozen and all(n.startswith("image_encoder.") and ".Adapter." not in n for n in frozen)
-    assert report["trainable"] == adapters + sum(p.numel() for n, p in network.named_parameters()
-                                                 if n.startswith(("prompt_encoder.", "mask_decoder.")))
+    assert report["trainable"] == adapters + sum(
+        p.numel() for n, p in network.named_parameters() if n.startswith(("prompt_encoder.", "mask_decoder."))
+    )
 
 
 def test_training_updates_adapters_and_decoder_only(trained):
@@ -115,7 +122,9 @@ def test_evaluate_writes_one_table_per_prompt_mode(trained, synthetic_2d):
         assert list(rows[0]) == ["image", "class", "dice", "iou"]
         assert {r["class"] for r in rows} == {"organ", "lesion", "vessel"}  # every synthetic scan has all three
         assert len(rows) == 3 * len(testing)
-    run_bundle(["train.json", "evaluate.json"], trained, dataset_dir=str(synthetic_2d), output_dir=str(trained / "eval2"))
+    run_bundle(
+        ["train.json", "evaluate.json"], trained, dataset_dir=str(synthetic_2d), output_dir=str(trained / "eval2")
+    )
     again = json.loads((trained / "eval2" / "summary.json").read_text())
     assert again["table"] == summary["table"]  # clicks drawn with a fixed seed
 
@@ -124,11 +133,19 @@ def test_inference_from_sidecar_keeps_size_and_object_values(trained, tmp_path):
     rng = np.random.default_rng(0)
     image = tmp_path / "scan.png"  # 48 rows x 80 columns, RGB
     Image.fromarray(rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)).save(image)
-    sidecar(tmp_path / "scan.json", [{"label": 3, "box": [5, 5, 40, 30]},
-                                     {"label": 9, "points": [[70, 40], [60, 10]], "point_labels": [1, 0]}])
+    sidecar(
+        tmp_path / "scan.json",
+        [{"label": 3, "box": [5, 5, 40, 30]}, {"label": 9, "points": [[70, 40], [60, 10]], "point_labels": [1, 0]}],
+    )
     out = tmp_path / "out"
-    run_bundle(["inference.json"], trained, input_image=str(image), output_dir=str(out), save_overlays=True,
-               checkpoint=str(trained / "models" / "model.pt"))
+    run_bundle(
+        ["inference.json"],
+        trained,
+        input_image=str(image),
+        output_dir=str(out),
+        save_overlays=True,
+        checkpoint=str(trained / "models" / "model.pt"),
+    )
     pred = np.asarray(Image.open(out / "scan_seg.png"))
     assert pred.shape == (48, 80) and pred.dtype == np.uint8 and set(np.unique(pred)) <= {0, 3, 9}
     assert (out / "scan_overlay.png").is_file()
@@ -151,9 +168,13 @@ def test_bad_inputs_fail_naming_the_file_without_outputs(trained, tmp_path, case
     channels = (32, 32, 4) if case == "rgba" else (32, 32)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, channels, dtype=np.uint8)).save(image)
     prompt = sidecar(tmp_path / "scan.json", [{"label": 1, "box": [2, 2, 20, 20]}])
-    expected = {"rgba": (image, "4 channels"), "box_outside": (prompt, "outside the 32x32 image"),
-                "point_outside": (prompt, "outside the 32x32 image"), "no_sidecar": (prompt, "not found"),
-                "bad_json": (prompt, "not a JSON object")}[case]
+    expected = {
+        "rgba": (image, "4 channels"),
+        "box_outside": (prompt, "outside the 32x32 image"),
+        "point_outside": (prompt, "outside the 32x32 image"),
+        "no_sidecar": (prompt, "not found"),
+        "bad_json": (prompt, "not a JSON object"),
+    }[case]
     if case == "box_outside":
         sidecar(prompt, [{"label": 1, "box": [2, 2, 40, 20]}])
     elif case == "point_outside":
@@ -164,8 +185,13 @@ def test_bad_inputs_fail_naming_the_file_without_outputs(trained, tmp_path, case
         prompt.write_text("{'objects': ")
     out = tmp_path / "out"
     with pytest.raises(Exception) as info:
-        run_bundle(["inference.json"], trained, input_image=str(image), output_dir=str(out),
-                   checkpoint=str(trained / "models" / "model.pt"))
+        run_bundle(
+            ["inference.json"],
+            trained,
+            input_image=str(image),
+            output_dir=str(out),
+            checkpoint=str(trained / "models" / "model.pt"),
+        )
     message = error_chain(info.value)
     assert str(expected[0]) in message and expected[1] in message
     assert not out.exists() or not any(out.iterdir())
@@ -174,8 +200,9 @@ def test_bad_inputs_fail_naming_the_file_without_outputs(trained, tmp_path, case
 def test_sam_checkpoint_is_refused_naming_adapters_and_model(tmp_path):
     from monaiseg.networks import build_sam_segmenter
 
-    sam = build_sam_segmenter("vit_b", 64, None, encoder_adapter=False, encoder_depth=2, encoder_embed_dim=64,
-                              encoder_num_heads=2)
+    sam = build_sam_segmenter(
+        "vit_b", 64, None, encoder_adapter=False, encoder_depth=2, encoder_embed_dim=64, encoder_num_heads=2
+    )
     path = tmp_path / "sam_tiny.pth"
     torch.save({"model": sam.state_dict()}, path)
     with pytest.raises(Exception) as info:

@@ -10,9 +10,9 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, SHARED, error_chain
 from PIL import Image
 
-from conftest import REPO, SHARED, error_chain
 from monaiseg.networks import CheckpointMismatchError, build_sam_segmenter, parameter_report
 from monaiseg.networks.attention import ChannelAttention, SpatialAttention
 from monaiseg.networks.sam_classifier import SAMClassifier
@@ -95,7 +95,9 @@ def test_encoder_training_settings():
 
 def test_default_parameter_counts():
     """Default SAM-MedCls (SAM-Med2D ViT-B at 256, 5 WBC classes), built on the meta device."""
-    counts = {m: parameter_report(SAMClassifier(5, encoder_training=m, device="meta")) for m in ("frozen", "adapters", "full")}
+    counts = {
+        m: parameter_report(SAMClassifier(5, encoder_training=m, device="meta")) for m in ("frozen", "adapters", "full")
+    }
     assert {m: (c["total"], c["trainable"]) for m, c in counts.items()} == {
         "frozen": (267_188_344, 11_128),
         "adapters": (267_188_344, 180_515_704),  # SAM-Med2D's adapters: 180,504,576
@@ -104,11 +106,15 @@ def test_default_parameter_counts():
 
 
 def test_foundation_checkpoint_loads_and_sam_checkpoint_is_refused(tmp_path):
-    med2d = build_sam_segmenter(encoder_adapter=True, encoder_depth=2, encoder_embed_dim=64, encoder_num_heads=2, image_size=64)
+    med2d = build_sam_segmenter(
+        encoder_adapter=True, encoder_depth=2, encoder_embed_dim=64, encoder_num_heads=2, image_size=64
+    )
     torch.save({"model": med2d.state_dict()}, tmp_path / "med2d.pth")
     net = tiny(checkpoint=str(tmp_path / "med2d.pth"))
     assert all(torch.equal(v, med2d.image_encoder.state_dict()[k]) for k, v in net.image_encoder.state_dict().items())
-    sam = build_sam_segmenter(encoder_adapter=False, encoder_depth=2, encoder_embed_dim=64, encoder_num_heads=2, image_size=64)
+    sam = build_sam_segmenter(
+        encoder_adapter=False, encoder_depth=2, encoder_embed_dim=64, encoder_num_heads=2, image_size=64
+    )
     torch.save({"model": sam.state_dict()}, tmp_path / "sam.pth")
     with pytest.raises(CheckpointMismatchError) as info:
         tiny(checkpoint=str(tmp_path / "sam.pth"))
@@ -137,8 +143,13 @@ def test_bundle_specific_contract():
 def trained(synthetic_classification, tmp_path_factory):
     """One tiny training with MLflow tracking (in-process `monai.bundle run`); returns the bundle root used."""
     root = tmp_path_factory.mktemp("sam_medcls_root")
-    run_bundle(["train.json"], bundle_root=str(root), dataset_dir=str(synthetic_classification), class_names=SHAPES,
-               tracking="mlflow")
+    run_bundle(
+        ["train.json"],
+        bundle_root=str(root),
+        dataset_dir=str(synthetic_classification),
+        class_names=SHAPES,
+        tracking="mlflow",
+    )
     return root
 
 
@@ -167,8 +178,13 @@ def read_csv(path):
 
 def test_evaluate_writes_report(trained, synthetic_classification):
     out = trained / "evaluation"
-    run_bundle(["train.json", "evaluate.json"], bundle_root=str(trained), dataset_dir=str(synthetic_classification),
-               class_names=SHAPES, output_dir=str(out))
+    run_bundle(
+        ["train.json", "evaluate.json"],
+        bundle_root=str(trained),
+        dataset_dir=str(synthetic_classification),
+        class_names=SHAPES,
+        output_dir=str(out),
+    )
     summary = json.loads((out / "summary.json").read_text())
     rows = read_csv(out / "predictions.csv")
     testing = json.loads((synthetic_classification / "datalist.json").read_text())["testing"]
@@ -185,31 +201,55 @@ def test_evaluate_writes_report(trained, synthetic_classification):
 
 def test_inference_folder_and_grey_image(trained, synthetic_classification, tmp_path):
     out = tmp_path / "out"
-    run_bundle(["inference.json"], bundle_root=str(trained), input_images=str(synthetic_classification / "ring"),
-               class_names=SHAPES, output_dir=str(out))
+    run_bundle(
+        ["inference.json"],
+        bundle_root=str(trained),
+        input_images=str(synthetic_classification / "ring"),
+        class_names=SHAPES,
+        output_dir=str(out),
+    )
     records = json.loads((out / "predictions.json").read_text())
     assert [r["image"] for r in records] == [str(p) for p in sorted((synthetic_classification / "ring").glob("*.png"))]
-    assert all(r["predicted"] in SHAPES and sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-5) for r in records)
+    assert all(
+        r["predicted"] in SHAPES and sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-5) for r in records
+    )
     assert len(read_csv(out / "predictions.csv")) == 4
     grey = tmp_path / "grey.png"  # grey is accepted: repeated to 3 channels
     Image.open(synthetic_classification / "disc" / "img_000.png").convert("L").save(grey)
-    run_bundle(["inference.json"], bundle_root=str(trained), input_images=str(grey), class_names=SHAPES,
-               output_dir=str(tmp_path / "grey_out"))
+    run_bundle(
+        ["inference.json"],
+        bundle_root=str(trained),
+        input_images=str(grey),
+        class_names=SHAPES,
+        output_dir=str(tmp_path / "grey_out"),
+    )
     assert json.loads((tmp_path / "grey_out" / "predictions.json").read_text())[0]["image"] == str(grey)
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("rgba", r"rgba\.png: 4 channels, expected 1 or 3"),
-    ("16bit", r"16bit\.png: pixel type int32 \(bit depth\) not supported, expected uint8"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("rgba", r"rgba\.png: 4 channels, expected 1 or 3"),
+        ("16bit", r"16bit\.png: pixel type int32 \(bit depth\) not supported, expected uint8"),
+    ],
+)
 def test_bad_images_refused_without_outputs(trained, tmp_path, kind, message):
     rng = np.random.default_rng(0)
-    array = rng.integers(0, 255, (40, 50, 4), np.uint8) if kind == "rgba" else rng.integers(0, 60000, (40, 50)).astype(np.uint16)
+    array = (
+        rng.integers(0, 255, (40, 50, 4), np.uint8)
+        if kind == "rgba"
+        else rng.integers(0, 60000, (40, 50)).astype(np.uint16)
+    )
     Image.fromarray(array).save(tmp_path / f"{kind}.png")
     out = tmp_path / "out"
     with pytest.raises(Exception) as info:
-        run_bundle(["inference.json"], bundle_root=str(trained), input_images=str(tmp_path), class_names=SHAPES,
-                   output_dir=str(out))
+        run_bundle(
+            ["inference.json"],
+            bundle_root=str(trained),
+            input_images=str(tmp_path),
+            class_names=SHAPES,
+            output_dir=str(out),
+        )
     assert re.search(message, error_chain(info.value))
     assert not out.exists() or not any(out.iterdir())
 

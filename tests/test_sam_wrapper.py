@@ -38,7 +38,14 @@ SIZE = 64
 TINY = {"encoder_depth": 2, "encoder_embed_dim": 64, "encoder_num_heads": 4, "encoder_global_attn_indexes": [1]}
 # depth 4 with global blocks 1 and 3: windowed and global blocks, as in ViT-B
 TINY_PORT = {"encoder_depth": 4, "encoder_embed_dim": 64, "encoder_num_heads": 4, "encoder_global_attn_indexes": [1, 3]}
-ADAPTER_PARTS = ["norm.weight", "norm.bias", "channel.0.weight", "channel.2.weight", "spatial.0.weight", "spatial.2.weight"]
+ADAPTER_PARTS = [
+    "norm.weight",
+    "norm.bias",
+    "channel.0.weight",
+    "channel.2.weight",
+    "spatial.0.weight",
+    "spatial.2.weight",
+]
 
 
 def manifest(name: str) -> dict:
@@ -245,7 +252,8 @@ def test_prompt_free_decoding_uses_no_sparse_token(model, images):
     seen = []
     handle = model.mask_decoder.register_forward_pre_hook(
         lambda m, args, kwargs: seen.append((kwargs["sparse_prompt_embeddings"], kwargs["dense_prompt_embeddings"])),
-        with_kwargs=True)
+        with_kwargs=True,
+    )
     try:
         model.predict_masks(images)
     finally:
@@ -278,18 +286,25 @@ def test_one_image_several_objects_equals_repeated_images(med2d, images):
 @torch.no_grad()
 def test_grey_input_equals_three_copies(model, images):
     boxes = torch.tensor([[5.0, 10.0, 40.0, 45.0]])
-    torch.testing.assert_close(model(images[:1], boxes=boxes), model(images[:1].repeat(1, 3, 1, 1), boxes=boxes),
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        model(images[:1], boxes=boxes), model(images[:1].repeat(1, 3, 1, 1), boxes=boxes), rtol=0, atol=1e-6
+    )
 
 
 @torch.no_grad()
 def test_prompts_are_scaled_from_input_pixels_to_image_size(model):
     """A 50 x 100 (H x W) input is resized to 64 x 64: x scales by 0.64, y by 1.28."""
     seen = {}
-    handle = model.prompt_encoder.register_forward_pre_hook(lambda m, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    handle = model.prompt_encoder.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.update(kwargs), with_kwargs=True
+    )
     try:
-        model.predict_masks(torch.rand(1, 1, 50, 100), boxes=torch.tensor([[10.0, 20.0, 30.0, 40.0]]),
-                            points=torch.tensor([[[50.0, 25.0]]]), point_labels=torch.tensor([[1]]))
+        model.predict_masks(
+            torch.rand(1, 1, 50, 100),
+            boxes=torch.tensor([[10.0, 20.0, 30.0, 40.0]]),
+            points=torch.tensor([[[50.0, 25.0]]]),
+            point_labels=torch.tensor([[1]]),
+        )
     finally:
         handle.remove()
     torch.testing.assert_close(seen["boxes"], torch.tensor([[6.4, 25.6, 19.2, 51.2]]))
@@ -380,8 +395,9 @@ def test_port_1024_weights_resizes_only_position_tables(sam1024, size, rel_len):
             assert torch.equal(got[key], value), key  # every other tensor identical
     assert got["image_encoder.pos_embed"].shape == (1, grid, grid, 64)
     # SAM-Med2D / SAMed's formulas: bilinear over the grid; rel_pos as a 1 x 1 x L x D image
-    pos = F.interpolate(source["image_encoder.pos_embed"].permute(0, 3, 1, 2), (grid, grid), mode="bilinear",
-                        align_corners=False).permute(0, 2, 3, 1)
+    pos = F.interpolate(
+        source["image_encoder.pos_embed"].permute(0, 3, 1, 2), (grid, grid), mode="bilinear", align_corners=False
+    ).permute(0, 2, 3, 1)
     torch.testing.assert_close(got["image_encoder.pos_embed"], pos)
     for key in resized - {"image_encoder.pos_embed"}:
         assert got[key].shape == (rel_len, 16), key
@@ -393,12 +409,16 @@ def test_port_1024_weights_resizes_only_position_tables(sam1024, size, rel_len):
 def test_port_keeps_constant_position_embeddings_constant(sam1024):
     """Resizing is interpolation: a constant table stays the same constant."""
     net = build_sam_segmenter("vit_b", image_size=256, device="meta", **TINY_PORT)
-    state = {"image_encoder.pos_embed": torch.full((1, 64, 64, 64), 0.25),
-             "image_encoder.blocks.1.attn.rel_pos_h": torch.full((127, 16), -2.0)}
+    state = {
+        "image_encoder.pos_embed": torch.full((1, 64, 64, 64), 0.25),
+        "image_encoder.blocks.1.attn.rel_pos_h": torch.full((127, 16), -2.0),
+    }
     out = resize_sam_state_dict(state, net)
     assert torch.equal(out["image_encoder.pos_embed"], torch.full((1, 16, 16, 64), 0.25))
     assert torch.equal(out["image_encoder.blocks.1.attn.rel_pos_h"], torch.full((31, 16), -2.0))
-    bicubic = resize_sam_state_dict({"image_encoder.pos_embed": torch.randn(1, 64, 64, 64)}, net, pos_embed_mode="bicubic")
+    bicubic = resize_sam_state_dict(
+        {"image_encoder.pos_embed": torch.randn(1, 64, 64, 64)}, net, pos_embed_mode="bicubic"
+    )
     assert bicubic["image_encoder.pos_embed"].shape == (1, 16, 16, 64)
 
 
@@ -443,7 +463,10 @@ def test_sam_checkpoint_for_sam_med2d_names_adapter_keys_and_model(sam1024):
         build_sam_segmenter("vit_b", image_size=256, encoder_adapter=True, checkpoint=path, **TINY_PORT)
     message = str(info.value)
     assert str(path) in message
-    assert "missing keys (24): image_encoder.blocks.0.Adapter.norm.weight, image_encoder.blocks.0.Adapter.norm.bias" in message
+    assert (
+        "missing keys (24): image_encoder.blocks.0.Adapter.norm.weight, image_encoder.blocks.0.Adapter.norm.bias"
+        in message
+    )
     assert "unexpected keys" not in message and "shape mismatches" not in message  # resized to 256 first
     assert "The model is SAM-Med2D" in message and "encoder_adapter=False" in message
 
@@ -451,7 +474,9 @@ def test_sam_checkpoint_for_sam_med2d_names_adapter_keys_and_model(sam1024):
 def test_sam_med2d_checkpoint_for_plain_sam_says_so(med2d, model, tmp_path):
     path = tmp_path / "med2d.pth"
     torch.save({"model": med2d.state_dict()}, path)
-    with pytest.raises(CheckpointMismatchError, match=r"unexpected keys \(12\): image_encoder.blocks.0.Adapter") as info:
+    with pytest.raises(
+        CheckpointMismatchError, match=r"unexpected keys \(12\): image_encoder.blocks.0.Adapter"
+    ) as info:
         load_sam_checkpoint(copy.deepcopy(model), path)
     assert "build the model with encoder_adapter=True" in str(info.value)
 

@@ -14,9 +14,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import REPO, error_chain
+from PIL import Image
 
 BUNDLE = REPO / "bundles" / "surgical_sam"
 CONFIGS = BUNDLE / "configs"
@@ -30,8 +29,9 @@ def configs(*names: str) -> list[str]:
 def workflow(names: list[str], **overrides):
     from monai.bundle import ConfigWorkflow
 
-    flow = ConfigWorkflow(config_file=configs(*names), logging_file=str(CONFIGS / "logging.conf"),
-                          workflow_type=None, **overrides)
+    flow = ConfigWorkflow(
+        config_file=configs(*names), logging_file=str(CONFIGS / "logging.conf"), workflow_type=None, **overrides
+    )
     flow.initialize()
     flow.run()
     flow.finalize()
@@ -43,15 +43,19 @@ def surgical(tmp_path_factory) -> Path:
     """Synthetic surgical video frames: 4 sequences x 3 frames of 64 x 80 (3 training, 1 validation)."""
     from monaiseg.data.synthetic_surgical import make_synthetic_surgical_dataset
 
-    return make_synthetic_surgical_dataset(tmp_path_factory.mktemp("surgical") / "data", sequences=4, frames=3,
-                                           size=(64, 80), seed=1)
+    return make_synthetic_surgical_dataset(
+        tmp_path_factory.mktemp("surgical") / "data", sequences=4, frames=3, size=(64, 80), seed=1
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(surgical, tmp_path_factory) -> dict:
     """Two tiny trainings (2 iterations of 4 frames): IBR + embedding cache + MLflow, and no IBR / no cache."""
     roots = {}
-    for name, switches in [("ibr", {"tracking": "mlflow"}), ("no_ibr", {"use_ibr": "false", "use_embedding_cache": False})]:
+    for name, switches in [
+        ("ibr", {"tracking": "mlflow"}),
+        ("no_ibr", {"use_ibr": "false", "use_embedding_cache": False}),
+    ]:
         root = tmp_path_factory.mktemp(f"surgical_sam_{name}")
         flow = workflow(["train.json"], bundle_root=str(root), dataset_dir=str(surgical), **switches)
         roots[name] = (root, flow)
@@ -73,15 +77,17 @@ def test_bundle_specific_contract():
 def test_training_saves_model_fills_cache_and_bank_and_tracks_mlflow(trained, surgical):
     from mlflow import MlflowClient
 
-    from monaiseg.engines.embedding_cache import EmbeddingCache
+    from monaiseg.data.embedding_cache import EmbeddingCache
     from monaiseg.networks.surgical_sam import build_surgical_sam
 
     root, flow = trained["ibr"]
     content = torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert set(content) == {"model"} and "prototypes.class_embeddings.weight" in content["model"]
     model = build_surgical_sam(checkpoint=str(root / "models" / "model.pt"), **TINY_NET)  # strict load
-    assert not torch.equal(model.prototypes.class_embeddings.weight,  # trained, not the initial prototypes
-                           build_surgical_sam(**TINY_NET).prototypes.class_embeddings.weight)
+    assert not torch.equal(
+        model.prototypes.class_embeddings.weight,  # trained, not the initial prototypes
+        build_surgical_sam(**TINY_NET).prototypes.class_embeddings.weight,
+    )
     bank = flow.parser.get_parsed_content("image_bank")
     assert len(bank) >= 1 and all(1 <= c <= 7 for c in bank.slots)
     cache = flow.parser.get_parsed_content("embedding_cache")
@@ -104,8 +110,13 @@ def test_training_saves_model_fills_cache_and_bank_and_tracks_mlflow(trained, su
 
 
 def evaluate(root: Path, surgical: Path, out: Path, **overrides) -> dict:
-    workflow(["train.json", "evaluate.json"], bundle_root=str(root), dataset_dir=str(surgical),
-             output_dir=str(out), **overrides)
+    workflow(
+        ["train.json", "evaluate.json"],
+        bundle_root=str(root),
+        dataset_dir=str(surgical),
+        output_dir=str(out),
+        **overrides,
+    )
     return json.loads((out / "summary.json").read_text())
 
 
@@ -124,7 +135,7 @@ def test_evaluate_writes_per_frame_and_summary_metrics_with_and_without_ibr(trai
         for key in ("challenge_iou", "iou", "mciou"):
             assert summary[key] is None or 0.0 <= summary[key] <= 1.0
     # "all" mode of the same model: recomputed by hand from the network's class maps
-    from monaiseg.engines.class_prompt import ClassPromptInferer
+    from monaiseg.inferers.class_prompt import ClassPromptInferer
     from monaiseg.networks.surgical_sam import build_surgical_sam
 
     root, _ = trained["ibr"]
@@ -153,7 +164,7 @@ def write_video(frames_dir: Path, mp4: Path) -> None:
 
 
 def test_inference_on_frame_folder_and_mp4_writes_class_masks_of_input_size(trained, surgical, tmp_path):
-    from monaiseg.engines.class_prompt import ClassPromptInferer
+    from monaiseg.inferers.class_prompt import ClassPromptInferer
     from monaiseg.networks.surgical_sam import build_surgical_sam
 
     root, _ = trained["ibr"]
@@ -176,8 +187,13 @@ def test_inference_on_frame_folder_and_mp4_writes_class_masks_of_input_size(trai
     # "gt" mode: only classes of the ground-truth masks
     labelled = tmp_path / "labelled.json"
     labelled.write_text(json.dumps({"testing": [{"image": str(folder), "label": str(surgical / "masks" / "seq_4")}]}))
-    workflow(["inference.json"], bundle_root=str(root), datalist=str(labelled), output_dir=str(tmp_path / "gt"),
-             query_mode="gt")
+    workflow(
+        ["inference.json"],
+        bundle_root=str(root),
+        datalist=str(labelled),
+        output_dir=str(tmp_path / "gt"),
+        query_mode="gt",
+    )
     for name in names:
         gt_classes = set(np.unique(np.asarray(Image.open(surgical / "masks" / "seq_4" / f"{name}.png"))))
         assert set(np.unique(np.asarray(Image.open(tmp_path / "gt" / "seq_4" / f"{name}.png")))) <= gt_classes | {0}
@@ -195,8 +211,13 @@ def test_inference_refuses_mixed_frame_sizes_and_gt_mode_without_labels(trained,
     assert str(folder) in message and "frames have different sizes" in message
     assert not out.exists() or not any(out.iterdir())
     with pytest.raises(Exception) as info:
-        workflow(["inference.json"], bundle_root=str(root), input_video=str(surgical / "frames" / "seq_4"),
-                 output_dir=str(out), query_mode="gt")
+        workflow(
+            ["inference.json"],
+            bundle_root=str(root),
+            input_video=str(surgical / "frames" / "seq_4"),
+            output_dir=str(out),
+            query_mode="gt",
+        )
     assert "query_mode 'gt'" in error_chain(info.value) and not (out / "seq_4").exists()
 
 
@@ -232,7 +253,9 @@ def test_damaged_cache_entry_is_recomputed_not_used(trained, surgical, tmp_path)
 def test_missing_foundation_checkpoint_names_the_fix(surgical, tmp_path):
     missing = tmp_path / "models" / "sam_vit_h_4b8939.pth"
     with pytest.raises(Exception) as info:
-        workflow(["train.json"], bundle_root=str(tmp_path), dataset_dir=str(surgical), foundation_checkpoint=str(missing))
+        workflow(
+            ["train.json"], bundle_root=str(tmp_path), dataset_dir=str(surgical), foundation_checkpoint=str(missing)
+        )
     message = error_chain(info.value)
     assert str(missing) in message and "download_large_files" in message
     assert not (tmp_path / "models" / "model.pt").exists()

@@ -7,16 +7,10 @@ import torch
 from monai.data import MetaTensor
 
 from monaiseg.data.synthetic_cells import make_cell_video, make_smear
-from monaiseg.transforms.cells import (
-    CLAHE,
-    CheckMaskValuesd,
-    CLAHEd,
-    DensityMapd,
-    LoadCTCd,
-    RandCellTracksd,
-    RandElasticd,
-)
-from monaiseg.transforms.prompts import RandBoxPromptd, mask_box
+from monaiseg.prompts import mask_box
+from monaiseg.transforms.cells import CLAHE, CLAHEd, DensityMapd, LoadCTCd, RandCellTracksd, RandElasticd
+from monaiseg.transforms.checks import CheckMaskValuesd
+from monaiseg.transforms.prompts import RandBoxPromptd
 
 
 def _local_contrast(image: np.ndarray, block: int = 8) -> float:
@@ -41,7 +35,7 @@ def test_clahe_raises_local_contrast_and_keeps_shape_range_meta(channels):
     out = CLAHEd("image")({"image": image})["image"]
     assert isinstance(out, MetaTensor) and out.meta["filename_or_obj"] == "smear.png"
     assert out.shape == image.shape and out.dtype == torch.float32
-    assert 0 <= float(out.min()) and float(out.max()) <= 1
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
     assert _local_contrast(out.numpy().mean(0)) > 2 * _local_contrast(image.numpy().mean(0))
     if channels == 3:  # equalised on L of Lab: the tint (channel order of brightness) is kept
         means = out.numpy().reshape(3, -1).mean(1)

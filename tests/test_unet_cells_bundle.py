@@ -8,18 +8,31 @@ import sys
 
 import numpy as np
 import torch
-from PIL import Image
-
 from conftest import REPO
+from PIL import Image
 
 BUNDLE = REPO / "bundles" / "unet_cells"
 CONFIGS = BUNDLE / "configs"
 
 
 def bundle_cli(configs, root, *args):
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(CONFIGS / c) for c in [*configs, "tiny.json"]]),
-           "--bundle_root", str(BUNDLE), "--ckpt_dir", str(root / "models"), "--output_dir", str(root / "eval"),
-           "--logging_file", str(CONFIGS / "logging.conf"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str([str(CONFIGS / c) for c in [*configs, "tiny.json"]]),
+        "--bundle_root",
+        str(BUNDLE),
+        "--ckpt_dir",
+        str(root / "models"),
+        "--output_dir",
+        str(root / "eval"),
+        "--logging_file",
+        str(CONFIGS / "logging.conf"),
+        *args,
+    ]
     proc = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
@@ -46,8 +59,18 @@ def test_train_evaluate_infer(synthetic_cells, tmp_path):
     assert summary["parameters"]["trainable"] == summary["parameters"]["total"]
     out = tmp_path / "infer"
     image = synthetic_cells / "images" / "smear_000.png"
-    bundle_cli(["inference.json"], tmp_path, "--input_image", str(image), "--output_dir", str(out), "--save_overlays", "true",
-               "--checkpoint", str(tmp_path / "models" / "model.pt"))
+    bundle_cli(
+        ["inference.json"],
+        tmp_path,
+        "--input_image",
+        str(image),
+        "--output_dir",
+        str(out),
+        "--save_overlays",
+        "true",
+        "--checkpoint",
+        str(tmp_path / "models" / "model.pt"),
+    )
     pred = np.asarray(Image.open(out / "smear_000_cells.png"))
     assert pred.shape == (128, 128) and set(np.unique(pred)) <= {0, 1}
     assert (out / "smear_000_overlay.png").is_file()

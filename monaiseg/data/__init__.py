@@ -7,8 +7,6 @@ runs without the submodule being imported twice.
 from importlib import import_module
 
 _SUBMODULES = {
-    "atomic_folders": "datalist",
-    "atomic_outputs": "datalist",
     "datalist_items": "datalist",
     "save_nifti": "datalist",
     "split_cases": "datalist",
@@ -25,19 +23,18 @@ _SUBMODULES = {
     "read_ctc_tracks": "ctc",
     "split_track_gaps": "ctc",
     "track_table": "ctc",
-    "tracking_accuracy": "ctc",
     "write_ctc_gt": "ctc",
     "write_ctc_result": "ctc",
     "deeplesion_npz_to_nifti": "medsam_npz",
     "load_deeplesion_npz": "medsam_npz",
-    "FLARE22_LABELS": "prepare",
-    "LITS_LABELS": "prepare",
-    "find_flare22_cases": "prepare",
-    "find_lits_cases": "prepare",
-    "find_msd_cases": "prepare",
-    "prepare_flare22": "prepare",
-    "prepare_lits": "prepare",
-    "prepare_msd": "prepare",
+    "FLARE22_LABELS": "volume_datasets",
+    "LITS_LABELS": "volume_datasets",
+    "find_flare22_cases": "volume_datasets",
+    "find_lits_cases": "volume_datasets",
+    "find_msd_cases": "volume_datasets",
+    "prepare_flare22": "volume_datasets",
+    "prepare_lits": "volume_datasets",
+    "prepare_msd": "volume_datasets",
     "ORGAN_CLASSES": "synthetic_2d",
     "SHAPE_CLASSES": "synthetic_2d",
     "make_shape_image": "synthetic_2d",
@@ -67,6 +64,11 @@ _SUBMODULES = {
     "convert_endovis2018": "endovis",
     "make_synthetic_surgical_dataset": "synthetic_surgical",
     "make_synthetic_surgical_frame": "synthetic_surgical",
+    "require_labels": "endovis",
+    "collate_with_prompts": "collate",
+    "EmbeddingCache": "embedding_cache",
+    "encoder_identity": "embedding_cache",
+    "ImageBank": "image_bank",
 }
 __all__ = sorted(_SUBMODULES)
 

@@ -76,9 +76,14 @@ def patient_frames(folder: Path) -> dict[str, tuple[Path, Path, str]]:
     return frames
 
 
-def prepare_acdc(src: str | os.PathLike, dst: str | os.PathLike, *,
-                 train_patients: Sequence[int] | None = None, validation_patients: Sequence[int] | None = None,
-                 test_patients: Sequence[int] | None = None) -> Path:
+def prepare_acdc(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    train_patients: Sequence[int] | None = None,
+    validation_patients: Sequence[int] | None = None,
+    test_patients: Sequence[int] | None = None,
+) -> Path:
     """Convert the official ACDC tree at ``src`` to the slice/volume layout at ``dst``; returns the
     datalist. Patients default to the TransUNet split (those present in ``src``); the validation
     split is left out when none of its patients is present."""
@@ -102,8 +107,9 @@ def prepare_acdc(src: str | os.PathLike, dst: str | os.PathLike, *,
     frames = {p: patient_frames(found[p]) for p in seen}  # every Info.cfg is checked before writing
 
     paths = {case: (image, gt) for p in seen for case, (image, gt, _) in frames[p].items()}
-    extra = {case: {"patient": f"patient{p:03d}", "phase": phase}
-             for p in seen for case, (_, _, phase) in frames[p].items()}
+    extra = {
+        case: {"patient": f"patient{p:03d}", "phase": phase} for p in seen for case, (_, _, phase) in frames[p].items()
+    }
 
     def load(case: str):
         image, label, affine = read_pair(*paths[case], {v: v for v in ACDC_LABELS})
@@ -115,18 +121,26 @@ def prepare_acdc(src: str | os.PathLike, dst: str | os.PathLike, *,
 
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI of ``scripts/prepare_acdc.py``."""
-    parser = argparse.ArgumentParser(description="Convert ACDC (patient folders with ED/ES frames and ground "
-                                     "truth) to 2D training slices and 3D validation/test volumes.")
+    parser = argparse.ArgumentParser(
+        description="Convert ACDC (patient folders with ED/ES frames and ground "
+        "truth) to 2D training slices and 3D validation/test volumes."
+    )
     parser.add_argument("--src", required=True, help="folder holding training/patient001/... (the 'database' folder)")
     parser.add_argument("--dst", required=True, help="dataset folder to create (must not exist or be empty)")
     for split, default in (("train", "70"), ("validation", "10"), ("test", "20")):
-        parser.add_argument(f"--{split}_patients", nargs="+", type=int,
-                            help=f"patient numbers (default: the TransUNet {default})")
+        parser.add_argument(
+            f"--{split}_patients", nargs="+", type=int, help=f"patient numbers (default: the TransUNet {default})"
+        )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        datalist = prepare_acdc(args.src, args.dst, train_patients=args.train_patients,
-                                validation_patients=args.validation_patients, test_patients=args.test_patients)
+        datalist = prepare_acdc(
+            args.src,
+            args.dst,
+            train_patients=args.train_patients,
+            validation_patients=args.validation_patients,
+            test_patients=args.test_patients,
+        )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         parser.error(str(e))
     print(datalist)

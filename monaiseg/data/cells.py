@@ -52,8 +52,9 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from monaiseg.data.datalist import atomic_folders, atomic_outputs, split_cases
+from monaiseg.data.datalist import split_cases
 from monaiseg.data.video import natural_key
+from monaiseg.utils.files import atomic_folders, atomic_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -115,15 +116,18 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         mode = img.mode
     if mode != "RGB":
         channels = 1 if array.ndim == 2 else array.shape[-1]
-        raise ValueError(f"{path}: expected an 8-bit RGB image, got {channels} channel(s) of {array.dtype} "
-                         f"(PIL mode {mode!r}).")
+        raise ValueError(
+            f"{path}: expected an 8-bit RGB image, got {channels} channel(s) of {array.dtype} (PIL mode {mode!r})."
+        )
     return array
 
 
 def _check_size(image_path: Path, image: np.ndarray, mask_path: Path, mask: np.ndarray) -> None:
     if image.shape[:2] != mask.shape[:2]:
-        raise ValueError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {image_path.name} is "
-                         f"{image.shape[1]}x{image.shape[0]} (width x height).")
+        raise ValueError(
+            f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {image_path.name} is "
+            f"{image.shape[1]}x{image.shape[0]} (width x height)."
+        )
 
 
 def read_wbc_mask(path: str | os.PathLike, stray_tolerance: float = 0.005) -> np.ndarray:
@@ -142,8 +146,10 @@ def read_wbc_mask(path: str | os.PathLike, stray_tolerance: float = 0.005) -> np
     if stray.any():
         values = sorted(int(v) for v in np.unique(mask[stray]))
         if stray.mean() > stray_tolerance:
-            raise ValueError(f"{path}: mask values must be 0 (background), 128 (cytoplasm) or 255 (nucleus); "
-                             f"found {values} on {int(stray.sum())} px ({stray.mean():.2%} of the image).")
+            raise ValueError(
+                f"{path}: mask values must be 0 (background), 128 (cytoplasm) or 255 (nucleus); "
+                f"found {values} on {int(stray.sum())} px ({stray.mean():.2%} of the image)."
+            )
         nearest = levels[np.abs(mask[stray, None].astype(int) - levels).argmin(-1)]
         mask = mask.copy()
         mask[stray] = nearest
@@ -225,9 +231,11 @@ def read_lisc_mask(mask_path: Path, image_path: Path, image: np.ndarray) -> np.n
         mask = np.asarray(img.convert("RGB")).max(-1) > 0
     dh, dw = image.shape[0] - mask.shape[0], image.shape[1] - mask.shape[1]
     if not (0 <= dh <= 2 * LISC_MAX_MARGIN and 0 <= dw <= 2 * LISC_MAX_MARGIN and dh % 2 == 0 and dw % 2 == 0):
-        raise ValueError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {image_path.name} is "
-                         f"{image.shape[1]}x{image.shape[0]} (width x height); only masks smaller by an even "
-                         f"margin of up to {LISC_MAX_MARGIN} px per side are padded to the image.")
+        raise ValueError(
+            f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {image_path.name} is "
+            f"{image.shape[1]}x{image.shape[0]} (width x height); only masks smaller by an even "
+            f"margin of up to {LISC_MAX_MARGIN} px per side are padded to the image."
+        )
     return np.pad(mask, ((dh // 2, dh // 2), (dw // 2, dw // 2)))
 
 
@@ -241,8 +249,10 @@ def find_lisc_cases(src_dir: str | os.PathLike, expert: int = 1) -> tuple[list[t
     root = src if _child(src, "Main Dataset") else _child(src, "LISC Database")
     main = _child(root, "Main Dataset")
     if main is None:
-        raise FileNotFoundError(f"{src}: not a LISC release (expected 'LISC Database/Main Dataset/<class>/<n>.bmp' "
-                                "and 'Ground Truth Segmentation/<class>/areaforexpert1/<n>_expert.bmp').")
+        raise FileNotFoundError(
+            f"{src}: not a LISC release (expected 'LISC Database/Main Dataset/<class>/<n>.bmp' "
+            "and 'Ground Truth Segmentation/<class>/areaforexpert1/<n>_expert.bmp')."
+        )
     truth = _child(root, "Ground Truth Segmentation")
     cases, skipped = [], {"mixed cell types": [], "no ground truth": []}
     for folder in sorted(p for p in main.iterdir() if p.is_dir()):
@@ -261,8 +271,10 @@ def find_lisc_cases(src_dir: str | os.PathLike, expert: int = 1) -> tuple[list[t
             else:
                 cases.append((image, mask, LISC_CLASSES[name]))
     if not cases:
-        raise ValueError(f"{root}: no image with an areaforexpert{expert} ground truth found "
-                         f"(expected 'Ground Truth Segmentation/<class>/areaforexpert{expert}/<n>_expert.bmp').")
+        raise ValueError(
+            f"{root}: no image with an areaforexpert{expert} ground truth found "
+            f"(expected 'Ground Truth Segmentation/<class>/areaforexpert{expert}/<n>_expert.bmp')."
+        )
     return cases, skipped
 
 

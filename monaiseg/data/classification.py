@@ -70,8 +70,9 @@ def folder_items(root: str | os.PathLike, classes: Sequence[str] | None = None) 
     return items, list(classes)
 
 
-def csv_items(csv_path: str | os.PathLike, root: str | os.PathLike | None = None,
-              classes: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
+def csv_items(
+    csv_path: str | os.PathLike, root: str | os.PathLike | None = None, classes: Sequence[str] | None = None
+) -> tuple[list[dict], list[str]]:
     """Items ``{"image": path, "label": index}`` of a CSV (columns image, label) and the class names.
 
     Paths are taken relative to `root` (default: the CSV's folder). `classes` fixes the label
@@ -85,14 +86,19 @@ def csv_items(csv_path: str | os.PathLike, root: str | os.PathLike | None = None
     with csv_path.open(newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"image", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{csv_path}: expected a header with columns 'image' and 'label', got {reader.fieldnames}.")
+            raise ValueError(
+                f"{csv_path}: expected a header with columns 'image' and 'label', got {reader.fieldnames}."
+            )
         rows = [(line, row["image"], (row["label"] or "").strip()) for line, row in enumerate(reader, start=2)]
     if not rows:
         raise ValueError(f"{csv_path}: no rows.")
     numeric = all(label.isdigit() for _, _, label in rows)
     if classes is None:
-        classes = ([str(i) for i in range(max(int(label) for _, _, label in rows) + 1)] if numeric
-                   else sorted({label for _, _, label in rows}))
+        classes = (
+            [str(i) for i in range(max(int(label) for _, _, label in rows) + 1)]
+            if numeric
+            else sorted({label for _, _, label in rows})
+        )
     classes = list(classes)
     items = []
     for line, image, label in rows:
@@ -130,8 +136,9 @@ def wbc_items(src_dir: str | os.PathLike) -> tuple[list[dict], list[str]]:
     return items, [CELL_TYPES[k] for k in sorted(CELL_TYPES)]
 
 
-def stratified_split(items: Sequence[dict], fractions: Sequence[float] | Mapping[str, float] = (0.7, 0.15, 0.15),
-                     seed: int = 0) -> dict[str, list[dict]]:
+def stratified_split(
+    items: Sequence[dict], fractions: Sequence[float] | Mapping[str, float] = (0.7, 0.15, 0.15), seed: int = 0
+) -> dict[str, list[dict]]:
     """`split_cases` applied to each class (by ``label``) with the same seed, the splits merged."""
     splits: dict[str, list[dict]] = {}
     for label in sorted({item["label"] for item in items}):
@@ -140,15 +147,20 @@ def stratified_split(items: Sequence[dict], fractions: Sequence[float] | Mapping
     return splits
 
 
-def write_classification_datalist(out_path: str | os.PathLike, items: Sequence[dict], classes: Sequence[str],
-                                  fractions: Sequence[float] | Mapping[str, float] = (0.7, 0.15, 0.15),
-                                  seed: int = 0) -> Path:
+def write_classification_datalist(
+    out_path: str | os.PathLike,
+    items: Sequence[dict],
+    classes: Sequence[str],
+    fractions: Sequence[float] | Mapping[str, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> Path:
     """Split `items` (`stratified_split`) and write the datalist with ``"labels"`` atomically."""
     return write_datalist(out_path, stratified_split(items, fractions, seed), labels=dict(enumerate(classes)))
 
 
-def load_classification_datalist(datalist: str | os.PathLike, base_dir: str | os.PathLike, key: str,
-                                 class_names: Sequence[str]) -> list[dict]:
+def load_classification_datalist(
+    datalist: str | os.PathLike, base_dir: str | os.PathLike, key: str, class_names: Sequence[str]
+) -> list[dict]:
     """The items of split `key` with paths resolved against `base_dir`, after checking that the
     datalist's ``"labels"`` (when present) are `class_names` and every label is an index of them."""
     from monai.data import load_decathlon_datalist
@@ -156,13 +168,17 @@ def load_classification_datalist(datalist: str | os.PathLike, base_dir: str | os
     content = json.loads(Path(datalist).read_text())
     names = content.get("labels")
     if names is not None and [names[k] for k in sorted(names, key=int)] != list(class_names):
-        raise ValueError(f"{datalist}: its classes {[names[k] for k in sorted(names, key=int)]} differ from the "
-                         f"bundle's class_names {list(class_names)}; set class_names to the datalist's.")
+        raise ValueError(
+            f"{datalist}: its classes {[names[k] for k in sorted(names, key=int)]} differ from the "
+            f"bundle's class_names {list(class_names)}; set class_names to the datalist's."
+        )
     items = load_decathlon_datalist(datalist, data_list_key=key, base_dir=base_dir)
     for item in items:
         if not isinstance(item.get("label"), int) or not 0 <= item["label"] < len(class_names):
-            raise ValueError(f"{datalist}: item {item.get('image')} has label {item.get('label')!r}, expected a class "
-                             f"index 0..{len(class_names) - 1}.")
+            raise ValueError(
+                f"{datalist}: item {item.get('image')} has label {item.get('label')!r}, expected a class "
+                f"index 0..{len(class_names) - 1}."
+            )
     return items
 
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
-from .datalist import atomic_folders
+from monaiseg.utils.files import atomic_folders
 
 FRAME_PATTERN = re.compile(r"t(\d{3,4})\.tif")
 TRA_PATTERN = re.compile(r"man_track(\d{3,4})\.tif")
@@ -39,7 +37,7 @@ def frame_digits(num_frames: int) -> int:
     return 4 if num_frames > 999 else 3
 
 
-def _label_video(masks: np.ndarray, what: str = "masks") -> np.ndarray:
+def label_video(masks: np.ndarray, what: str = "masks") -> np.ndarray:
     """Check instance masks (T, H, W) (integers in [0, 65535], T >= 1) and return them as uint16."""
     masks = np.asarray(masks)
     if masks.ndim != 3 or masks.shape[0] == 0:
@@ -85,7 +83,7 @@ def track_table(masks: np.ndarray, parents: Mapping[int, int] | None = None) -> 
     Raises ValueError for a label missing from a frame between its first and last (see
     :func:`split_track_gaps`) and for a parent that is unknown or does not end before its child begins.
     """
-    masks = _label_video(masks)
+    masks = label_video(masks)
     parents = {int(k): int(v) for k, v in (parents or {}).items()}
     rows = []
     for label, frames in _frames_of_labels(masks).items():
@@ -101,15 +99,13 @@ def track_table(masks: np.ndarray, parents: Mapping[int, int] | None = None) -> 
     return table
 
 
-def split_track_gaps(
-    masks: np.ndarray, parents: Mapping[int, int] | None = None
-) -> tuple[np.ndarray, dict[int, int]]:
+def split_track_gaps(masks: np.ndarray, parents: Mapping[int, int] | None = None) -> tuple[np.ndarray, dict[int, int]]:
     """Relabel each reappearance of a label after missing frames as a new track whose parent is the previous run.
 
     Returns masks (T, H, W) uint16 and the parents mapping of the result: new labels count up from
     ``max label + 1``; a child's parent becomes the run of its parent that ends last before the child begins.
     """
-    masks = _label_video(masks)
+    masks = label_video(masks)
     out = masks.copy()
     new_parents: dict[int, int] = {}
     runs: dict[int, list[tuple[int, int, int]]] = {}  # original label -> [(label, begin, end), ...]
@@ -140,7 +136,7 @@ def split_track_gaps(
     return out, new_parents
 
 
-def _write_tracks(folder: Path, prefix: str, masks: np.ndarray, table: np.ndarray, track_file: str | None) -> None:
+def write_tracks(folder: Path, prefix: str, masks: np.ndarray, table: np.ndarray, track_file: str | None) -> None:
     """Write masks (T, H, W) uint16 as ``{prefix}NNN.tif`` and, if named, the track table into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     digits = frame_digits(len(masks))
@@ -169,7 +165,7 @@ def write_ctc_gt(
         raise ValueError(f"frames must be uint8 or uint16, got {frames.dtype}")
     if not (frames.ndim == 3 or (frames.ndim == 4 and frames.shape[-1] == 3)):
         raise ValueError(f"frames must be (T, H, W) or (T, H, W, 3), got shape {frames.shape}")
-    masks = _label_video(masks)
+    masks = label_video(masks)
     if frames.shape[:3] != masks.shape:
         raise ValueError(f"frames {frames.shape} and masks {masks.shape} differ in (T, H, W)")
     table = track_table(masks, parents)
@@ -179,15 +175,13 @@ def write_ctc_gt(
         photometric = "rgb" if frames.ndim == 4 else "minisblack"
         for t, frame in enumerate(frames):
             tifffile.imwrite(seq_dir / f"t{t:0{digits}d}.tif", frame, photometric=photometric)
-        _write_tracks(gt_dir / "TRA", "man_track", masks, table, TRACK_FILE)
+        write_tracks(gt_dir / "TRA", "man_track", masks, table, TRACK_FILE)
         if seg:
-            _write_tracks(gt_dir / "SEG", "man_seg", masks, table, None)
+            write_tracks(gt_dir / "SEG", "man_seg", masks, table, None)
     return root / name
 
 
-def write_ctc_result(
-    res_dir: str | os.PathLike, masks: np.ndarray, parents: Mapping[int, int] | None = None
-) -> Path:
+def write_ctc_result(res_dir: str | os.PathLike, masks: np.ndarray, parents: Mapping[int, int] | None = None) -> Path:
     """Write tracking results (T, H, W) as ``res_dir/maskNNN.tif`` + ``res_track.txt``, atomically.
 
     Track gaps are split first (:func:`split_track_gaps`), as the CTC format requires, so a label that
@@ -197,7 +191,7 @@ def write_ctc_result(
     table = track_table(masks, parents)
     res_dir = Path(res_dir)
     with atomic_folders(res_dir) as (tmp,):
-        _write_tracks(tmp, "mask", masks, table, RESULT_TRACK_FILE)
+        write_tracks(tmp, "mask", masks, table, RESULT_TRACK_FILE)
     return res_dir
 
 
@@ -314,46 +308,8 @@ def read_ctc_tracks(gt_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return masks.astype(np.int32), table
 
 
-def _compact_labels(masks: np.ndarray, parents: Mapping[int, int]) -> tuple[np.ndarray, dict[int, int]]:
+def compact_labels(masks: np.ndarray, parents: Mapping[int, int]) -> tuple[np.ndarray, dict[int, int]]:
     """Renumber the labels of masks (T, H, W) to 1..n (0 stays background) and their parents alike."""
     labels = np.union1d(0, masks)
     new = {int(old): i for i, old in enumerate(labels)}
     return np.searchsorted(labels, masks).astype(np.uint16), {new[c]: new[p] for c, p in parents.items()}
-
-
-def tracking_accuracy(
-    pred: np.ndarray,
-    gt: np.ndarray,
-    pred_parents: Mapping[int, int] | None = None,
-    gt_parents: Mapping[int, int] | None = None,
-) -> float:
-    """CTC TRA (Matula et al. 2015, computed by ``ctc_metrics``) of tracked instance masks (T, H, W).
-
-    ``TRA = 1 - min(AOGM, AOGM_0) / AOGM_0`` with AOGM = 5 NS + 10 FN + 1 FP + 1 ED + 1.5 EA + 1 EC and
-    AOGM_0 = 10 (GT objects) + 1.5 (GT links). Both are written to temporary CTC folders, track gaps
-    split (:func:`split_track_gaps`) and labels renumbered 1..n (``ctc_metrics`` adds the largest GT label
-    to the result labels in uint16, which would wrap around). ``*_parents`` map child -> parent label
-    (divisions). A prediction without objects scores 0; a GT without objects raises ValueError.
-    """
-    from ctc_metrics.scripts.evaluate import calculate_metrics, load_data  # lazy: pulls in scikit-learn
-
-    pred, gt = _label_video(pred, "pred"), _label_video(gt, "gt")
-    if pred.shape != gt.shape:
-        raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in shape")
-    if not gt.any():
-        raise ValueError("gt has no objects: TRA is undefined")
-    if not pred.any():
-        return 0.0
-    gt, gt_parents = _compact_labels(*split_track_gaps(gt, gt_parents))
-    pred, pred_parents = _compact_labels(*split_track_gaps(pred, pred_parents))
-    with tempfile.TemporaryDirectory(prefix="ctc-tra-") as tmp:
-        gt_dir = Path(tmp) / "01_GT"
-        _write_tracks(gt_dir / "TRA", "man_track", gt, track_table(gt, gt_parents), TRACK_FILE)
-        res_dir = write_ctc_result(Path(tmp) / "01_RES", pred, pred_parents)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Empty frame")  # frames without objects are legal
-            comp, ref, traj, segm, _, valid = load_data(str(res_dir), str(gt_dir), True, False, threads=1)
-        results = calculate_metrics(comp, ref, traj, segm, ["TRA"], valid)
-    if results["TRA"] is None:
-        raise RuntimeError("ctc_metrics rejected the written result as invalid")
-    return float(results["TRA"])

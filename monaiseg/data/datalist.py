@@ -1,4 +1,5 @@
-"""Dataset files: MONAI-style datalists, deterministic splits and atomic NIfTI/JSON writes.
+"""Dataset files: MONAI-style datalists, deterministic splits and NIfTI/JSON writes (atomic, through
+`monaiseg.utils.atomic_outputs`).
 
 A datalist is ``{"training": [{"image": rel, "label": rel}, ...], "validation": [...], ...}``
 with paths relative to the dataset directory; MONAI reads it with
@@ -11,67 +12,15 @@ import json
 import math
 import os
 import random
-import secrets
-import shutil
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from monaiseg.utils.files import atomic_outputs
+
 SPLIT_NAMES = ("training", "validation", "testing")
-
-
-@contextmanager
-def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
-    """Yield temporary paths (same folders and suffixes) to write ``paths`` through.
-
-    On success every temporary file is renamed onto its target; on error all of them are
-    removed and no target is touched, so no partial output is ever left behind.
-    """
-    targets = [Path(p) for p in paths]
-    tmps = [t.with_name(f".tmp-{secrets.token_hex(4)}-{t.name}") for t in targets]
-    for t in targets:
-        t.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        yield tmps
-        for tmp, target in zip(tmps, targets):
-            os.replace(tmp, target)
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def atomic_folders(*targets: str | os.PathLike) -> Iterator[list[Path]]:
-    """Yield empty temporary sibling folders, renamed onto ``targets`` once all are written.
-
-    A target must not exist or be an empty folder (nothing is ever overwritten). On error every
-    temporary folder and every target already renamed is removed, so nothing is left half-written.
-    """
-    targets = [Path(t) for t in targets]
-    for target in targets:
-        if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise FileExistsError(f"{target}: already exists and is not an empty folder; refusing to overwrite.")
-    tmps = [t.with_name(f".tmp-{secrets.token_hex(4)}-{t.name}") for t in targets]
-    renamed: list[Path] = []
-    try:
-        for tmp in tmps:
-            tmp.mkdir(parents=True)
-        yield tmps
-        for tmp, target in zip(tmps, targets):
-            if target.exists():
-                target.rmdir()
-            os.rename(tmp, target)
-            renamed.append(target)
-    except BaseException:
-        for target in renamed:
-            shutil.rmtree(target, ignore_errors=True)
-        raise
-    finally:
-        for tmp in tmps:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_nifti(array: np.ndarray, spacing: Sequence[float], path: str | os.PathLike) -> Path:
@@ -98,8 +47,7 @@ def write_datalist(
     """
     path = Path(path)
     content: dict = {
-        name: [{k: Path(v).as_posix() if isinstance(v, os.PathLike) else v for k, v in item.items()}
-               for item in items]
+        name: [{k: Path(v).as_posix() if isinstance(v, os.PathLike) else v for k, v in item.items()} for item in items]
         for name, items in splits.items()
     }
     if labels is not None:
@@ -128,9 +76,7 @@ def split_cases(
         fractions = dict(zip(SPLIT_NAMES, fractions))
     if len(items) == 0:
         raise ValueError("split_cases: no items to split")
-    if any(not 0 <= f <= 1 for f in fractions.values()) or not math.isclose(
-        sum(fractions.values()), 1.0, abs_tol=1e-6
-    ):
+    if any(not 0 <= f <= 1 for f in fractions.values()) or not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-6):
         raise ValueError(f"split fractions must be in [0, 1] and sum to 1, got {dict(fractions)}")
 
     n = len(items)
@@ -153,8 +99,9 @@ def split_cases(
     return splits
 
 
-def datalist_items(datalist: str | os.PathLike, base_dir: str | os.PathLike, keys: Sequence[str],
-                   optional_keys: Sequence[str] = ()) -> list[dict]:
+def datalist_items(
+    datalist: str | os.PathLike, base_dir: str | os.PathLike, keys: Sequence[str], optional_keys: Sequence[str] = ()
+) -> list[dict]:
     """Items of several datalist splits (e.g. cell data + mixed generic data), paths resolved
     against ``base_dir`` as MONAI's ``load_decathlon_datalist`` does; a split in
     ``optional_keys`` may be absent from the file, one in ``keys`` may not."""

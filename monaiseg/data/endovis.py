@@ -41,17 +41,38 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from monaiseg.data.datalist import atomic_folders
+from monaiseg.utils.files import atomic_folders
 
-ENDOVIS2018_CLASSES = ("Bipolar Forceps", "Prograsp Forceps", "Large Needle Driver", "Monopolar Curved Scissors",
-                       "Ultrasound Probe", "Suction Instrument", "Clip Applier")
-ENDOVIS2017_CLASSES = ("Bipolar Forceps", "Prograsp Forceps", "Large Needle Driver", "Vessel Sealer",
-                       "Grasping Retractor", "Monopolar Curved Scissors", "Others")
+ENDOVIS2018_CLASSES = (
+    "Bipolar Forceps",
+    "Prograsp Forceps",
+    "Large Needle Driver",
+    "Monopolar Curved Scissors",
+    "Ultrasound Probe",
+    "Suction Instrument",
+    "Clip Applier",
+)
+ENDOVIS2017_CLASSES = (
+    "Bipolar Forceps",
+    "Prograsp Forceps",
+    "Large Needle Driver",
+    "Vessel Sealer",
+    "Grasping Retractor",
+    "Monopolar Curved Scissors",
+    "Others",
+)
 ENDOVIS2018_VALIDATION = ("seq_2", "seq_5", "seq_9", "seq_15")
 ENDOVIS2017_FOLDS = {0: (1, 3), 1: (2, 5), 2: (4, 8), 3: (6, 7)}
 ENDOVIS2017_CROP = (28, 320, 1024, 1280)  # top, left, height, width
-_FOLDER_NAMES_2017 = ("Bipolar_Forceps", "Prograsp_Forceps", "Large_Needle_Driver", "Vessel_Sealer",
-                      "Grasping_Retractor", "Monopolar_Curved_Scissors", "Other")
+_FOLDER_NAMES_2017 = (
+    "Bipolar_Forceps",
+    "Prograsp_Forceps",
+    "Large_Needle_Driver",
+    "Vessel_Sealer",
+    "Grasping_Retractor",
+    "Monopolar_Curved_Scissors",
+    "Other",
+)
 
 
 def check_class_map(mask: np.ndarray, num_classes: int, path: str | Path) -> np.ndarray:
@@ -99,8 +120,9 @@ def _check_size(path: Path, array: np.ndarray, expected: tuple[int, int] | None,
     size = tuple(array.shape[:2])
     if expected is not None and size != expected:
         why = "frames of mixed sizes" if what == "frame" else "mask and frame sizes differ"
-        raise ValueError(f"{path}: {what} is {size[0]}x{size[1]} but the sequence's frames are "
-                         f"{expected[0]}x{expected[1]} ({why})")
+        raise ValueError(
+            f"{path}: {what} is {size[0]}x{size[1]} but the sequence's frames are {expected[0]}x{expected[1]} ({why})"
+        )
     return size
 
 
@@ -137,13 +159,19 @@ def _labels_folder(seq: Path, name: str | None) -> Path:
     folders = sorted(p for p in seq.glob("instrument_labels*") if p.is_dir())
     if len(folders) != 1:
         found = [p.name for p in folders] or "none"
-        raise FileNotFoundError(f"{seq}: expected one instrument_labels* folder (ISINet's instrument-type "
-                                f"annotations), found {found}; pass labels_folder to choose")
+        raise FileNotFoundError(
+            f"{seq}: expected one instrument_labels* folder (ISINet's instrument-type "
+            f"annotations), found {found}; pass labels_folder to choose"
+        )
     return folders[0]
 
 
-def convert_endovis2018(src: str | Path, dst: str | Path, labels_folder: str | None = None,
-                        validation: Sequence[str] = ENDOVIS2018_VALIDATION) -> Path:
+def convert_endovis2018(
+    src: str | Path,
+    dst: str | Path,
+    labels_folder: str | None = None,
+    validation: Sequence[str] = ENDOVIS2018_VALIDATION,
+) -> Path:
     """EndoVis2018 + ISINet instrument-type labels (module docstring) -> our layout at `dst`
     (must not exist or be empty), `datalist.json` with ISINet's split. Returns `dst`."""
     src, dst = Path(src), Path(dst)
@@ -162,16 +190,22 @@ def convert_endovis2018(src: str | Path, dst: str | Path, labels_folder: str | N
             for path in sorted(labels.glob("*.png")):
                 frame, cls = re.search(r"frame\d+", path.name), re.search(r"class(\d+)", path.name)
                 if frame is None or cls is None:
-                    raise ValueError(f"{path}: instrument label files must name the frame and the class "
-                                     "(e.g. frame000_class2_inst0.png)")
+                    raise ValueError(
+                        f"{path}: instrument label files must name the frame and the class "
+                        "(e.g. frame000_class2_inst0.png)"
+                    )
                 if not 1 <= int(cls.group(1)) <= num_classes:
-                    raise ValueError(f"{path}: class id {cls.group(1)} outside the class list "
-                                     f"(1..{num_classes}: {', '.join(ENDOVIS2018_CLASSES)})")
+                    raise ValueError(
+                        f"{path}: class id {cls.group(1)} outside the class list "
+                        f"(1..{num_classes}: {', '.join(ENDOVIS2018_CLASSES)})"
+                    )
                 by_frame.setdefault(frame.group(0), []).append((int(cls.group(1)), path))
             orphans = sorted(set(by_frame) - {f.stem for f in frames})
             if orphans:
-                raise ValueError(f"{by_frame[orphans[0]][0][1]}: instrument label of {orphans[0]}, which has no frame "
-                                 f"in {seq / 'left_frames'}")
+                raise ValueError(
+                    f"{by_frame[orphans[0]][0][1]}: instrument label of {orphans[0]}, which has no frame "
+                    f"in {seq / 'left_frames'}"
+                )
             size = None
             for path in frames:
                 image = _read_rgb(path)
@@ -191,8 +225,9 @@ def _class_2017(folder: Path) -> int:
     for cls, name in enumerate(_FOLDER_NAMES_2017, start=1):
         if name in folder.name:
             return cls
-    raise ValueError(f"{folder}: instrument folder name matches none of the EndoVis2017 classes "
-                     f"({', '.join(_FOLDER_NAMES_2017)})")
+    raise ValueError(
+        f"{folder}: instrument folder name matches none of the EndoVis2017 classes ({', '.join(_FOLDER_NAMES_2017)})"
+    )
 
 
 def _crop(array: np.ndarray, crop: tuple[int, int, int, int] | None, path: Path) -> np.ndarray:
@@ -200,13 +235,16 @@ def _crop(array: np.ndarray, crop: tuple[int, int, int, int] | None, path: Path)
         return array
     top, left, height, width = crop
     if array.shape[0] < top + height or array.shape[1] < left + width:
-        raise ValueError(f"{path}: {array.shape[0]}x{array.shape[1]} is smaller than the crop box rows "
-                         f"{top}..{top + height - 1}, columns {left}..{left + width - 1}")
-    return array[top:top + height, left:left + width]
+        raise ValueError(
+            f"{path}: {array.shape[0]}x{array.shape[1]} is smaller than the crop box rows "
+            f"{top}..{top + height - 1}, columns {left}..{left + width - 1}"
+        )
+    return array[top : top + height, left : left + width]
 
 
-def convert_endovis2017(src: str | Path, dst: str | Path,
-                        crop: tuple[int, int, int, int] | None = ENDOVIS2017_CROP) -> Path:
+def convert_endovis2017(
+    src: str | Path, dst: str | Path, crop: tuple[int, int, int, int] | None = ENDOVIS2017_CROP
+) -> Path:
     """EndoVis2017 training release (module docstring) -> our layout at `dst` (must not exist or
     be empty) with `datalist_fold{0..3}.json`. `crop`: (top, left, height, width) or None. Returns `dst`."""
     src, dst = Path(src), Path(dst)
@@ -232,10 +270,24 @@ def convert_endovis2017(src: str | Path, dst: str | Path,
                     region = _read_binary(label)
                     _check_size(label, region, size, "mask")
                     mask[region] = cls
-                per_sequence[k].append(_write(tmp, seq, _frame_index(path), _crop(image, crop, path),
-                                              _crop(mask, crop, path)))
+                per_sequence[k].append(
+                    _write(tmp, seq, _frame_index(path), _crop(image, crop, path), _crop(mask, crop, path))
+                )
         for fold, held_out in ENDOVIS2017_FOLDS.items():
             training = [item for k, seq_items in per_sequence.items() if k not in held_out for item in seq_items]
             validation = [item for k in held_out for item in per_sequence[k]]
             _write_datalist(tmp / f"datalist_fold{fold}.json", ENDOVIS2017_CLASSES, training, validation)
     return dst
+
+
+def require_labels(items: list[dict], query_mode: str) -> list[dict]:
+    """`items` unchanged; in "gt" mode every item needs a `label` (ValueError naming the first without one)."""
+    if query_mode == "gt":
+        for item in items:
+            if not item.get("label"):
+                raise ValueError(
+                    f"{item.get('image')}: query_mode 'gt' queries the classes of the ground truth, but "
+                    "the item has no 'label'; give one (frame folder / video of class-id masks) or use "
+                    "query_mode 'all'"
+                )
+    return items

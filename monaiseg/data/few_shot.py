@@ -9,8 +9,12 @@ from collections.abc import Mapping, Sequence
 
 
 def _order_key(item: Mapping) -> tuple:
-    return (str(item.get("case", "")), int(item.get("slice", -1)), str(item.get("image", "")),
-            json.dumps(item, sort_keys=True, default=str))
+    return (
+        str(item.get("case", "")),
+        int(item.get("slice", -1)),
+        str(item.get("image", "")),
+        json.dumps(item, sort_keys=True, default=str),
+    )
 
 
 def few_shot_subset(items: Sequence[Mapping], fraction: float = 0.1, seed: int = 0) -> list[dict]:
@@ -22,11 +26,14 @@ def few_shot_subset(items: Sequence[Mapping], fraction: float = 0.1, seed: int =
     Raises ``ValueError`` for an empty ``items`` or ``fraction`` outside (0, 1].
     """
     if not 0 < fraction <= 1:
-        raise ValueError(f"few-shot fraction must be in (0, 1], got {fraction}: the selection would be "
-                         f"{'empty' if not fraction > 0 else 'larger than the training set'}")
+        raise ValueError(
+            f"few-shot fraction must be in (0, 1], got {fraction}: the selection would be "
+            f"{'empty' if not fraction > 0 else 'larger than the training set'}"
+        )
     if len(items) == 0:
-        raise ValueError("few-shot selection is empty: no training items to select from (check the datalist's "
-                         "'training' list)")
+        raise ValueError(
+            "few-shot selection is empty: no training items to select from (check the datalist's 'training' list)"
+        )
     ordered = sorted(items, key=_order_key)
     count = max(1, math.floor(len(ordered) * fraction + 1e-9))
     chosen = sorted(random.Random(seed).sample(range(len(ordered)), count))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from monaiseg.data.datalist import atomic_outputs, save_nifti
+from monaiseg.data.datalist import save_nifti
+from monaiseg.utils.files import atomic_outputs
 
 
 def load_deeplesion_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -47,9 +48,7 @@ def load_deeplesion_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {"image": image, "label": label.astype(np.uint8), "spacing": spacing[::-1].copy()}
 
 
-def deeplesion_npz_to_nifti(
-    npz_path: str | os.PathLike, out_dir: str | os.PathLike
-) -> tuple[Path, Path]:
+def deeplesion_npz_to_nifti(npz_path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Convert one ``.npz`` to ``<stem>_image.nii.gz`` and ``<stem>_label.nii.gz`` in ``out_dir``.
 
     The NIfTI arrays are (x, y, z) = (W, H, D), the transpose of the ``.npz`` (D, H, W), with

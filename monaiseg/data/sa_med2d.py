@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .datalist import atomic_folders, split_cases, write_datalist
+from monaiseg.data.datalist import split_cases, write_datalist
+from monaiseg.utils.files import atomic_folders
 
 logger = logging.getLogger(__name__)
 

@@ -31,12 +31,22 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from monaiseg.data.datalist import atomic_folders, write_datalist
+from monaiseg.data.datalist import write_datalist
+from monaiseg.utils.files import atomic_folders
 
 logger = logging.getLogger(__name__)
 
-SYNAPSE_LABELS = {0: "background", 1: "spleen", 2: "right kidney", 3: "left kidney", 4: "gallbladder",
-                  5: "liver", 6: "stomach", 7: "aorta", 8: "pancreas"}
+SYNAPSE_LABELS = {
+    0: "background",
+    1: "spleen",
+    2: "right kidney",
+    3: "left kidney",
+    4: "gallbladder",
+    5: "liver",
+    6: "stomach",
+    7: "aorta",
+    8: "pancreas",
+}
 # raw label -> class id (upstream SAMed); 5 esophagus, 9 inferior vena cava, 10 portal and splenic
 # vein, 12 right and 13 left adrenal gland become background
 SYNAPSE_RAW_TO_CLASS = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 0, 6: 5, 7: 6, 8: 7, 9: 0, 10: 0, 11: 8, 12: 0, 13: 0}
@@ -69,8 +79,9 @@ def _load_nifti(path: Path, dtype=None) -> tuple[np.ndarray, np.ndarray]:
     return data, nii.affine
 
 
-def read_pair(image_path: str | os.PathLike, label_path: str | os.PathLike,
-              raw_to_class: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_pair(
+    image_path: str | os.PathLike, label_path: str | os.PathLike, raw_to_class: Mapping[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read an image volume (float32, X, Y, Z) and its label volume mapped to class ids (uint8).
 
     Refuses, naming the file: a missing or unreadable file, a label value that is not a key of
@@ -83,12 +94,13 @@ def read_pair(image_path: str | os.PathLike, label_path: str | os.PathLike,
     if image.shape != label.shape:
         raise ValueError(f"{label_path}: shape {label.shape} differs from its image's {image.shape} ({image_path})")
     if not np.allclose(affine, label_affine, atol=1e-3):
-        raise ValueError(f"{label_path}: affine differs from its image's ({image_path}):\n"
-                         f"{np.round(label_affine, 4)}\nvs\n{np.round(affine, 4)}")
+        raise ValueError(
+            f"{label_path}: affine differs from its image's ({image_path}):\n"
+            f"{np.round(label_affine, 4)}\nvs\n{np.round(affine, 4)}"
+        )
     unknown = [v for v in np.unique(label).tolist() if not float(v).is_integer() or int(v) not in raw_to_class]
     if unknown:
-        raise ValueError(f"{label_path}: label values {unknown[:8]} outside the known label set "
-                         f"{sorted(raw_to_class)}")
+        raise ValueError(f"{label_path}: label values {unknown[:8]} outside the known label set {sorted(raw_to_class)}")
     if not np.isfinite(image).all():
         raise ValueError(f"{image_path}: image holds NaN or infinite values")
     table = np.zeros(max(raw_to_class) + 1, np.uint8)
@@ -105,8 +117,13 @@ def _save_volume(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
     nib.save(volume, path)
 
 
-def write_slice_dataset(dst: str | os.PathLike, splits: Mapping[str, Sequence[str]], load: Loader,
-                        labels: Mapping[int, str], extra: Mapping[str, Mapping] | None = None) -> Path:
+def write_slice_dataset(
+    dst: str | os.PathLike,
+    splits: Mapping[str, Sequence[str]],
+    load: Loader,
+    labels: Mapping[int, str],
+    extra: Mapping[str, Mapping] | None = None,
+) -> Path:
     """Write the layout of the module docstring to ``dst`` (must not exist or be empty), atomically.
 
     ``splits``: split name -> case names; ``"training"`` cases become 2D slices, every other split
@@ -127,8 +144,15 @@ def write_slice_dataset(dst: str | os.PathLike, splits: Mapping[str, Sequence[st
                         stem = f"slices/{case}_z{z:03d}"
                         np.save(tmp / f"{stem}_image.npy", np.ascontiguousarray(image[:, :, z], np.float32))
                         np.save(tmp / f"{stem}_label.npy", np.ascontiguousarray(label[:, :, z], np.uint8))
-                        items.append({"image": f"{stem}_image.npy", "label": f"{stem}_label.npy", "case": case,
-                                      "slice": z, **extra.get(case, {})})
+                        items.append(
+                            {
+                                "image": f"{stem}_image.npy",
+                                "label": f"{stem}_label.npy",
+                                "case": case,
+                                "slice": z,
+                                **extra.get(case, {}),
+                            }
+                        )
                 else:
                     item = {"image": f"volumes/{case}_image.nii.gz", "label": f"volumes/{case}_label.nii.gz"}
                     _save_volume(image.astype(np.float32), affine, tmp / item["image"])
@@ -160,24 +184,25 @@ def find_synapse_cases(src: str | os.PathLike) -> dict[int, tuple[Path, Path]]:
     candidates = [src, src / "Training", src / "RawData" / "Training", src / "Abdomen" / "RawData" / "Training"]
     folder = next((c for c in candidates if (c / "img").is_dir()), None)
     if folder is None:
-        raise FileNotFoundError(f"{src}: no Synapse RawData layout (expected RawData/Training/img/img0001.nii.gz "
-                                "and RawData/Training/label/label0001.nii.gz)")
+        raise FileNotFoundError(
+            f"{src}: no Synapse RawData layout (expected RawData/Training/img/img0001.nii.gz "
+            "and RawData/Training/label/label0001.nii.gz)"
+        )
     images, labels = _numbered(folder / "img", "img"), _numbered(folder / "label", "label")
     if no_label := sorted(images.keys() - labels.keys()):
         image = images[no_label[0]]
-        raise FileNotFoundError(f"{folder / 'label' / image.name.replace('img', 'label', 1)}: missing "
-                                f"(label of {image})")
+        raise FileNotFoundError(
+            f"{folder / 'label' / image.name.replace('img', 'label', 1)}: missing (label of {image})"
+        )
     if no_image := sorted(labels.keys() - images.keys()):
         label = labels[no_image[0]]
-        raise FileNotFoundError(f"{folder / 'img' / label.name.replace('label', 'img', 1)}: missing "
-                                f"(image of {label})")
+        raise FileNotFoundError(f"{folder / 'img' / label.name.replace('label', 'img', 1)}: missing (image of {label})")
     if not images:
         raise FileNotFoundError(f"{folder / 'img'}: no imgNNNN.nii.gz files")
     return {n: (images[n], labels[n]) for n in sorted(images)}
 
 
-def select_cases(available: Sequence, requested: Sequence | None, default: Sequence, what: str,
-                 source: Path) -> list:
+def select_cases(available: Sequence, requested: Sequence | None, default: Sequence, what: str, source: Path) -> list:
     """Requested cases (all must exist) or the default ones that exist (at least one)."""
     if requested is not None:
         missing = [c for c in requested if c not in available]
@@ -191,17 +216,24 @@ def select_cases(available: Sequence, requested: Sequence | None, default: Seque
     return chosen
 
 
-def prepare_synapse(src: str | os.PathLike, dst: str | os.PathLike, *, train_cases: Sequence[int | str] | None = None,
-                    test_cases: Sequence[int | str] | None = None) -> Path:
+def prepare_synapse(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    train_cases: Sequence[int | str] | None = None,
+    test_cases: Sequence[int | str] | None = None,
+) -> Path:
     """Convert the official Synapse tree at ``src`` to the layout above at ``dst``; returns the datalist.
 
     Default split: the standard 18 training / 12 test cases (those present in ``src``).
     """
     found = find_synapse_cases(src)
-    train = select_cases(list(found), train_cases and [_case_number(c) for c in train_cases],
-                         SYNAPSE_TRAIN_CASES, "training", Path(src))
-    test = select_cases(list(found), test_cases and [_case_number(c) for c in test_cases],
-                        SYNAPSE_TEST_CASES, "test", Path(src))
+    train = select_cases(
+        list(found), train_cases and [_case_number(c) for c in train_cases], SYNAPSE_TRAIN_CASES, "training", Path(src)
+    )
+    test = select_cases(
+        list(found), test_cases and [_case_number(c) for c in test_cases], SYNAPSE_TEST_CASES, "test", Path(src)
+    )
     if overlap := sorted(set(train) & set(test)):
         raise ValueError(f"cases {overlap} are in both the training and the test split")
 
@@ -217,8 +249,10 @@ def prepare_synapse(src: str | os.PathLike, dst: str | os.PathLike, *, train_cas
 
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI of ``scripts/prepare_synapse.py``."""
-    parser = argparse.ArgumentParser(description="Convert Synapse RawData (BTCV Abdomen) to 2D training slices "
-                                     "and 3D test volumes (HU [-125, 275] -> [0, 1], 8 organs).")
+    parser = argparse.ArgumentParser(
+        description="Convert Synapse RawData (BTCV Abdomen) to 2D training slices "
+        "and 3D test volumes (HU [-125, 275] -> [0, 1], 8 organs)."
+    )
     parser.add_argument("--src", required=True, help="the RawData folder (holding Training/img, Training/label)")
     parser.add_argument("--dst", required=True, help="dataset folder to create (must not exist or be empty)")
     parser.add_argument("--train_cases", nargs="+", help="case numbers (default: the standard 18)")

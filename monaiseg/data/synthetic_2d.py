@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from monaiseg.data.datalist import atomic_folders, split_cases, write_datalist
+from monaiseg.data.datalist import split_cases, write_datalist
+from monaiseg.utils.files import atomic_folders
 
 ORGAN_CLASSES = {1: "organ", 2: "lesion", 3: "vessel"}
 SHAPE_CLASSES = ("disc", "ring", "square")
@@ -62,7 +63,11 @@ def make_synthetic_2d(
     v = -(yy - cy) * np.sin(angle) + (xx - cx) * np.cos(angle)
     label[(u / ry) ** 2 + (v / rx) ** 2 <= 1] = 1
     if num_classes >= 2:  # lesion: a small disc near the organ centre
-        ly, lx, lr = cy + rng.uniform(-0.3, 0.3) * ry, cx + rng.uniform(-0.3, 0.3) * rx, min(h, w) * rng.uniform(0.05, 0.07)
+        ly, lx, lr = (
+            cy + rng.uniform(-0.3, 0.3) * ry,
+            cx + rng.uniform(-0.3, 0.3) * rx,
+            min(h, w) * rng.uniform(0.05, 0.07),
+        )
         label[(yy - ly) ** 2 + (xx - lx) ** 2 <= lr**2] = 2
     if num_classes >= 3:  # vessel: a vertical bar on the right of the body
         vx, half = w * rng.uniform(0.68, 0.75), w * rng.uniform(0.03, 0.045)
@@ -72,8 +77,9 @@ def make_synthetic_2d(
     return _to_uint8(image, rgb, rng), label
 
 
-def make_shape_image(shape_class: str, shape: Sequence[int] = (64, 64), seed: int | Sequence[int] = 0,
-                     rgb: bool = True) -> np.ndarray:
+def make_shape_image(
+    shape_class: str, shape: Sequence[int] = (64, 64), seed: int | Sequence[int] = 0, rgb: bool = True
+) -> np.ndarray:
     """One image uint8 (H, W, 3) (or (H, W)) showing `shape_class` (one of `SHAPE_CLASSES`)."""
     if shape_class not in SHAPE_CLASSES:
         raise ValueError(f"unknown shape class {shape_class!r}; choose one of {SHAPE_CLASSES}")

@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from monaiseg.data.cells import CELL_TYPES, save_case, write_cell_datalist
-from monaiseg.data.datalist import atomic_folders, split_cases
+from monaiseg.data.datalist import split_cases
+from monaiseg.utils.files import atomic_folders
 
 BACKGROUND_RGB = (236, 208, 212)
 RED_CELL_RGB = (222, 148, 158)
@@ -50,8 +51,15 @@ class Cell:
 
 def _random_cell(rng: np.random.Generator, cy: float, cx: float, r: float, cell_type: int) -> Cell:
     amplitudes = rng.uniform(0, WOBBLE / 3, 3)
-    return Cell(cy, cx, r, cell_type, rng.uniform(0, np.pi), rng.uniform(MIN_ASPECT, 1.0),
-                tuple(zip(amplitudes, rng.uniform(0, 2 * np.pi, 3), strict=True)))
+    return Cell(
+        cy,
+        cx,
+        r,
+        cell_type,
+        rng.uniform(0, np.pi),
+        rng.uniform(MIN_ASPECT, 1.0),
+        tuple(zip(amplitudes, rng.uniform(0, 2 * np.pi, 3), strict=True)),
+    )
 
 
 def _ellipse(yy, xx, cy, cx, ry, rx, angle, harmonics=()) -> np.ndarray:
@@ -182,8 +190,11 @@ def _separate(cells: dict[int, Cell], shape: Sequence[int]) -> dict[int, Cell]:
                     cells[a] = replace(ca, cy=ca.cy - push * uy, cx=ca.cx - push * ux)
                     cells[b] = replace(cb, cy=cb.cy + push * uy, cx=cb.cx + push * ux)
         for k, c in cells.items():
-            cells[k] = replace(c, cy=float(np.clip(c.cy, c.r + 1, shape[0] - c.r - 2)),
-                               cx=float(np.clip(c.cx, c.r + 1, shape[1] - c.r - 2)))
+            cells[k] = replace(
+                c,
+                cy=float(np.clip(c.cy, c.r + 1, shape[0] - c.r - 2)),
+                cx=float(np.clip(c.cx, c.r + 1, shape[1] - c.r - 2)),
+            )
     return cells
 
 
@@ -219,8 +230,12 @@ def make_cell_video(
             shared = 0.8 * velocity[1] + rng.normal(0, 0.6, 2)
             for k, cell in cells.items():
                 velocity[k] = shared if k in (1, 2) else 0.8 * velocity[k] + rng.normal(0, 0.6, 2)
-                cells[k] = replace(cell, cy=cell.cy + velocity[k][0], cx=cell.cx + velocity[k][1],
-                                   angle=cell.angle + rng.normal(0, 0.05))
+                cells[k] = replace(
+                    cell,
+                    cy=cell.cy + velocity[k][0],
+                    cx=cell.cx + velocity[k][1],
+                    angle=cell.angle + rng.normal(0, 0.05),
+                )
         if t == division:
             m, v = cells.pop(mother), velocity.pop(mother)
             axis = rng.uniform(0, 2 * np.pi)
@@ -239,7 +254,9 @@ def make_cell_video(
     return frames, masks, parents
 
 
-def make_generic_scene(shape: Sequence[int] = (128, 128), num_objects: int = 4, seed=0) -> tuple[np.ndarray, np.ndarray]:
+def make_generic_scene(
+    shape: Sequence[int] = (128, 128), num_objects: int = 4, seed=0
+) -> tuple[np.ndarray, np.ndarray]:
     """A non-cell scene (the "mixed generic data" of BloodCellSAM2 stage 1): coloured rectangles
     and ellipses on a smooth background. Returns image (H, W, 3) uint8, instances (H, W) uint16."""
     rng = np.random.default_rng(seed)
@@ -317,8 +334,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_generic", type=int, default=4)
     args = parser.parse_args(argv)
-    print(make_synthetic_cell_dataset(args.out, args.num_images, args.num_videos, args.shape,
-                                      args.video_frames, args.seed, num_generic=args.num_generic))
+    print(
+        make_synthetic_cell_dataset(
+            args.out,
+            args.num_images,
+            args.num_videos,
+            args.shape,
+            args.video_frames,
+            args.seed,
+            num_generic=args.num_generic,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,11 @@ AORTA = (7, 220, (0.0, -0.30), 0.07)  # class id, HU, centre, radius; full z ran
 
 def _grid(shape: Sequence[int]):
     nx, ny, nz = shape
-    return (np.linspace(-1, 1, nx)[:, None, None], np.linspace(-1, 1, ny)[None, :, None],
-            ((np.arange(nz) + 0.5) / nz)[None, None, :])
+    return (
+        np.linspace(-1, 1, nx)[:, None, None],
+        np.linspace(-1, 1, ny)[None, :, None],
+        ((np.arange(nz) + 0.5) / nz)[None, None, :],
+    )
 
 
 def make_abdomen(shape: Sequence[int] = (64, 64, 12), seed: int | Sequence[int] = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -95,8 +98,14 @@ def make_heart(shape: Sequence[int] = (64, 64, 12), seed: int | Sequence[int] = 
     return np.clip(image, 0, None).astype(np.float32), label
 
 
-def make_synthetic_organs_dataset(root: str | os.PathLike, kind: str = "synapse", train_cases: int = 3,
-                                  test_cases: int = 2, shape: Sequence[int] = (64, 64, 12), seed: int = 0) -> Path:
+def make_synthetic_organs_dataset(
+    root: str | os.PathLike,
+    kind: str = "synapse",
+    train_cases: int = 3,
+    test_cases: int = 2,
+    shape: Sequence[int] = (64, 64, 12),
+    seed: int = 0,
+) -> Path:
     """Write ``train_cases`` volumes as training slices and ``test_cases`` as test volumes to ``root``
     (must not exist or be empty) in the converters' layout; returns the datalist path.
 
@@ -106,8 +115,10 @@ def make_synthetic_organs_dataset(root: str | os.PathLike, kind: str = "synapse"
         raise ValueError(f"kind must be one of {sorted(SPACING)}, got {kind!r}")
     if train_cases < 1 or test_cases < 1:
         raise ValueError(f"need at least one training and one test case, got {train_cases} and {test_cases}")
-    names = [f"case{i:04d}" if kind == "synapse" else f"patient{i:03d}_frame01"
-             for i in range(1, train_cases + test_cases + 1)]
+    names = [
+        f"case{i:04d}" if kind == "synapse" else f"patient{i:03d}_frame01"
+        for i in range(1, train_cases + test_cases + 1)
+    ]
     affine = np.diag([*SPACING[kind], 1.0])
 
     def load(case: str):

@@ -23,18 +23,27 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from monaiseg.data.datalist import atomic_folders
 from monaiseg.data.endovis import ENDOVIS2018_CLASSES
+from monaiseg.utils.files import atomic_folders
 
 # RGB colour of each class (silver, dark plastic, yellow, cyan, blue, green, orange); more classes cycle
-CLASS_COLOURS = ((200, 200, 210), (40, 40, 50), (170, 170, 40), (90, 200, 230), (60, 80, 210),
-                 (90, 200, 90), (230, 130, 40))
+CLASS_COLOURS = (
+    (200, 200, 210),
+    (40, 40, 50),
+    (170, 170, 40),
+    (90, 200, 230),
+    (60, 80, 210),
+    (90, 200, 90),
+    (230, 130, 40),
+)
 
 
 def _tissue(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """(H, W, 3) float tissue: red base, smooth multi-scale texture, specular highlights."""
-    texture = sum(cv2.resize(rng.standard_normal((s, s)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-                  / (i + 1) for i, s in enumerate((4, 8, 16)))
+    texture = sum(
+        cv2.resize(rng.standard_normal((s, s)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC) / (i + 1)
+        for i, s in enumerate((4, 8, 16))
+    )
     base = np.array([175.0, 70.0, 70.0]) + rng.uniform(-15, 15, 3)
     image = base[None, None] * (1 + 0.15 * texture[..., None])
     yy, xx = np.mgrid[0:h, 0:w]
@@ -55,10 +64,9 @@ def _instrument(cls: int, h: int, w: int, entry: float, angle: float, length: fl
     mask = np.zeros((h, w), np.uint8)
     cv2.line(mask, (int(x0), int(y0)), (int(x1), int(y1)), 1, max(width, 1))
     tip = int(round((4 + 2 * (cls % 2)) * scale))
-    for spread in ((-0.5, 0.5) if cls % 2 else (0.0,)):  # open jaws or a single blunt tip
+    for spread in (-0.5, 0.5) if cls % 2 else (0.0,):  # open jaws or a single blunt tip
         a = angle + spread
-        cv2.line(mask, (int(x1), int(y1)), (int(x1 + np.cos(a) * tip), int(y1 + np.sin(a) * tip)), 1,
-                 max(width - 1, 1))
+        cv2.line(mask, (int(x1), int(y1)), (int(x1 + np.cos(a) * tip), int(y1 + np.sin(a) * tip)), 1, max(width - 1, 1))
     if cls % 3 == 0:  # a round head (probe / clip applier like)
         cv2.circle(mask, (int(x1), int(y1)), max(int(tip * 0.7), 1), 1, -1)
     return mask.astype(bool)
@@ -75,8 +83,9 @@ def _paint(image: np.ndarray, mask: np.ndarray, cls: int, rng: np.random.Generat
     image[mask] = colour[None] * shade[mask][:, None]
 
 
-def make_synthetic_surgical_frame(classes: Sequence[int], h: int, w: int, rng: np.random.Generator,
-                                  poses: Sequence[tuple[float, float, float]]) -> tuple[np.ndarray, np.ndarray]:
+def make_synthetic_surgical_frame(
+    classes: Sequence[int], h: int, w: int, rng: np.random.Generator, poses: Sequence[tuple[float, float, float]]
+) -> tuple[np.ndarray, np.ndarray]:
     """One frame: image uint8 (H, W, 3), mask uint8 (H, W) class ids; instrument k of class
     `classes[k]` at pose `poses[k]` = (entry height fraction, angle, length fraction)."""
     image = _tissue(rng, h, w)
@@ -89,15 +98,23 @@ def make_synthetic_surgical_frame(classes: Sequence[int], h: int, w: int, rng: n
     return image, mask
 
 
-def make_synthetic_surgical_dataset(root: str | Path, sequences: int = 3, frames: int = 4,
-                                    size: tuple[int, int] = (64, 80), num_classes: int = 7, seed: int = 0,
-                                    validation_sequences: int = 1) -> Path:
+def make_synthetic_surgical_dataset(
+    root: str | Path,
+    sequences: int = 3,
+    frames: int = 4,
+    size: tuple[int, int] = (64, 80),
+    num_classes: int = 7,
+    seed: int = 0,
+    validation_sequences: int = 1,
+) -> Path:
     """Write the layout of the module docstring to `root` (must not exist or be empty),
     atomically; deterministic for `seed`. Sequences take 1-3 classes in turn from a seeded
     permutation, so all classes appear once there are enough sequences. Returns `root`."""
     if sequences < 2 or not 1 <= validation_sequences < sequences:
-        raise ValueError(f"need >= 2 sequences and 1..{sequences - 1} validation sequences, "
-                         f"got {sequences} and {validation_sequences}")
+        raise ValueError(
+            f"need >= 2 sequences and 1..{sequences - 1} validation sequences, "
+            f"got {sequences} and {validation_sequences}"
+        )
     if num_classes < 1 or frames < 1:
         raise ValueError(f"num_classes and frames must be >= 1, got {num_classes} and {frames}")
     h, w = size
@@ -111,8 +128,10 @@ def make_synthetic_surgical_dataset(root: str | Path, sequences: int = 3, frames
             count = int(rng.integers(1, min(3, num_classes) + 1))
             classes = list(dict.fromkeys(order[(offset + k) % num_classes] for k in range(count)))
             offset += count
-            poses = [(rng.uniform(0.2, 0.8), rng.uniform(-0.6, 0.6) + (np.pi if k % 2 else 0), rng.uniform(0.35, 0.6))
-                     for k in range(len(classes))]
+            poses = [
+                (rng.uniform(0.2, 0.8), rng.uniform(-0.6, 0.6) + (np.pi if k % 2 else 0), rng.uniform(0.35, 0.6))
+                for k in range(len(classes))
+            ]
             (tmp / "frames" / seq).mkdir(parents=True)
             (tmp / "masks" / seq).mkdir(parents=True)
             for f in range(frames):
@@ -121,8 +140,14 @@ def make_synthetic_surgical_dataset(root: str | Path, sequences: int = 3, frames
                 Image.fromarray(image).save(tmp / "frames" / seq / f"{f:05d}.png")
                 Image.fromarray(mask).save(tmp / "masks" / seq / f"{f:05d}.png")
                 split = "validation" if s >= sequences - validation_sequences else "training"
-                items[split].append({"image": f"frames/{seq}/{f:05d}.png", "label": f"masks/{seq}/{f:05d}.png",
-                                     "sequence": seq, "frame": f})
+                items[split].append(
+                    {
+                        "image": f"frames/{seq}/{f:05d}.png",
+                        "label": f"masks/{seq}/{f:05d}.png",
+                        "sequence": seq,
+                        "frame": f,
+                    }
+                )
         (tmp / "datalist.json").write_text(json.dumps({"classes": names, **items}, indent=4) + "\n")
     return Path(root)
 
@@ -137,8 +162,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--num-classes", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(make_synthetic_surgical_dataset(args.dst, args.sequences, args.frames, tuple(args.size),
-                                          args.num_classes, args.seed))
+    print(
+        make_synthetic_surgical_dataset(
+            args.dst, args.sequences, args.frames, tuple(args.size), args.num_classes, args.seed
+        )
+    )
 
 
 if __name__ == "__main__":

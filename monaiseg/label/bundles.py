@@ -49,18 +49,26 @@ def read_bundle(root: str | Path) -> BundleInfo:
         raise ValueError(f"{meta_file}: not a readable metadata file ({exc})") from None
     task = (metadata.get("supported_apps") or {}).get("monai-label")
     if task is None:
-        raise ValueError(f"{meta_file}: no \"supported_apps\": {{\"monai-label\": ...}} entry")
+        raise ValueError(f'{meta_file}: no "supported_apps": {{"monai-label": ...}} entry')
     if task not in TASK_TYPES:
         raise ValueError(f"{meta_file}: monai-label task {task!r} is not one of {TASK_TYPES}")
     channels = _channel_def(metadata)
     image = metadata.get("network_data_format", {}).get("inputs", {}).get("image", {})
-    info = BundleInfo(name=root.name, root=root, task=task, description=str(metadata.get("task", root.name)),
-                      dimension=3 if task == "interactive-3d" or len(image.get("spatial_shape", [])) == 3 else 2)
+    info = BundleInfo(
+        name=root.name,
+        root=root,
+        task=task,
+        description=str(metadata.get("task", root.name)),
+        dimension=3 if task == "interactive-3d" or len(image.get("spatial_shape", [])) == 3 else 2,
+    )
     if task == "classification":
         info.classes = [channels[k] for k in sorted(channels)]
     else:
-        info.labels = {v: k for k, v in sorted(channels.items())
-                       if k > 0 and v.lower() != "background" and len(v) <= MAX_LABEL_NAME}
+        info.labels = {
+            v: k
+            for k, v in sorted(channels.items())
+            if k > 0 and v.lower() != "background" and len(v) <= MAX_LABEL_NAME
+        }
         if not info.labels:
             info.labels = {"object": 1}
     if not info.weights.is_file():

@@ -35,8 +35,14 @@ class MonaisegApp(MONAILabelApp):
         for name, reason in self.skipped.items():
             logger.warning("bundle %s not served: %s", name, reason)
         self.runtimes = {name: BundleRuntime(info, overrides) for name, info in self.bundles.items()}
-        super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="monaiseg",
-                         description="monaiseg bundles (SAM-family) served to 3D Slicer and OHIF", version="0.1.0")
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="monaiseg",
+            description="monaiseg bundles (SAM-family) served to 3D Slicer and OHIF",
+            version="0.1.0",
+        )
 
     def init_infers(self):
         return {name: TASKS[rt.info.task](rt) for name, rt in self.runtimes.items()}

@@ -22,10 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from monaiseg.engines.propagation import ObjectPrompt
-from monaiseg.transforms.prompts import ijk_to_xy
-
-from .runtime import RequestError
+from monaiseg.label.runtime import RequestError
+from monaiseg.prompts import ObjectPrompt, ijk_to_xy
 
 
 @dataclass
@@ -159,12 +157,15 @@ def object_prompts(objects: Sequence[RequestObject]) -> list[ObjectPrompt]:
     prompts = []
     for obj in objects:
         for k, p in sorted(obj.slices.items()):
-            prompts.append(ObjectPrompt(
-                obj_id=obj.value, frame=k,
-                box=ijk_to_xy(p.box) if p.box is not None else None,
-                points=tuple(ijk_to_xy(q) for q in p.points) or None,
-                point_labels=tuple(p.labels) or None,
-            ))
+            prompts.append(
+                ObjectPrompt(
+                    obj_id=obj.value,
+                    frame=k,
+                    box=ijk_to_xy(p.box) if p.box is not None else None,
+                    points=tuple(ijk_to_xy(q) for q in p.points) or None,
+                    point_labels=tuple(p.labels) or None,
+                )
+            )
     return prompts
 
 
@@ -174,8 +175,14 @@ def viewer_objects_json(objects: Sequence[RequestObject]) -> str:
     items = []
     for obj in objects:
         p = obj.slices[0]
-        items.append({"label": obj.value, "box": list(p.box) if p.box is not None else None,
-                      "points": [list(q) for q in p.points] or None, "point_labels": list(p.labels) or None})
+        items.append(
+            {
+                "label": obj.value,
+                "box": list(p.box) if p.box is not None else None,
+                "points": [list(q) for q in p.points] or None,
+                "point_labels": list(p.labels) or None,
+            }
+        )
     return json.dumps(items)
 
 

@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
+from monaiseg.label.bundles import BundleInfo
 from monaiseg.networks.checkpoint import load_model_weights
-
-from .bundles import BundleInfo
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +44,9 @@ class BundleRuntime:
     after `inference.json` when present (e.g. ["tiny.json"]); `image_2d_override`: merged too
     for 2D inputs when the bundle has it (medsam's images_2d.json)."""
 
-    def __init__(self, info: BundleInfo, overrides: list[str] | tuple[str, ...] = (),
-                 image_2d_override: str = "images_2d.json"):
+    def __init__(
+        self, info: BundleInfo, overrides: list[str] | tuple[str, ...] = (), image_2d_override: str = "images_2d.json"
+    ):
         self.info = info
         configs = info.root / "configs"
         self.files = [configs / "inference.json"] + [configs / f for f in overrides if (configs / f).is_file()]
@@ -77,7 +77,9 @@ class BundleRuntime:
             try:
                 signature = self._weights_signature()
             except FileNotFoundError:
-                raise RequestError(f"{self.info.weights} not found: bundle {self.info.name} has no weights", 404) from None
+                raise RequestError(
+                    f"{self.info.weights} not found: bundle {self.info.name} has no weights", 404
+                ) from None
             if self._network is None or signature != self._signature:
                 parser = ConfigParser(self.config())
                 for key in ("foundation_checkpoint", "checkpoint", "backbone_weights"):
@@ -101,8 +103,15 @@ class BundleRuntime:
         output for the item (dict with "pred" after the bundle's postprocessing)."""
         network = self.network()
         parser = ConfigParser(self.config(image_2d))
-        settings = {"output_dir": str(output_dir), "data": [item], "network": network, "num_workers": 0,
-                    "batch_size": 1, "save_overlays": False, **overrides}
+        settings = {
+            "output_dir": str(output_dir),
+            "data": [item],
+            "network": network,
+            "num_workers": 0,
+            "batch_size": 1,
+            "save_overlays": False,
+            **overrides,
+        }
         for key, value in settings.items():
             if key in parser.config or key in ("data", "network"):
                 parser[key] = value

@@ -25,8 +25,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tiny_copy(bundle: str | Path, target: str | Path, overrides: dict | None = None, weights: bool = True,
-              seed: int = 0) -> Path:
+def tiny_copy(
+    bundle: str | Path, target: str | Path, overrides: dict | None = None, weights: bool = True, seed: int = 0
+) -> Path:
     """Copy a bundle to `target` with `configs/label_test.json` (= `overrides`) and, when `weights`,
     `models/model.pt` holding the random-init network of inference.json + tiny.json + overrides."""
     target = Path(target)
@@ -34,8 +35,13 @@ def tiny_copy(bundle: str | Path, target: str | Path, overrides: dict | None = N
     (target / "configs" / "label_test.json").write_text(json.dumps(overrides or {}, indent=4))
     if weights:
         parser = ConfigParser()
-        parser.read_config([str(target / "configs" / f) for f in ("inference.json", "tiny.json", "label_test.json")
-                            if (target / "configs" / f).is_file()])
+        parser.read_config(
+            [
+                str(target / "configs" / f)
+                for f in ("inference.json", "tiny.json", "label_test.json")
+                if (target / "configs" / f).is_file()
+            ]
+        )
         parser["bundle_root"] = str(target)
         for key in ("foundation_checkpoint", "checkpoint", "backbone_weights"):
             if key in parser.config:
@@ -51,23 +57,42 @@ class LabelServer:
     """`with LabelServer(studies, bundles, overrides) as server:` a running server on a free
     loopback port (`server.url`); on exit it is stopped and waited for, nothing left running."""
 
-    def __init__(self, studies: str | Path, bundles: list[str | Path], overrides: list[str] = (),
-                 port: int | None = None, startup_timeout: float = 300, log: str | Path | None = None):
+    def __init__(
+        self,
+        studies: str | Path,
+        bundles: list[str | Path],
+        overrides: list[str] = (),
+        port: int | None = None,
+        startup_timeout: float = 300,
+        log: str | Path | None = None,
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.cmd = [sys.executable, "-m", "monaiseg.cli", "label", "serve", "--studies", str(studies),
-                    "--port", str(self.port), "--bundles", *map(str, bundles)]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "monaiseg.cli",
+            "label",
+            "serve",
+            "--studies",
+            str(studies),
+            "--port",
+            str(self.port),
+            "--bundles",
+            *map(str, bundles),
+        ]
         if overrides:
             self.cmd += ["--overrides", *overrides]
         self.startup_timeout = startup_timeout
         self.log = Path(log) if log else Path(studies).parent / f"label_server_{self.port}.log"
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "LabelServer":
+    def __enter__(self) -> LabelServer:
         env = {**os.environ, "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false"}
         with open(self.log, "w") as log:
-            self.process = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         deadline = time.time() + self.startup_timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -100,16 +125,25 @@ class LabelServer:
 
     def upload_label(self, image_id: str, path: str | Path, tag: str = "final") -> None:
         with open(path, "rb") as f:
-            r = requests.put(f"{self.url}/datastore/label", params={"image": image_id, "tag": tag}, files={"label": f},
-                             timeout=60)
+            r = requests.put(
+                f"{self.url}/datastore/label", params={"image": image_id, "tag": tag}, files={"label": f}, timeout=60
+            )
         r.raise_for_status()
 
     def infer(self, model: str, image_id: str, params: dict | None = None, timeout: float = 600):
         """-> (HTTP status, result JSON (or the error), label file bytes or None)."""
-        r = requests.post(f"{self.url}/infer/{model}", params={"image": image_id},
-                          data={"params": json.dumps(params or {})}, timeout=timeout)
+        r = requests.post(
+            f"{self.url}/infer/{model}",
+            params={"image": image_id},
+            data={"params": json.dumps(params or {})},
+            timeout=timeout,
+        )
         if r.status_code != 200:
-            return r.status_code, r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text, None
+            return (
+                r.status_code,
+                r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text,
+                None,
+            )
         if not r.headers.get("content-type", "").startswith("multipart"):
             return r.status_code, r.json(), None
         result, label = {}, None

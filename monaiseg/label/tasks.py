@@ -17,8 +17,8 @@ import torch
 from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from .prompts import box_rows, image_shape, object_prompts, parse_objects, viewer_objects_json
-from .runtime import BundleRuntime, RequestError, root_cause
+from monaiseg.label.prompts import box_rows, image_shape, object_prompts, parse_objects, viewer_objects_json
+from monaiseg.label.runtime import BundleRuntime, RequestError, root_cause
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,13 @@ class BundleInferTask(InferTask):
 
     def __init__(self, runtime: BundleRuntime):
         info = runtime.info
-        super().__init__(type=self.infer_type, labels=info.classes or info.labels, dimension=info.dimension,
-                         description=f"{info.name}: {info.description}", config={"largest_cc": False})
+        super().__init__(
+            type=self.infer_type,
+            labels=info.classes or info.labels,
+            dimension=info.dimension,
+            description=f"{info.name}: {info.description}",
+            config={"largest_cc": False},
+        )
         self.runtime = runtime
 
     def is_valid(self) -> bool:
@@ -48,7 +53,11 @@ class BundleInferTask(InferTask):
         try:
             label_file, result = self.infer(request, Path(workdir))
             if label_file is not None:  # out of the request folder, which is removed now
-                fd, target = tempfile.mkstemp(suffix="".join(Path(label_file).suffixes[-2:]) if str(label_file).endswith(".nii.gz") else Path(label_file).suffix)
+                fd, target = tempfile.mkstemp(
+                    suffix="".join(Path(label_file).suffixes[-2:])
+                    if str(label_file).endswith(".nii.gz")
+                    else Path(label_file).suffix
+                )
                 os.close(fd)
                 shutil.move(label_file, target)
                 label_file = target
@@ -118,7 +127,9 @@ class InteractiveTask(BundleInferTask):
         if len(shape) not in (2, 3):
             raise RequestError(f"image {Path(path).name} has shape {shape}: not a 2D image or a 3D volume")
         is_2d = len(shape) == 2
-        if self.inferer == "InstancePromptInferer" and not any(request.get(k) for k in ("foreground", "roi", "objects")):
+        if self.inferer == "InstancePromptInferer" and not any(
+            request.get(k) for k in ("foreground", "roi", "objects")
+        ):
             objects = []  # no prompt: the bundle's automatic mode
         else:
             objects = parse_objects(request, shape, self.runtime.info.labels)
@@ -156,5 +167,9 @@ class InteractiveTask(BundleInferTask):
         return self.saved_label(workdir), result
 
 
-TASKS = {"interactive-2d": InteractiveTask, "interactive-3d": InteractiveTask,
-         "segmentation": SegmentationTask, "classification": ClassificationTask}
+TASKS = {
+    "interactive-2d": InteractiveTask,
+    "interactive-3d": InteractiveTask,
+    "segmentation": SegmentationTask,
+    "classification": ClassificationTask,
+}

@@ -19,13 +19,10 @@ from fastapi import HTTPException
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
-from .runtime import BundleRuntime, labelled_datalist
+from monaiseg.label.runtime import BundleRuntime, labelled_datalist
+from monaiseg.utils.config import as_bool
 
 logger = logging.getLogger(__name__)
-
-
-def _true(value) -> bool:
-    return value in (True, 1, "true", "True", "1")
 
 
 class BundleTrainTask(TrainTask):
@@ -44,9 +41,21 @@ class BundleTrainTask(TrainTask):
 
     def command(self, request: dict, dataset_dir: Path) -> list[str]:
         configs = self.runtime.info.root / "configs"
-        files = [configs / "train.json"] + ([configs / "tiny.json"] if _true(request.get("tiny")) else [])
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(f) for f in files]),
-               "--bundle_root", str(self.runtime.info.root), "--dataset_dir", str(dataset_dir)]
+        files = [configs / "train.json"] + (
+            [configs / "tiny.json"] if as_bool(request.get("tiny") or False, "tiny") else []
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            str([str(f) for f in files]),
+            "--bundle_root",
+            str(self.runtime.info.root),
+            "--dataset_dir",
+            str(dataset_dir),
+        ]
         if request.get("max_epochs"):
             cmd += ["--max_epochs", str(int(request["max_epochs"]))]
         if request.get("tracking"):
@@ -70,6 +79,10 @@ class BundleTrainTask(TrainTask):
             tail = (proc.stderr or proc.stdout)[-2000:]
             raise HTTPException(500, detail=f"{name}: training failed (exit {proc.returncode}): {tail}")
         weights = self.runtime.info.weights
-        self._stats = {"images": len(items), "seconds": round(time.time() - start, 1), "model": str(weights),
-                       "updated": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(weights.stat().st_mtime))}
+        self._stats = {
+            "images": len(items),
+            "seconds": round(time.time() - start, 1),
+            "model": str(weights),
+            "updated": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(weights.stat().st_mtime)),
+        }
         return self._stats

@@ -3,9 +3,15 @@
 
 from .bloodcell import BloodCellLoss
 from .curvature import ContourCurvatureLoss
-from .prototype_contrastive import ClassPromptLoss, PrototypeContrastiveLoss
 from .sam_med2d import SAMMed2DLoss
+from .surgical_sam import ClassPromptLoss, PrototypeContrastiveLoss
 from .temporal import TemporalContrastiveLoss
 
-__all__ = ["BloodCellLoss", "ClassPromptLoss", "ContourCurvatureLoss", "PrototypeContrastiveLoss", "SAMMed2DLoss",
-           "TemporalContrastiveLoss"]
+__all__ = [
+    "BloodCellLoss",
+    "ClassPromptLoss",
+    "ContourCurvatureLoss",
+    "PrototypeContrastiveLoss",
+    "SAMMed2DLoss",
+    "TemporalContrastiveLoss",
+]

@@ -9,8 +9,8 @@ import torch
 from monai.losses import DiceFocalLoss
 from torch import nn
 
-from .curvature import ContourCurvatureLoss
-from .temporal import TemporalContrastiveLoss
+from monaiseg.losses.curvature import ContourCurvatureLoss
+from monaiseg.losses.temporal import TemporalContrastiveLoss
 
 
 class BloodCellLoss(nn.Module):

@@ -28,8 +28,15 @@ class SAMMed2DLoss(nn.Module):
     Defaults are SAM-Med2D's 20 : 1 : 1.
     """
 
-    def __init__(self, focal_weight: float = 20.0, dice_weight: float = 1.0, iou_weight: float = 1.0,
-                 gamma: float = 2.0, alpha: float = 0.25, smooth: float = 1.0):
+    def __init__(
+        self,
+        focal_weight: float = 20.0,
+        dice_weight: float = 1.0,
+        iou_weight: float = 1.0,
+        gamma: float = 2.0,
+        alpha: float = 0.25,
+        smooth: float = 1.0,
+    ):
         super().__init__()
         self.focal_weight, self.dice_weight, self.iou_weight = focal_weight, dice_weight, iou_weight
         self.focal = FocalLoss(gamma=gamma, alpha=alpha, use_softmax=False, reduction="mean")
@@ -37,10 +44,15 @@ class SAMMed2DLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, iou_pred: torch.Tensor) -> torch.Tensor:
         if logits.shape != targets.shape or logits.ndim != 4 or logits.shape[1] != 1:
-            raise ValueError(f"SAMMed2DLoss expects logits and targets (K, 1, H, W), got {tuple(logits.shape)} "
-                             f"and {tuple(targets.shape)}")
+            raise ValueError(
+                f"SAMMed2DLoss expects logits and targets (K, 1, H, W), got {tuple(logits.shape)} "
+                f"and {tuple(targets.shape)}"
+            )
         targets = targets.to(logits)
         iou = soft_iou(logits, targets).detach()
         mse = torch.mean((iou_pred.reshape(iou.shape).to(logits) - iou) ** 2)
-        return (self.focal_weight * self.focal(logits, targets) + self.dice_weight * self.dice(logits, targets)
-                + self.iou_weight * mse)
+        return (
+            self.focal_weight * self.focal(logits, targets)
+            + self.dice_weight * self.dice(logits, targets)
+            + self.iou_weight * mse
+        )

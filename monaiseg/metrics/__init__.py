@@ -1,7 +1,8 @@
 """Metrics that MONAI lacks."""
 
-from .classification import ClassificationReportWriter, classification_metrics, write_classification_report
 from .cells import BoundaryF1Metric, boundary_f1, cell_type_scores, segmentation_fps, write_cell_type_scores
+from .classification import classification_metrics, write_classification_report
 from .endovis import EndoVisIoU, FrameScore, endovis_frame_score, endovis_metrics
 from .organs import OrganMetrics, organ_scores, organ_table
 from .segmentation import DiceScore, NormalizedSurfaceDice, label_volume_scores
+from .tracking import tracking_accuracy

@@ -17,7 +17,7 @@ from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
 from scipy import ndimage
 
-from monaiseg.data.datalist import atomic_outputs
+from monaiseg.utils.files import atomic_outputs
 
 SCORE_COLUMNS = ("cell_type", "count", "tp", "fp", "fn", "precision", "recall", "f1")
 
@@ -126,8 +126,13 @@ def cell_type_scores(records: Iterable[Sequence], type_names: Sequence[str]) -> 
     scores: dict[str, dict[str, float]] = {}
     for name, (count, tp, fp, fn) in sums.items():
         scores[name] = {
-            "count": int(count), "tp": int(tp), "fp": int(fp), "fn": int(fn),
-            "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn), "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+            "count": int(count),
+            "tp": int(tp),
+            "fp": int(fp),
+            "fn": int(fn),
+            "precision": _ratio(tp, tp + fp),
+            "recall": _ratio(tp, tp + fn),
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         }
     scores["macro"] = {key: _nanmean(s[key] for s in scores.values()) for key in ("precision", "recall", "f1")}
     return scores

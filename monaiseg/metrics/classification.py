@@ -22,17 +22,13 @@ import json
 import logging
 import math
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from ignite.engine import Engine, Events
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
-from monaiseg.data.datalist import atomic_outputs
-from monaiseg.networks.trainable import parameter_report
+from monaiseg.utils.files import atomic_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +38,9 @@ PREDICTION_FILES = ("predictions.csv", "predictions.json")
 
 def _check(y_true: np.ndarray, probs: np.ndarray, num_classes: int) -> None:
     if probs.ndim != 2 or probs.shape[1] != num_classes or y_true.shape != (probs.shape[0],) or not len(y_true):
-        raise ValueError(f"expected y_true (N,) and probs (N, {num_classes}) with N > 0, "
-                         f"got {y_true.shape} and {probs.shape}")
+        raise ValueError(
+            f"expected y_true (N,) and probs (N, {num_classes}) with N > 0, got {y_true.shape} and {probs.shape}"
+        )
     if y_true.min() < 0 or y_true.max() >= num_classes:
         raise ValueError(f"class indices must lie in 0..{num_classes - 1}, got {sorted(set(y_true.tolist()))}")
 
@@ -74,8 +71,13 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, class_names
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "roc_auc_macro": float(np.mean(defined)) if defined else math.nan,
         "per_class": {
-            name: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
-                   "support": int(support[k]), "roc_auc": aucs[k]}
+            name: {
+                "precision": float(precision[k]),
+                "recall": float(recall[k]),
+                "f1": float(f1[k]),
+                "support": int(support[k]),
+                "roc_auc": aucs[k],
+            }
             for k, name in enumerate(class_names)
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
@@ -117,16 +119,21 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], class_names: Sequence[
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > matrix.max() / 2 else "black")
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=100)
 
 
-def _prediction_rows(image_names: Sequence[str], probs: np.ndarray, class_names: Sequence[str],
-                     y_true: Sequence[int] | None = None) -> list[list]:
-    header = ["image", *(["label", "label_index"] if y_true is not None else []), "predicted", "predicted_index",
-              *(f"prob_{name}" for name in class_names)]
+def _prediction_rows(
+    image_names: Sequence[str], probs: np.ndarray, class_names: Sequence[str], y_true: Sequence[int] | None = None
+) -> list[list]:
+    header = [
+        "image",
+        *(["label", "label_index"] if y_true is not None else []),
+        "predicted",
+        "predicted_index",
+        *(f"prob_{name}" for name in class_names),
+    ]
     rows = [header]
     for i, (name, p) in enumerate(zip(image_names, probs)):
         k = int(np.argmax(p))
@@ -154,7 +161,9 @@ def write_classification_report(
         [name, *(summary["per_class"][name][m] for m in ("precision", "recall", "f1", "support", "roc_auc"))]
         for name in class_names
     ]
-    matrix = [["true \\ predicted", *class_names]] + [[name, *row] for name, row in zip(class_names, summary["confusion_matrix"])]
+    matrix = [["true \\ predicted", *class_names]] + [
+        [name, *row] for name, row in zip(class_names, summary["confusion_matrix"])
+    ]
     out = Path(output_dir)
     with atomic_outputs(*(out / name for name in REPORT_FILES)) as (s, pc, cm, png, pred):
         s.write_text(json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n")
@@ -162,19 +171,28 @@ def write_classification_report(
         cm.write_text(_csv_text(matrix))
         confusion_matrix_png(summary["confusion_matrix"], class_names, png)
         pred.write_text(_csv_text(_prediction_rows(image_names, probs, class_names, y_true)))
-    logger.info("classification report written to %s (accuracy %.4f, macro-F1 %.4f)", out, summary["accuracy"],
-                summary["macro_f1"])
+    logger.info(
+        "classification report written to %s (accuracy %.4f, macro-F1 %.4f)",
+        out,
+        summary["accuracy"],
+        summary["macro_f1"],
+    )
     return summary
 
 
-def write_predictions(output_dir: str | os.PathLike, image_names: Sequence[str], probs: np.ndarray,
-                      class_names: Sequence[str]) -> list[dict]:
+def write_predictions(
+    output_dir: str | os.PathLike, image_names: Sequence[str], probs: np.ndarray, class_names: Sequence[str]
+) -> list[dict]:
     """Write `PREDICTION_FILES` (per image: predicted class, its index and every class
     probability) to `output_dir` atomically; returns the JSON records."""
     probs = np.asarray(probs, dtype=np.float64)
     records = [
-        {"image": name, "predicted": class_names[int(np.argmax(p))], "predicted_index": int(np.argmax(p)),
-         "probabilities": {c: float(v) for c, v in zip(class_names, p)}}
+        {
+            "image": name,
+            "predicted": class_names[int(np.argmax(p))],
+            "predicted_index": int(np.argmax(p)),
+            "probabilities": {c: float(v) for c, v in zip(class_names, p)},
+        }
         for name, p in zip(image_names, probs)
     ]
     out = Path(output_dir)
@@ -183,55 +201,3 @@ def write_predictions(output_dir: str | os.PathLike, image_names: Sequence[str],
         records_json.write_text(json.dumps(records, indent=2) + "\n")
     logger.info("predictions of %d images written to %s", len(records), out)
     return records
-
-
-class ClassificationReportWriter:
-    """Ignite handler: collect each image's logits `pred` (K,) (softmax applied here), its `label`
-    and file name; when the evaluator completes write the report (`write_classification_report`,
-    with the number of images, images per second of the evaluator's iterations and the network's
-    parameter counts) or, with `with_labels=False`, the predictions only (`write_predictions`)."""
-
-    def __init__(self, output_dir: str, class_names: Sequence[str], network: torch.nn.Module | None = None,
-                 with_labels: bool = True):
-        self.output_dir, self.class_names = Path(output_dir), list(class_names)
-        self.network, self.with_labels = network, with_labels
-        self.names: list[str] = []
-        self.probs: list[np.ndarray] = []
-        self.labels: list[int] = []
-        self.seconds, self._start = 0.0, 0.0
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_STARTED, self.start)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
-        engine.add_event_handler(Events.COMPLETED, self.write)
-
-    def reset(self, engine: Engine) -> None:
-        self.names, self.probs, self.labels, self.seconds = [], [], [], 0.0
-
-    def start(self, engine: Engine) -> None:
-        self._start = time.perf_counter()
-
-    def collect(self, engine: Engine) -> None:
-        self.seconds += time.perf_counter() - self._start  # network and post-processing, not data loading
-        for out in engine.state.output:
-            logits = torch.as_tensor(out["pred"]).detach().float().flatten()
-            if logits.numel() != len(self.class_names):
-                raise ValueError(f"the network gives {logits.numel()} scores per image for {len(self.class_names)} "
-                                 f"class names {self.class_names}")
-            self.probs.append(torch.softmax(logits, 0).cpu().numpy())
-            meta = getattr(out.get("image"), "meta", {})
-            self.names.append(str(meta.get("filename_or_obj", f"image_{len(self.names)}")))
-            if self.with_labels:
-                self.labels.append(int(torch.as_tensor(out["label"]).flatten()[0]))
-
-    def write(self, engine: Engine) -> None:
-        if not self.names:
-            raise ValueError("no image was evaluated: the data list is empty")
-        if not self.with_labels:
-            write_predictions(self.output_dir, self.names, np.stack(self.probs), self.class_names)
-            return
-        extra = {"images_per_second": len(self.names) / self.seconds if self.seconds else 0.0}
-        if self.network is not None:
-            extra["parameters"] = parameter_report(getattr(self.network, "module", self.network))
-        write_classification_report(self.output_dir, self.labels, np.stack(self.probs), self.class_names, self.names, extra)

@@ -69,13 +69,18 @@ def endovis_frame_score(pred, gt, num_classes: int = 7) -> FrameScore:
     if pred_area[1:].sum() == 0:
         if not gt_classes:
             return FrameScore(None, None)
-        return FrameScore(0.0, 0.0, {c: 0.0 for c in gt_classes})
+        return FrameScore(0.0, 0.0, dict.fromkeys(gt_classes, 0.0))
     scored = [c for c in range(1, n) if gt_area[c] > 0 or pred_area[c] > 0]
     union = {c: int(gt_area[c] + pred_area[c] - inter[c]) for c in scored}
     ious = {c: inter[c] / union[c] for c in scored}
     challenge = [ious[c] for c in gt_classes]
-    return FrameScore(float(np.mean(list(ious.values()))), float(np.mean(challenge)) if challenge else None,
-                      {c: float(v) for c, v in ious.items()}, int(sum(inter[c] for c in scored)), sum(union.values()))
+    return FrameScore(
+        float(np.mean(list(ious.values()))),
+        float(np.mean(challenge)) if challenge else None,
+        {c: float(v) for c, v in ious.items()},
+        int(sum(inter[c] for c in scored)),
+        sum(union.values()),
+    )
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -103,8 +108,9 @@ class EndoVisIoU:
 
     def aggregate(self) -> dict:
         scores = [s for _, s in self.frames]
-        per_class = {c: _mean([s.class_ious[c] for s in scores if c in s.class_ious])
-                     for c in range(1, self.num_classes + 1)}
+        per_class = {
+            c: _mean([s.class_ious[c] for s in scores if c in s.class_ious]) for c in range(1, self.num_classes + 1)
+        }
         intersection, union = sum(s.intersection for s in scores), sum(s.union for s in scores)
         return {
             "challenge_iou": _mean([s.challenge_iou for s in scores if s.challenge_iou is not None]),

@@ -38,7 +38,7 @@ from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
 from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
-from monaiseg.data.datalist import atomic_outputs
+from monaiseg.utils.files import atomic_outputs
 
 EMPTY_CONVENTIONS = ("upstream", "monai")
 NAN = float("nan")
@@ -76,8 +76,9 @@ def _bounding_box(mask: torch.Tensor) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def organ_scores(pred, gt, labels: Sequence[int], spacing: Sequence[float] | None = None,
-                 empty: str = "upstream") -> dict[int, dict[str, float]]:
+def organ_scores(
+    pred, gt, labels: Sequence[int], spacing: Sequence[float] | None = None, empty: str = "upstream"
+) -> dict[int, dict[str, float]]:
     """``{label: {"dice": float, "hd95": float}}`` of integer label maps ``pred``, ``gt`` of one case.
 
     ``pred``, ``gt``: (X, Y[, Z]) or (1, X, Y, Z) arrays / tensors; ``spacing``: voxel size (mm) per
@@ -148,8 +149,11 @@ class OrganMetrics:
         """One row per case: case, mean dice and hd95 over organs, then dice_<organ>, hd95_<organ>."""
         rows = []
         for case, scores in self.cases.items():
-            row = {"case": case, "dice": _mean([s["dice"] for s in scores.values()]),
-                   "hd95": _mean([s["hd95"] for s in scores.values()])}
+            row = {
+                "case": case,
+                "dice": _mean([s["dice"] for s in scores.values()]),
+                "hd95": _mean([s["hd95"] for s in scores.values()]),
+            }
             for value, name in self.organs.items():
                 row[f"dice_{_slug(name)}"] = scores[value]["dice"]
                 row[f"hd95_{_slug(name)}"] = scores[value]["hd95"]
@@ -161,13 +165,21 @@ class OrganMetrics:
         "mean": {"dice", "hd95"}}``; the overall mean is the mean of the organ means (as upstream)."""
         if not self.cases:
             raise ValueError("no case scored yet")
-        organs = {name: {"label": value,
-                         "dice": _mean([s[value]["dice"] for s in self.cases.values()]),
-                         "hd95": _mean([s[value]["hd95"] for s in self.cases.values()])}
-                  for value, name in self.organs.items()}
-        return {"cases": len(self.cases), "empty": self.empty, "hd95_unit": "mm (voxels without spacing)",
-                "organs": organs,
-                "mean": {k: _mean([o[k] for o in organs.values()]) for k in ("dice", "hd95")}}
+        organs = {
+            name: {
+                "label": value,
+                "dice": _mean([s[value]["dice"] for s in self.cases.values()]),
+                "hd95": _mean([s[value]["hd95"] for s in self.cases.values()]),
+            }
+            for value, name in self.organs.items()
+        }
+        return {
+            "cases": len(self.cases),
+            "empty": self.empty,
+            "hd95_unit": "mm (voxels without spacing)",
+            "organs": organs,
+            "mean": {k: _mean([o[k] for o in organs.values()]) for k in ("dice", "hd95")},
+        }
 
     def write(self, output_dir: str | os.PathLike, name: str = "organ_metrics") -> tuple[Path, Path]:
         """Write ``<name>.csv`` (per case) and ``<name>.json`` (summary + per case) atomically."""
@@ -191,6 +203,10 @@ def organ_table(summary: Mapping, organs: Sequence[str] | None = None, method: s
     """
     organs = list(organs or summary["organs"])
     header = ["Method", "DSC (%)", "HD95", *organs]
-    row = [method, f"{100 * summary['mean']['dice']:.2f}", f"{summary['mean']['hd95']:.2f}",
-           *(f"{100 * summary['organs'][o]['dice']:.2f}" for o in organs)]
+    row = [
+        method,
+        f"{100 * summary['mean']['dice']:.2f}",
+        f"{summary['mean']['hd95']:.2f}",
+        *(f"{100 * summary['organs'][o]['dice']:.2f}" for o in organs),
+    ]
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(row) + " |"])

@@ -7,7 +7,6 @@ from .adapters import BottleneckAdapter, add_mlp_adapters
 from .attention import ChannelAttention, SpatialAttention
 from .auto_prompt import MobileNetPromptGenerator, mobilenet_v3_features
 from .awffm import AWFFM
-from .class_prompt import LearnablePrototypes, PrototypePromptEncoder, class_embeddings_from_masks
 from .checkpoint import CheckpointMismatchError, load_model_weights, load_state_dict_strict, read_checkpoint
 from .density import DensityPromptEncoder
 from .hf_sam import (
@@ -21,8 +20,8 @@ from .hf_sam import (
 )
 from .lora import FusedQKVLoRA, add_qkv_lora, merge_lora, merged_state_dict
 from .peft_sam2 import (
-    STAGE1_TRAINABLE,
-    STAGE2_TRAINABLE,
+    BLOODCELL_STAGE1_TRAINABLE,
+    BLOODCELL_STAGE2_TRAINABLE,
     build_peft_sam2,
     is_peft_key,
     load_peft_checkpoint,
@@ -30,6 +29,7 @@ from .peft_sam2 import (
     peft_state_dict,
     save_peft_weights,
 )
+from .prototype_prompt import LearnablePrototypes, PrototypePromptEncoder, class_embeddings_from_masks
 from .sam2_builder import SAM2_CONFIGS, build_sam2_segmenter, load_sam2_checkpoint, read_sam2_checkpoint
 from .sam2_segmenter import SAM2Segmenter
 from .sam_automed import SAMAutoMed, build_sam_automed

@@ -44,7 +44,9 @@ def add_mlp_adapters(decoder: nn.Module, hidden_dim: int, activation: type[nn.Mo
     """
     layers = getattr(getattr(decoder, "transformer", None), "layers", None)
     if not layers:
-        raise ValueError(f"{type(decoder).__name__} has no `transformer.layers` (a SAM / SAM2 mask decoder is expected)")
+        raise ValueError(
+            f"{type(decoder).__name__} has no `transformer.layers` (a SAM / SAM2 mask decoder is expected)"
+        )
     for i, layer in enumerate(layers):
         mlp = getattr(layer, "mlp", None)
         if not isinstance(mlp, nn.Module):
@@ -55,7 +57,9 @@ def add_mlp_adapters(decoder: nn.Module, hidden_dim: int, activation: type[nn.Mo
     for i, layer in enumerate(layers):
         mlp = layer.mlp
         last = [m for m in mlp.modules() if isinstance(m, nn.Linear)][-1]
-        mlp.adapter = BottleneckAdapter(last.out_features, hidden_dim, activation).to(last.weight.device, last.weight.dtype)
+        mlp.adapter = BottleneckAdapter(last.out_features, hidden_dim, activation).to(
+            last.weight.device, last.weight.dtype
+        )
         mlp.register_forward_hook(_apply_adapter)
         names.append(f"transformer.layers.{i}.mlp.adapter")
     return names

@@ -38,8 +38,8 @@ from segment_anything.modeling.prompt_encoder import PositionEmbeddingRandom
 from torch import nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
 
-from .attention import ChannelAttention, SpatialAttention
-from .checkpoint import load_state_dict_strict
+from monaiseg.networks.attention import ChannelAttention, SpatialAttention
+from monaiseg.networks.checkpoint import load_state_dict_strict
 
 BACKBONES = {"small": mobilenet_v3_small, "large": mobilenet_v3_large}
 
@@ -57,14 +57,16 @@ def mobilenet_v3_features(size: str = "large", weights: str | Path | None = None
         return features
     path = Path(weights)
     if not path.is_file():
-        raise FileNotFoundError(f"MobileNetV3 weights {path} not found; fetch them with: python -m monai.bundle "
-                                f"download_large_files --bundle_path <bundle>, or set backbone_weights to null")
+        raise FileNotFoundError(
+            f"MobileNetV3 weights {path} not found; fetch them with: python -m monai.bundle "
+            f"download_large_files --bundle_path <bundle>, or set backbone_weights to null"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ValueError(f"MobileNetV3 weights {path} cannot be read as a weights-only torch file: {exc}") from exc
     state = state.get("model", state) if isinstance(state, dict) else {}
-    state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
     load_state_dict_strict(features, state, source=f"{path} (features.* of torchvision mobilenet_v3_{size})")
     return features
 
@@ -95,9 +97,17 @@ class MobileNetPromptGenerator(nn.Module):
     (h, w) of SAM's image embedding (S / 16); `embed_dim` D = SAM's prompt dimension (256).
     """
 
-    def __init__(self, num_classes: int, num_tokens: int = 2, backbone: str = "large",
-                 backbone_weights: str | Path | None = None, attention: bool = True,
-                 embedding_size: tuple[int, int] = (16, 16), embed_dim: int = 256, num_heads: int = 8):
+    def __init__(
+        self,
+        num_classes: int,
+        num_tokens: int = 2,
+        backbone: str = "large",
+        backbone_weights: str | Path | None = None,
+        attention: bool = True,
+        embedding_size: tuple[int, int] = (16, 16),
+        embed_dim: int = 256,
+        num_heads: int = 8,
+    ):
         super().__init__()
         if num_classes < 1 or num_tokens < 1:
             raise ValueError(f"num_classes and num_tokens must be >= 1, got {num_classes} and {num_tokens}")

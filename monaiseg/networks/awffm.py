@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import ChannelAttention, SpatialAttention
+from monaiseg.networks.attention import ChannelAttention, SpatialAttention
 
 
 class AWFFM(nn.Module):
@@ -35,8 +35,9 @@ class AWFFM(nn.Module):
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         if low.shape[-2:] != high.shape[-2:]:
-            raise ValueError(f"AWFFM needs low- and high-level features on one grid, got {tuple(low.shape)} "
-                             f"and {tuple(high.shape)}")
+            raise ValueError(
+                f"AWFFM needs low- and high-level features on one grid, got {tuple(low.shape)} and {tuple(high.shape)}"
+            )
         low = self.compress(low)
         low = low * self.spatial.attention(self.fuse(torch.cat([high, low], dim=1)))
         return low + high * self.channel.attention(low)

@@ -30,7 +30,11 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: Mapping[str, torc
     ]
     if missing or unexpected or wrong_shape:
         message = f"checkpoint {source} does not match {type(model).__name__}:"
-        for title, names in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong_shape)):
+        for title, names in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", wrong_shape),
+        ):
             if names:
                 message += _listing(title, names)
         raise CheckpointMismatchError(message)

@@ -49,6 +49,7 @@ class DensityPromptEncoder(nn.Module):
         size = (embedding_size, embedding_size) if isinstance(embedding_size, int) else tuple(embedding_size)
         weight = self.layers[0].weight
         density = density.to(weight.device, weight.dtype)
-        density = F.interpolate(density, size=(4 * size[0], 4 * size[1]), mode="bilinear", align_corners=False,
-                                antialias=True)
+        density = F.interpolate(
+            density, size=(4 * size[0], 4 * size[1]), mode="bilinear", align_corners=False, antialias=True
+        )
         return self.layers(density)

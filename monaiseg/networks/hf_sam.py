@@ -38,24 +38,35 @@ from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.mask_decoder import MLP
 from torch import nn
 
-from .awffm import AWFFM
-from .checkpoint import CheckpointMismatchError, load_state_dict_strict
-from .lora import add_qkv_lora
-from .sam_automed import _as_bool, _silenced
-from .sam_builder import _none_if_null, build_sam_segmenter, read_sam_checkpoint
-from .sam_segmenter import SAMSegmenter
-from .trainable import freeze_except
+from monaiseg.networks.awffm import AWFFM
+from monaiseg.networks.checkpoint import CheckpointMismatchError, load_state_dict_strict
+from monaiseg.networks.lora import add_qkv_lora
+from monaiseg.networks.sam_builder import build_sam_segmenter, read_sam_checkpoint
+from monaiseg.networks.sam_segmenter import SAMSegmenter
+from monaiseg.networks.trainable import freeze_except
+from monaiseg.utils.batch import unwrap_model
+from monaiseg.utils.config import as_bool, none_if_null, silenced
 
 logger = logging.getLogger(__name__)
 
 HF_SAM_TRAINABLE = ("*.lora_*", "prompt_encoder", "mask_decoder", "awffm", "skip_decoder")
 _LORA_FILE_KEY = re.compile(r"w_([ab])_(\d+)$")
 # HF-SAM modules that exist in its files but take no part in its forward pass
-_UNUSED_UPSTREAM = ("mask_decoder.hf_token.", "mask_decoder.hf_mlp.", "mask_decoder.embedding_encoder.",
-                    "mask_decoder.embedding_maskfeature.", "prompt_encoder2.", "mask_decoder2.")
-_AWFFM_KEYS = {"mask_decoder.compress_vit_feat.0.": "awffm.compress.", "mask_decoder.Att.conv.": "awffm.fuse.",
-               "mask_decoder.Att.spa.conv1.": "awffm.spatial.conv.", "mask_decoder.Att.cha.fc1.": "awffm.channel.mlp.0.",
-               "mask_decoder.Att.cha.fc2.": "awffm.channel.mlp.2."}
+_UNUSED_UPSTREAM = (
+    "mask_decoder.hf_token.",
+    "mask_decoder.hf_mlp.",
+    "mask_decoder.embedding_encoder.",
+    "mask_decoder.embedding_maskfeature.",
+    "prompt_encoder2.",
+    "mask_decoder2.",
+)
+_AWFFM_KEYS = {
+    "mask_decoder.compress_vit_feat.0.": "awffm.compress.",
+    "mask_decoder.Att.conv.": "awffm.fuse.",
+    "mask_decoder.Att.spa.conv1.": "awffm.spatial.conv.",
+    "mask_decoder.Att.cha.fc1.": "awffm.channel.mlp.0.",
+    "mask_decoder.Att.cha.fc2.": "awffm.channel.mlp.2.",
+}
 _AWFFM_ZERO_BIAS = ("awffm.spatial.conv.bias", "awffm.channel.mlp.0.bias", "awffm.channel.mlp.2.bias")
 
 
@@ -77,15 +88,30 @@ class SkipFusionDecoder(nn.Module):
         self.transformer = TwoWayTransformer(depth=2, embedding_dim=dim, mlp_dim=2048, num_heads=8)
         self.mask_tokens = nn.Embedding(num_mask_tokens, dim)
         self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2), LayerNorm2d(dim // 4), nn.GELU(),
-            nn.ConvTranspose2d(dim // 4, dim // 8, kernel_size=2, stride=2), nn.GELU())
+            nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim // 4, dim // 8, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
         self.skip_connect = nn.Sequential(
-            nn.ConvTranspose2d(dim // 4, dim // 8, kernel_size=2, stride=2), LayerNorm2d(dim // 8), nn.GELU(),
-            nn.ConvTranspose2d(dim // 8, dim // 16, kernel_size=2, stride=2), LayerNorm2d(dim // 16), nn.GELU())
+            nn.ConvTranspose2d(dim // 4, dim // 8, kernel_size=2, stride=2),
+            LayerNorm2d(dim // 8),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim // 8, dim // 16, kernel_size=2, stride=2),
+            LayerNorm2d(dim // 16),
+            nn.GELU(),
+        )
         self.output_hypernetworks_mlps = nn.ModuleList(MLP(dim, dim, dim // 16, 3) for _ in range(num_mask_tokens))
 
-    def forward(self, src: torch.Tensor, pos: torch.Tensor, logits1: torch.Tensor, upscaled1: torch.Tensor,
-                tokens1: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        src: torch.Tensor,
+        pos: torch.Tensor,
+        logits1: torch.Tensor,
+        upscaled1: torch.Tensor,
+        tokens1: torch.Tensor,
+    ) -> torch.Tensor:
         b, c, h, w = src.shape
         gate = torch.sigmoid(self.prior(torch.softmax(F.adaptive_avg_pool2d(logits1, (h, w)), dim=1)))
         tokens = self.mask_tokens.weight.unsqueeze(0) + tokens1
@@ -99,13 +125,22 @@ class SkipFusionDecoder(nn.Module):
 class HFSAM(SAMSegmenter):
     """SAM with LoRA, prompt-free K-class decoding, optional `awffm` and `skip_decoder` (see module)."""
 
-    def __init__(self, image_encoder: ImageEncoderViT, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder,
-                 awffm: AWFFM | None = None, awffm_block: int | None = None,
-                 skip_decoder: SkipFusionDecoder | None = None, pixel_mean=0.0, pixel_std=1.0):
+    def __init__(
+        self,
+        image_encoder: ImageEncoderViT,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        awffm: AWFFM | None = None,
+        awffm_block: int | None = None,
+        skip_decoder: SkipFusionDecoder | None = None,
+        pixel_mean=0.0,
+        pixel_std=1.0,
+    ):
         super().__init__(image_encoder, prompt_encoder, mask_decoder, pixel_mean, pixel_std)
         if awffm is not None and awffm_block not in range(len(image_encoder.blocks)):
-            raise ValueError(f"awffm_block must be an encoder block index in 0..{len(image_encoder.blocks) - 1}, "
-                             f"got {awffm_block}")
+            raise ValueError(
+                f"awffm_block must be an encoder block index in 0..{len(image_encoder.blocks) - 1}, got {awffm_block}"
+            )
         self.awffm, self.awffm_block, self.skip_decoder = awffm, awffm_block, skip_decoder
 
     @property
@@ -162,7 +197,7 @@ class HFSAM(SAMSegmenter):
 
 def hf_sam_adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Everything but the frozen foundation encoder: LoRA, prompt encoder, decoders, AWFFM."""
-    model = model.module if hasattr(model, "module") else model
+    model = unwrap_model(model)
     return {k: v for k, v in model.state_dict().items() if not k.startswith("image_encoder.") or ".lora_" in k}
 
 
@@ -185,11 +220,13 @@ def upstream_key_map(keys: Sequence[str], model: HFSAM) -> dict[str, str | None]
         if lora:
             index = int(lora.group(2))
             mapping[key] = f"image_encoder.blocks.{index // 2}.attn.qkv.lora_{lora.group(1)}.{'qv'[index % 2]}"
-        elif key.startswith(_UNUSED_UPSTREAM) or (key.startswith("prompt_encoder.point_embeddings.") and key not in ours):
+        elif key.startswith(_UNUSED_UPSTREAM) or (
+            key.startswith("prompt_encoder.point_embeddings.") and key not in ours
+        ):
             mapping[key] = None
         elif any(key.startswith(p) for p in _AWFFM_KEYS):
             prefix = next(p for p in _AWFFM_KEYS if key.startswith(p))
-            mapping[key] = _AWFFM_KEYS[prefix] + key[len(prefix):] if model.awffm is not None else None
+            mapping[key] = _AWFFM_KEYS[prefix] + key[len(prefix) :] if model.awffm is not None else None
         elif key.startswith(("prompt_encoder.", "mask_decoder.")):
             mapping[key] = key
         else:
@@ -242,11 +279,15 @@ def load_hf_sam_checkpoint(model: HFSAM, state: Mapping[str, torch.Tensor], sour
         return model
     adapter = hf_sam_adapter_state_dict(model)
     if set(state) == set(adapter):  # adapter-only: the foundation encoder is already in place
-        wrong = [f"{k} {tuple(v.shape)} != {tuple(adapter[k].shape)}" for k, v in state.items()
-                 if v.shape != adapter[k].shape]
+        wrong = [
+            f"{k} {tuple(v.shape)} != {tuple(adapter[k].shape)}"
+            for k, v in state.items()
+            if v.shape != adapter[k].shape
+        ]
         if wrong:
-            raise CheckpointMismatchError(f"checkpoint {source} does not match HF-SAM:\n  shape mismatches "
-                                          f"({len(wrong)}): {', '.join(wrong[:8])}")
+            raise CheckpointMismatchError(
+                f"checkpoint {source} does not match HF-SAM:\n  shape mismatches ({len(wrong)}): {', '.join(wrong[:8])}"
+            )
         model.load_state_dict(state, strict=False)
         return model
     load_state_dict_strict(model, state, source)
@@ -279,23 +320,37 @@ def build_hf_sam(
     (default: the first global-attention block, 2 for ViT-B). `encoder_*`: tiny test encoders.
     Only LoRA, prompt encoder, decoders and AWFFM are trainable (`HF_SAM_TRAINABLE`).
     """
-    use_awffm = _as_bool("use_awffm", use_awffm)
+    use_awffm = as_bool(use_awffm, "use_awffm")
     if int(decoding_steps) not in (1, 2):
-        raise ValueError(f"decoding_steps must be 1 (step-1 decoder only) or 2 (with skip-feature fusion), "
-                         f"got {decoding_steps}")
+        raise ValueError(
+            f"decoding_steps must be 1 (step-1 decoder only) or 2 (with skip-feature fusion), got {decoding_steps}"
+        )
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be >= 1 foreground classes, got {num_classes}")
-    checkpoint = _none_if_null(checkpoint)
+    checkpoint = none_if_null(checkpoint)
     state = read_sam_checkpoint(checkpoint) if checkpoint is not None else None
     full = state is not None and "image_encoder.patch_embed.proj.weight" in state
-    with _silenced(build_sam_segmenter.__module__, full):
-        sam = build_sam_segmenter(variant, image_size, checkpoint=None if full else foundation_checkpoint,
-                                  device=device, pixel_mean=0.0, pixel_std=1.0, encoder_depth=encoder_depth,
-                                  encoder_embed_dim=encoder_embed_dim, encoder_num_heads=encoder_num_heads)
+    with silenced(build_sam_segmenter.__module__, full):
+        sam = build_sam_segmenter(
+            variant,
+            image_size,
+            checkpoint=None if full else foundation_checkpoint,
+            device=device,
+            pixel_mean=0.0,
+            pixel_std=1.0,
+            encoder_depth=encoder_depth,
+            encoder_embed_dim=encoder_embed_dim,
+            encoder_num_heads=encoder_num_heads,
+        )
     encoder = sam.image_encoder
     with torch.device(device):
-        decoder = MaskDecoder(num_multimask_outputs=int(num_classes), transformer=sam.mask_decoder.transformer,
-                              transformer_dim=sam.mask_decoder.transformer_dim, iou_head_depth=3, iou_head_hidden_dim=256)
+        decoder = MaskDecoder(
+            num_multimask_outputs=int(num_classes),
+            transformer=sam.mask_decoder.transformer,
+            transformer_dim=sam.mask_decoder.transformer_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        )
         decoder.iou_token.load_state_dict(sam.mask_decoder.iou_token.state_dict())
         decoder.output_upscaling.load_state_dict(sam.mask_decoder.output_upscaling.state_dict())
         if awffm_block is None:

@@ -53,7 +53,9 @@ class FusedQKVLoRA(nn.Linear):
         self.targets = tuple(t for t in QKV_SLICES if t in targets)
         dim = out_features // 3
         factory = {"device": device, "dtype": dtype}
-        self.lora_a = nn.ParameterDict({t: nn.Parameter(torch.empty(rank, in_features, **factory)) for t in self.targets})
+        self.lora_a = nn.ParameterDict(
+            {t: nn.Parameter(torch.empty(rank, in_features, **factory)) for t in self.targets}
+        )
         self.lora_b = nn.ParameterDict({t: nn.Parameter(torch.zeros(dim, rank, **factory)) for t in self.targets})
         self.reset_lora_parameters()
 
@@ -64,10 +66,20 @@ class FusedQKVLoRA(nn.Linear):
             nn.init.zeros_(self.lora_b[t])
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int, alpha: float, targets: Sequence[str] = ("q", "k")) -> FusedQKVLoRA:
+    def from_linear(
+        cls, linear: nn.Linear, rank: int, alpha: float, targets: Sequence[str] = ("q", "k")
+    ) -> FusedQKVLoRA:
         """Wrap `linear`, sharing its `weight` / `bias` Parameters (same tensors, same requires_grad)."""
-        module = cls(linear.in_features, linear.out_features, rank, alpha, targets, bias=linear.bias is not None,
-                     device=linear.weight.device, dtype=linear.weight.dtype)
+        module = cls(
+            linear.in_features,
+            linear.out_features,
+            rank,
+            alpha,
+            targets,
+            bias=linear.bias is not None,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
+        )
         module.weight = linear.weight
         module.bias = linear.bias
         return module
@@ -141,8 +153,13 @@ def merge_lora(module: nn.Module) -> nn.Module:
 
 
 def _merged_linear(lora: FusedQKVLoRA) -> nn.Linear:
-    linear = nn.Linear(lora.in_features, lora.out_features, bias=lora.bias is not None,
-                       device=lora.weight.device, dtype=lora.weight.dtype)
+    linear = nn.Linear(
+        lora.in_features,
+        lora.out_features,
+        bias=lora.bias is not None,
+        device=lora.weight.device,
+        dtype=lora.weight.dtype,
+    )
     with torch.no_grad():
         linear.weight.copy_(lora.merged_weight())
         if lora.bias is not None:

@@ -19,27 +19,22 @@ from pathlib import Path
 
 import torch
 
-from ..data.datalist import atomic_outputs
-from .adapters import add_mlp_adapters
-from .checkpoint import CheckpointMismatchError, load_state_dict_strict
-from .density import DensityPromptEncoder
-from .lora import add_qkv_lora
-from .sam2_builder import build_sam2_segmenter, read_sam2_checkpoint
-from .sam2_segmenter import SAM2Segmenter
+from monaiseg.networks.adapters import add_mlp_adapters
+from monaiseg.networks.checkpoint import CheckpointMismatchError, load_state_dict_strict
+from monaiseg.networks.density import DensityPromptEncoder
+from monaiseg.networks.lora import add_qkv_lora
+from monaiseg.networks.sam2_builder import build_sam2_segmenter, read_sam2_checkpoint
+from monaiseg.networks.sam2_segmenter import SAM2Segmenter
+from monaiseg.utils.config import none_if_null
+from monaiseg.utils.files import atomic_outputs
 
 # BloodCellSAM2's z-score on [0, 1] intensities
 BLOODCELL_MEAN = 0.45
 BLOODCELL_STD = 0.25
 
 # freezing policies (`freeze_except` patterns): stage 1 on static images, stage 2 on videos
-STAGE1_TRAINABLE = ("*.lora_*", "sam_mask_decoder.*.adapter.*", "density_encoder")
-STAGE2_TRAINABLE = (*STAGE1_TRAINABLE, "memory_encoder")
-
-
-def _none_if_null(path: str | Path | None) -> str | Path | None:
-    if isinstance(path, str) and path.strip().lower() in ("", "none", "null"):
-        return None
-    return path
+BLOODCELL_STAGE1_TRAINABLE = ("*.lora_*", "sam_mask_decoder.*.adapter.*", "density_encoder")
+BLOODCELL_STAGE2_TRAINABLE = (*BLOODCELL_STAGE1_TRAINABLE, "memory_encoder")
 
 
 def build_peft_sam2(
@@ -68,15 +63,16 @@ def build_peft_sam2(
     the full PEFT model, or adapter-only weights from `save_peft_weights` (told apart by their
     keys: a file holding only PEFT keys is adapter-only). "none"/"null"/"" mean None.
     """
-    model = build_sam2_segmenter(size, image_size, _none_if_null(foundation_checkpoint), "cpu", multimask_output,
-                                 pixel_mean, pixel_std)
+    model = build_sam2_segmenter(
+        size, image_size, none_if_null(foundation_checkpoint), "cpu", multimask_output, pixel_mean, pixel_std
+    )
     if lora:
         add_qkv_lora(model.image_encoder.trunk.blocks, lora_rank, lora_alpha, lora_targets, last_n=lora_blocks)
     if decoder_adapters:
         add_mlp_adapters(model.sam_mask_decoder, adapter_dim)
     if density_prior:
         model.density_encoder = DensityPromptEncoder(model.sam_prompt_encoder.embed_dim)
-    checkpoint = _none_if_null(checkpoint)
+    checkpoint = none_if_null(checkpoint)
     if checkpoint is not None:
         load_peft_checkpoint(model, checkpoint)
     return model.to(device)
@@ -111,7 +107,8 @@ def _load_peft_state(model: torch.nn.Module, state: dict[str, torch.Tensor], pat
     if foreign:
         raise CheckpointMismatchError(
             f"adapter-only checkpoint {path} holds {len(foreign)} non-PEFT keys (e.g. {foreign[:3]}); "
-            "a full model goes to `checkpoint=` of build_peft_sam2")
+            "a full model goes to `checkpoint=` of build_peft_sam2"
+        )
     base = {k: v for k, v in model.state_dict().items() if not is_peft_key(k)}
     load_state_dict_strict(model, {**base, **state}, source=str(path))
     return model
@@ -125,6 +122,7 @@ def load_peft_checkpoint(model: torch.nn.Module, path: str | Path) -> torch.nn.M
     if not any(is_peft_key(k) for k in state) and any(is_peft_key(k) for k in model.state_dict()):
         raise CheckpointMismatchError(
             f"checkpoint {path} has no LoRA/adapter/density weights: official SAM2 weights go to "
-            "`foundation_checkpoint`, `checkpoint` is for files trained with these PEFT parts")
+            "`foundation_checkpoint`, `checkpoint` is for files trained with these PEFT parts"
+        )
     load_state_dict_strict(model, state, source=str(path))
     return model

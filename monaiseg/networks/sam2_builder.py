@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from sam2.build_sam import build_sam2_video_predictor
 
-from .checkpoint import load_state_dict_strict, read_checkpoint
-from .sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
+from monaiseg.networks.checkpoint import load_state_dict_strict, read_checkpoint
+from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ def build_sam2_segmenter(
         f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
         f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
     ]
-    model = build_sam2_video_predictor(SAM2_CONFIGS[size], ckpt_path=None, device="cpu", hydra_overrides_extra=overrides)
+    model = build_sam2_video_predictor(
+        SAM2_CONFIGS[size], ckpt_path=None, device="cpu", hydra_overrides_extra=overrides
+    )
     if not _has_sam2_extension():  # sam2 skips hole filling without its CUDA extension anyway (same masks)
         model.fill_hole_area = 0
     model.multimask_output = multimask_output

@@ -68,7 +68,9 @@ class SAM2Segmenter(SAM2VideoPredictor):
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         if images.shape[-2:] != (self.image_size, self.image_size):
-            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+            images = F.interpolate(
+                images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+            )
         return (images - self.pixel_mean) / self.pixel_std
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -82,8 +84,9 @@ class SAM2Segmenter(SAM2VideoPredictor):
         maps = [f.permute(1, 2, 0).reshape(f.shape[1], f.shape[2], *hw) for f, hw in zip(feats, sizes)]
         return maps[-1], maps[:-1]
 
-    def _prompt_points(self, batch: int, height: int, width: int, device: torch.device, boxes=None,
-                       points=None, point_labels=None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _prompt_points(
+        self, batch: int, height: int, width: int, device: torch.device, boxes=None, points=None, point_labels=None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Boxes (as SAM2's corner points, labels 2/3) and points, scaled from input pixels to
         `image_size`: coords (B, N, 2), labels (B, N); None without any prompt."""
         scale = torch.tensor([self.image_size / width, self.image_size / height], device=device)
@@ -118,13 +121,17 @@ class SAM2Segmenter(SAM2VideoPredictor):
         height, width = images.shape[-2], images.shape[-1]
         batch = next((len(p) for p in (boxes, points) if p is not None), images.shape[0])
         if images.shape[0] not in (1, batch):
-            raise ValueError(f"{batch} prompt rows for a batch of {images.shape[0]} images: give one per image, "
-                             "or one image with any number of objects")
+            raise ValueError(
+                f"{batch} prompt rows for a batch of {images.shape[0]} images: give one per image, "
+                "or one image with any number of objects"
+            )
         if density is not None:
             if self.density_encoder is None:
                 raise ValueError("a density map was given but the model has no density_encoder (density_prior off)")
             if density.shape[0] not in (1, batch):
-                raise ValueError(f"density has batch {density.shape[0]}, the images {images.shape[0]} with {batch} prompt rows")
+                raise ValueError(
+                    f"density has batch {density.shape[0]}, the images {images.shape[0]} with {batch} prompt rows"
+                )
             density = density.expand(batch, -1, -1, -1)
         multimask = self.multimask_output if multimask_output is None else multimask_output
         device = self.pixel_mean.device
@@ -137,7 +144,9 @@ class SAM2Segmenter(SAM2VideoPredictor):
             prompt = torch.zeros(batch, 1, 2, device=device), -torch.ones(batch, 1, device=device, dtype=torch.int)
         if mask_inputs is not None:
             mask_size = self.sam_prompt_encoder.mask_input_size
-            mask_inputs = F.interpolate(mask_inputs.to(image_embed), size=mask_size, mode="bilinear", align_corners=False)
+            mask_inputs = F.interpolate(
+                mask_inputs.to(image_embed), size=mask_size, mode="bilinear", align_corners=False
+            )
         sparse, dense = self.sam_prompt_encoder(points=prompt, boxes=None, masks=mask_inputs)
         if density is not None:
             dense = dense + self.density_encoder(density, dense.shape[-2:])
@@ -180,8 +189,10 @@ class SAM2Segmenter(SAM2VideoPredictor):
         batch, _, height, width, frames = clips.shape
         prompt_rows = next((len(p) for p in (boxes, points) if p is not None), batch)
         if batch not in (1, prompt_rows):
-            raise ValueError(f"{prompt_rows} prompt rows for a batch of {batch} clips: give one per clip, "
-                             "or one clip with any number of objects")
+            raise ValueError(
+                f"{prompt_rows} prompt rows for a batch of {batch} clips: give one per clip, "
+                "or one clip with any number of objects"
+            )
         prompt = self._prompt_points(prompt_rows, height, width, clips.device, boxes, points, point_labels)
         if prompt is None:
             raise ValueError("clip training needs a box or points on the first frame")
@@ -191,8 +202,11 @@ class SAM2Segmenter(SAM2VideoPredictor):
             backbone_out = self.forward_image(self.normalize_images(images))
         _, feats, pos_embeds, sizes = self._prepare_backbone_features(backbone_out)  # (HW, B*T, C) each
         # the clip each object is tracked in: its own, or clip 0 for all (frames encoded once)
-        clip_of_object = torch.arange(prompt_rows, device=clips.device) if batch > 1 else clips.new_zeros(
-            prompt_rows, dtype=torch.long)
+        clip_of_object = (
+            torch.arange(prompt_rows, device=clips.device)
+            if batch > 1
+            else clips.new_zeros(prompt_rows, dtype=torch.long)
+        )
         memory = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
         logits, memories = [], []
         gate, self.pred_obj_scores = self.pred_obj_scores, False
@@ -212,7 +226,11 @@ class SAM2Segmenter(SAM2VideoPredictor):
                     run_mem_encoder=return_memory or t < frames - 1,
                 )
                 memory["cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"][t] = out
-                logits.append(F.interpolate(out["pred_masks_high_res"], size=(height, width), mode="bilinear", align_corners=False))
+                logits.append(
+                    F.interpolate(
+                        out["pred_masks_high_res"], size=(height, width), mode="bilinear", align_corners=False
+                    )
+                )
                 if return_memory:
                     memories.append(out["maskmem_features"].to(self.pixel_mean.dtype))
         finally:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -26,44 +25,34 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder
 
-from .auto_prompt import MobileNetPromptGenerator
-from .checkpoint import load_model_weights
-from .sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
-from .sam_builder import _none_if_null, build_sam_segmenter
-from .sam_segmenter import SAMSegmenter
+from monaiseg.networks.auto_prompt import MobileNetPromptGenerator
+from monaiseg.networks.checkpoint import load_model_weights
+from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
+from monaiseg.networks.sam_builder import build_sam_segmenter
+from monaiseg.networks.sam_segmenter import SAMSegmenter
+from monaiseg.utils.config import as_bool, none_if_null, silenced
 
 logger = logging.getLogger(__name__)
-
-
-def _as_bool(name: str, value: bool | str) -> bool:
-    """A config switch: a bool, or "true"/"false" as the bundle CLI may pass it (a non-empty string is truthy)."""
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-@contextmanager
-def _silenced(name: str, enabled: bool):
-    """Disable the logger `name` inside the block when `enabled`."""
-    log, before = logging.getLogger(name), logging.getLogger(name).disabled
-    log.disabled = before or enabled
-    try:
-        yield
-    finally:
-        log.disabled = before
 
 
 class SAMAutoMed(SAMSegmenter):
     """SAM-Med2D image encoder + mask decoder driven by a `MobileNetPromptGenerator`."""
 
-    def __init__(self, image_encoder: ImageEncoderViT, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder,
-                 prompt_generator: MobileNetPromptGenerator, pixel_mean=IMAGENET_MEAN, pixel_std=IMAGENET_STD):
+    def __init__(
+        self,
+        image_encoder: ImageEncoderViT,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        prompt_generator: MobileNetPromptGenerator,
+        pixel_mean=IMAGENET_MEAN,
+        pixel_std=IMAGENET_STD,
+    ):
         super().__init__(image_encoder, prompt_encoder, mask_decoder, pixel_mean, pixel_std)
         if prompt_generator.embedding_size != tuple(prompt_encoder.image_embedding_size):
-            raise ValueError(f"prompt generator makes {prompt_generator.embedding_size} dense maps but the image "
-                             f"embedding is {tuple(prompt_encoder.image_embedding_size)}")
+            raise ValueError(
+                f"prompt generator makes {prompt_generator.embedding_size} dense maps but the image "
+                f"embedding is {tuple(prompt_encoder.image_embedding_size)}"
+            )
         self.prompt_generator = prompt_generator
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -104,29 +93,45 @@ def build_sam_automed(
     MobileNetV3 ImageNet file) initialise the model; None: random, with a warning.
     `encoder_*`: a smaller ViT (tiny test models).
     """
-    checkpoint, foundation = _none_if_null(checkpoint), _none_if_null(foundation_checkpoint)
-    prompt_attention = _as_bool("prompt_attention", prompt_attention)
+    checkpoint, foundation = none_if_null(checkpoint), none_if_null(foundation_checkpoint)
+    prompt_attention = as_bool(prompt_attention, "prompt_attention")
     if checkpoint is None and foundation is not None and not Path(foundation).is_file():
         raise FileNotFoundError(
             f"SAM-Med2D checkpoint {foundation} not found: fetch sam-med2d_b.pth with `python -m monai.bundle "
             "download_large_files --bundle_path <bundle>`, then convert it once with "
             f"monaiseg.networks.extract_sam_med2d_weights({str(Path(foundation).with_name('sam-med2d_b.pth'))!r}, "
-            f"{str(foundation)!r}, trust=True) (the release pickles its optimizer)")
-    with _silenced(build_sam_segmenter.__module__, checkpoint is not None):  # no misleading random-init warning
-        sam = build_sam_segmenter(variant, image_size, checkpoint=None if checkpoint else foundation,
-                                  encoder_adapter=True, device=device, pixel_mean=pixel_mean, pixel_std=pixel_std,
-                                  encoder_depth=encoder_depth, encoder_embed_dim=encoder_embed_dim,
-                                  encoder_num_heads=encoder_num_heads)
+            f"{str(foundation)!r}, trust=True) (the release pickles its optimizer)"
+        )
+    with silenced(build_sam_segmenter.__module__, checkpoint is not None):  # no misleading random-init warning
+        sam = build_sam_segmenter(
+            variant,
+            image_size,
+            checkpoint=None if checkpoint else foundation,
+            encoder_adapter=True,
+            device=device,
+            pixel_mean=pixel_mean,
+            pixel_std=pixel_std,
+            encoder_depth=encoder_depth,
+            encoder_embed_dim=encoder_embed_dim,
+            encoder_num_heads=encoder_num_heads,
+        )
     with torch.device(device):
         generator = MobileNetPromptGenerator(
-            num_classes, num_prompt_tokens, backbone, None if checkpoint else backbone_weights, prompt_attention,
-            tuple(sam.prompt_encoder.image_embedding_size), sam.prompt_encoder.embed_dim)
+            num_classes,
+            num_prompt_tokens,
+            backbone,
+            None if checkpoint else backbone_weights,
+            prompt_attention,
+            tuple(sam.prompt_encoder.image_embedding_size),
+            sam.prompt_encoder.embed_dim,
+        )
     with torch.no_grad():  # start from SAM-Med2D's "no mask" dense prompt
         generator.dense_bias.copy_(sam.prompt_encoder.no_mask_embed.weight[0])
     model = SAMAutoMed(sam.image_encoder, sam.prompt_encoder, sam.mask_decoder, generator, pixel_mean, pixel_std)
     if checkpoint is not None:
         load_model_weights(model, checkpoint)
-    elif _none_if_null(backbone_weights) is None:
-        logger.warning("SAM-AutoMed prompt generator: MobileNetV3-%s with RANDOM weights (backbone_weights is null)",
-                       backbone)
+    elif none_if_null(backbone_weights) is None:
+        logger.warning(
+            "SAM-AutoMed prompt generator: MobileNetV3-%s with RANDOM weights (backbone_weights is null)", backbone
+        )
     return model.to(device).eval()

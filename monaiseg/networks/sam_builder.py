@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
 
-from ..data.datalist import atomic_outputs
-from .checkpoint import CheckpointMismatchError, load_state_dict_strict, read_checkpoint
-from .sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
-from .sam_segmenter import SAMSegmenter, add_sam_med2d_adapters
+from monaiseg.networks.checkpoint import CheckpointMismatchError, load_state_dict_strict, read_checkpoint
+from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
+from monaiseg.networks.sam_segmenter import SAMSegmenter, add_sam_med2d_adapters
+from monaiseg.utils.config import none_if_null
+from monaiseg.utils.files import atomic_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +39,6 @@ SAM_VARIANTS = {
 PATCH_SIZE = 16
 PROMPT_DIM = 256
 ADAPTER_KEY = ".Adapter."
-
-
-def _none_if_null(path: str | Path | None) -> str | Path | None:
-    if isinstance(path, str) and path.strip().lower() in ("", "none", "null"):
-        return None
-    return path
 
 
 def default_global_attn_indexes(depth: int) -> tuple[int, ...]:
@@ -125,7 +120,7 @@ def build_sam_segmenter(
         )
     model = SAMSegmenter(image_encoder, prompt_encoder, mask_decoder, pixel_mean=pixel_mean, pixel_std=pixel_std)
     model.multimask_output = multimask_output
-    checkpoint = _none_if_null(checkpoint)
+    checkpoint = none_if_null(checkpoint)
     name = f"SAM-Med2D {variant}" if encoder_adapter else f"SAM {variant}"
     if checkpoint is None:
         logger.warning("%s built with RANDOM weights (checkpoint is null): for tests and smoke runs only", name)
@@ -157,11 +152,15 @@ def read_sam_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as exc:
         raise ValueError(f"SAM checkpoint {path} cannot be read as a torch file: {exc}") from exc
     state = content.get("model", content) if isinstance(content, dict) else content
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
         found = list(content)[:5] if isinstance(content, dict) else type(content).__name__
-        raise ValueError(f"SAM checkpoint {path} holds neither a flat state dict nor {{'model': state_dict}} "
-                         f"(found {found})")
+        raise ValueError(
+            f"SAM checkpoint {path} holds neither a flat state dict nor {{'model': state_dict}} (found {found})"
+        )
     return state
 
 
@@ -180,9 +179,16 @@ def resize_sam_state_dict(
     out = dict(state_dict)
     key = "image_encoder.pos_embed"
     src, dst = out.get(key), target.get(key)
-    if src is not None and dst is not None and src.ndim == 4 and src.shape[-1] == dst.shape[-1] and src.shape != dst.shape:
-        grid = F.interpolate(src.permute(0, 3, 1, 2).float(), size=tuple(dst.shape[1:3]), mode=pos_embed_mode,
-                             align_corners=False)
+    if (
+        src is not None
+        and dst is not None
+        and src.ndim == 4
+        and src.shape[-1] == dst.shape[-1]
+        and src.shape != dst.shape
+    ):
+        grid = F.interpolate(
+            src.permute(0, 3, 1, 2).float(), size=tuple(dst.shape[1:3]), mode=pos_embed_mode, align_corners=False
+        )
         out[key] = grid.permute(0, 2, 3, 1).to(src.dtype)
         logger.info("resized %s from %s to %s", key, tuple(src.shape), tuple(dst.shape))
     for i, block in enumerate(model.image_encoder.blocks):
@@ -191,7 +197,13 @@ def resize_sam_state_dict(
         for axis in ("h", "w"):
             key = f"image_encoder.blocks.{i}.attn.rel_pos_{axis}"
             src, dst = out.get(key), target.get(key)
-            if src is None or dst is None or src.ndim != 2 or src.shape[1] != dst.shape[1] or src.shape[0] == dst.shape[0]:
+            if (
+                src is None
+                or dst is None
+                or src.ndim != 2
+                or src.shape[1] != dst.shape[1]
+                or src.shape[0] == dst.shape[0]
+            ):
                 continue
             table = F.interpolate(src.T[None].float(), size=dst.shape[0], mode="linear", align_corners=False)
             out[key] = table[0].T.to(src.dtype)
@@ -204,13 +216,17 @@ def _adapter_hint(model: SAMSegmenter, state_dict: Mapping[str, torch.Tensor]) -
     model_has = any(ADAPTER_KEY in k for k in model.state_dict())
     file_has = any(ADAPTER_KEY in k for k in state_dict)
     if model_has and not file_has:
-        return ("The model is SAM-Med2D (an adapter in every encoder block, encoder_adapter=True) and expects a "
-                "SAM-Med2D checkpoint (sam-med2d_b.pth converted by extract_sam_med2d_weights), but the file has "
-                "no image_encoder.blocks.<i>.Adapter.* keys: it looks like a plain SAM / MedSAM checkpoint "
-                "(load those with encoder_adapter=False).")
+        return (
+            "The model is SAM-Med2D (an adapter in every encoder block, encoder_adapter=True) and expects a "
+            "SAM-Med2D checkpoint (sam-med2d_b.pth converted by extract_sam_med2d_weights), but the file has "
+            "no image_encoder.blocks.<i>.Adapter.* keys: it looks like a plain SAM / MedSAM checkpoint "
+            "(load those with encoder_adapter=False)."
+        )
     if file_has and not model_has:
-        return ("The file is a SAM-Med2D checkpoint (image_encoder.blocks.<i>.Adapter.* keys): "
-                "build the model with encoder_adapter=True (SAM-Med2D: vit_b, image_size 256).")
+        return (
+            "The file is a SAM-Med2D checkpoint (image_encoder.blocks.<i>.Adapter.* keys): "
+            "build the model with encoder_adapter=True (SAM-Med2D: vit_b, image_size 256)."
+        )
     return ""
 
 
@@ -246,8 +262,11 @@ def extract_sam_med2d_weights(src: str | Path, dst: str | Path, trust: bool = Fa
         raise FileNotFoundError(f"SAM-Med2D checkpoint {src} not found")
     content = torch.load(src, map_location="cpu", weights_only=False)
     state = content.get("model", content) if isinstance(content, dict) else content
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
         raise ValueError(f"{src} holds no state dict (flat or under 'model')")
     plain = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in state.items()}
     with atomic_outputs(dst) as (tmp,):

@@ -23,11 +23,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .attention import ChannelAttention, SpatialAttention
-from .checkpoint import CheckpointMismatchError
-from .sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
-from .sam_builder import ADAPTER_KEY, PROMPT_DIM, _none_if_null, build_sam_segmenter
-from .sam_segmenter import SAMSegmenter
+from monaiseg.networks.attention import ChannelAttention, SpatialAttention
+from monaiseg.networks.checkpoint import CheckpointMismatchError
+from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
+from monaiseg.networks.sam_builder import ADAPTER_KEY, PROMPT_DIM, build_sam_segmenter
+from monaiseg.networks.sam_segmenter import SAMSegmenter
+from monaiseg.utils.config import none_if_null
 
 ENCODER_TRAINING = ("frozen", "adapters", "full")
 
@@ -73,8 +74,13 @@ class SAMClassifier(nn.Module):
         if encoder_training not in ENCODER_TRAINING:
             raise ValueError(f"encoder_training must be one of {ENCODER_TRAINING}, got {encoder_training!r}")
         self.image_encoder = _sam_med2d_encoder(
-            _none_if_null(checkpoint), variant=variant, image_size=image_size, encoder_depth=encoder_depth,
-            encoder_embed_dim=encoder_embed_dim, encoder_num_heads=encoder_num_heads, device=device,
+            none_if_null(checkpoint),
+            variant=variant,
+            image_size=image_size,
+            encoder_depth=encoder_depth,
+            encoder_embed_dim=encoder_embed_dim,
+            encoder_num_heads=encoder_num_heads,
+            device=device,
         )
         self.register_buffer("pixel_mean", torch.zeros(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.ones(1, 3, 1, 1), persistent=False)

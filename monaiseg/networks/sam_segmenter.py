@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam
 from torch import nn
 
-from .sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD, SAM2Segmenter
+from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD, SAM2Segmenter
 
 
 class SAMSegmenter(Sam):
@@ -70,8 +70,9 @@ class SAMSegmenter(Sam):
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
         if images.shape[-2:] != (self.image_size, self.image_size):
-            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear",
-                                   align_corners=False, antialias=True)
+            images = F.interpolate(
+                images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+            )
         return (images - self.pixel_mean) / self.pixel_std
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -101,8 +102,10 @@ class SAMSegmenter(Sam):
         height, width = images.shape[-2], images.shape[-1]
         batch = next((len(p) for p in (boxes, points) if p is not None), images.shape[0])
         if images.shape[0] not in (1, batch):
-            raise ValueError(f"{batch} prompt rows for a batch of {images.shape[0]} images: give one per image, "
-                             "or one image with any number of objects")
+            raise ValueError(
+                f"{batch} prompt rows for a batch of {images.shape[0]} images: give one per image, "
+                "or one image with any number of objects"
+            )
         if mask_inputs is not None and mask_inputs.shape[0] != batch:
             raise ValueError(f"mask_inputs has {mask_inputs.shape[0]} rows for {batch} prompt rows")
         if points is not None and point_labels is None:
@@ -130,19 +133,26 @@ class SAMSegmenter(Sam):
         scale = torch.tensor([self.image_size / width, self.image_size / height], device=device)
         rows = next((len(p) for p in (boxes, points, mask_inputs) if p is not None), 1)
         if points is not None and points.numel() > 0:
-            points = (points.to(device, torch.float32).reshape(rows, -1, 2) * scale,
-                      point_labels.to(device).reshape(rows, -1).int())
+            points = (
+                points.to(device, torch.float32).reshape(rows, -1, 2) * scale,
+                point_labels.to(device).reshape(rows, -1).int(),
+            )
         else:
             points = None
         if boxes is not None:
             boxes = boxes.to(device, torch.float32).reshape(rows, 4) * scale.repeat(2)
         if mask_inputs is not None and tuple(mask_inputs.shape[-2:]) != tuple(self.prompt_encoder.mask_input_size):
-            mask_inputs = F.interpolate(mask_inputs.to(device, self.pixel_mean.dtype),
-                                        size=self.prompt_encoder.mask_input_size, mode="bilinear", align_corners=False)
+            mask_inputs = F.interpolate(
+                mask_inputs.to(device, self.pixel_mean.dtype),
+                size=self.prompt_encoder.mask_input_size,
+                mode="bilinear",
+                align_corners=False,
+            )
         return self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
 
-    def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor,
-               multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode(
+        self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, multimask_output: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Image embeddings (B, 256, h, w) and K = B * n prompt rows (sparse (K, N, 256), dense
         (K, 256, h, w); rows b * n .. b * n + n - 1 belong to image b) -> low-res mask logits
         (K, M, 4h, 4w) and predicted IoU (K, M); M = 3 with `multimask_output`, else 1.
@@ -183,8 +193,9 @@ class SAMMed2DAdapter(nn.Module):
         super().__init__()
         hidden = int(dim * ratio)
         self.norm = nn.LayerNorm(dim)
-        self.channel = nn.Sequential(nn.Linear(dim, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, dim, bias=False),
-                                     nn.Sigmoid())
+        self.channel = nn.Sequential(
+            nn.Linear(dim, hidden, bias=False), nn.ReLU(), nn.Linear(hidden, dim, bias=False), nn.Sigmoid()
+        )
         self.spatial = nn.Sequential(
             nn.Conv2d(dim, dim, kernel_size=3, stride=2, padding=1, bias=False),
             nn.ReLU(),

@@ -10,7 +10,7 @@ A class is the prompt: `decode_classes(embeddings, class_ids)` decodes every que
 an image with its own dense / sparse prompt embeddings (single-mask output, predicted IoU as the
 mask quality). `forward(images)` queries all classes and returns (B, C + 1, H, W) logits with a
 fixed zero background logit (prompt-free, for `verify_net_in_out` and MONAI Label); the bundle's
-inferer (`monaiseg.engines.class_prompt.ClassPromptInferer`) composes class maps as upstream.
+inferer (`monaiseg.inferers.class_prompt.ClassPromptInferer`) composes class maps as upstream.
 
 The released `model_ckp.pth` (EndoVis2018 / 2017) holds three sub-dicts, loaded strictly by
 `load_surgicalsam_release`: `prototype_prompt_encoder_state_dict` -> `class_prompt_encoder`,
@@ -26,15 +26,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from monai.data import MetaTensor
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder
 
-from .checkpoint import load_state_dict_strict
-from .class_prompt import LearnablePrototypes, PrototypePromptEncoder
-from .sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
-from .sam_automed import _silenced
-from .sam_builder import _none_if_null, build_sam_segmenter
-from .sam_segmenter import SAMSegmenter
+from monaiseg.networks.checkpoint import load_state_dict_strict
+from monaiseg.networks.prototype_prompt import LearnablePrototypes, PrototypePromptEncoder
+from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
+from monaiseg.networks.sam_builder import build_sam_segmenter
+from monaiseg.networks.sam_segmenter import SAMSegmenter
+from monaiseg.utils.batch import plain_tensor
+from monaiseg.utils.config import none_if_null, silenced
 
 logger = logging.getLogger(__name__)
 
@@ -45,23 +45,33 @@ RELEASE_SUBDICTS = {
     "prototypes_state_dict": "prototypes",
 }
 # what is trained (freeze_except patterns); pn_cls_embeddings stay frozen
-TRAINABLE = ["prototypes", "class_prompt_encoder.dense_fc_*", "class_prompt_encoder.sparse_fc_*", "mask_decoder"]
-
-
-def _plain(x: torch.Tensor | None) -> torch.Tensor | None:
-    return x.as_tensor() if isinstance(x, MetaTensor) else x
+SURGICAL_SAM_TRAINABLE = [
+    "prototypes",
+    "class_prompt_encoder.dense_fc_*",
+    "class_prompt_encoder.sparse_fc_*",
+    "mask_decoder",
+]
 
 
 class SurgicalSAM(SAMSegmenter):
     """SAM with a prototype-based class prompt encoder (module docstring)."""
 
-    def __init__(self, image_encoder: ImageEncoderViT, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder,
-                 prototypes: LearnablePrototypes, class_prompt_encoder: PrototypePromptEncoder,
-                 pixel_mean=IMAGENET_MEAN, pixel_std=IMAGENET_STD):
+    def __init__(
+        self,
+        image_encoder: ImageEncoderViT,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        prototypes: LearnablePrototypes,
+        class_prompt_encoder: PrototypePromptEncoder,
+        pixel_mean=IMAGENET_MEAN,
+        pixel_std=IMAGENET_STD,
+    ):
         super().__init__(image_encoder, prompt_encoder, mask_decoder, pixel_mean, pixel_std)
         size = tuple(prompt_encoder.image_embedding_size)
         if size != (class_prompt_encoder.size, class_prompt_encoder.size):
-            raise ValueError(f"class prompt encoder built for {class_prompt_encoder.size}^2 embeddings, SAM makes {size}")
+            raise ValueError(
+                f"class prompt encoder built for {class_prompt_encoder.size}^2 embeddings, SAM makes {size}"
+            )
         self.prototypes = prototypes
         self.class_prompt_encoder = class_prompt_encoder
 
@@ -84,15 +94,20 @@ class SurgicalSAM(SAMSegmenter):
         """Class ids (B, C): every class queried for every image."""
         return torch.arange(1, self.num_classes + 1, device=device).expand(batch, -1)
 
-    def forward(self, images: torch.Tensor | None = None, class_ids: torch.Tensor | None = None,  # type: ignore[override]
-                embeddings: torch.Tensor | None = None, size: Sequence[int] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        images: torch.Tensor | None = None,
+        class_ids: torch.Tensor | None = None,  # type: ignore[override]
+        embeddings: torch.Tensor | None = None,
+        size: Sequence[int] | None = None,
+    ) -> torch.Tensor:
         """Mask logits at `size` (default: the images' H x W, else the encoder's S x S).
 
         images (B, 1|3, H, W) in [0, 1], or precomputed `embeddings` (B, 256, h, w) (frozen
         encoder, e.g. from `EmbeddingCache`). `class_ids` (B, K): logits (B, K, H, W) of those
         classes; None: all classes, (B, C + 1, H, W) with a zero background logit at channel 0.
         """
-        images, class_ids, embeddings = _plain(images), _plain(class_ids), _plain(embeddings)
+        images, class_ids, embeddings = plain_tensor(images), plain_tensor(class_ids), plain_tensor(embeddings)
         if embeddings is None:
             if images is None:
                 raise ValueError("SurgicalSAM needs images or precomputed image embeddings")
@@ -112,8 +127,11 @@ def read_surgicalsam_file(path: str | Path) -> dict:
     released `{'prototype_prompt_encoder_state_dict', 'sam_decoder_state_dict', 'prototypes_state_dict'}`."""
     path = Path(path)
     if not path.is_file():
-        hint = "; train the bundle first (configs/train.json)" if path.name == "model.pt" else (
-            "; the released weights are model_ckp.pth of wenxi-yue/SurgicalSAM (ckp/surgical_sam/...)")
+        hint = (
+            "; train the bundle first (configs/train.json)"
+            if path.name == "model.pt"
+            else ("; the released weights are model_ckp.pth of wenxi-yue/SurgicalSAM (ckp/surgical_sam/...)")
+        )
         raise FileNotFoundError(f"SurgicalSAM checkpoint {path} not found{hint}")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
@@ -121,13 +139,16 @@ def read_surgicalsam_file(path: str | Path) -> dict:
         raise ValueError(f"SurgicalSAM checkpoint {path} cannot be read as a weights-only torch file: {exc}") from exc
     if not isinstance(content, dict) or not ("model" in content or set(RELEASE_SUBDICTS) <= set(content)):
         found = list(content)[:5] if isinstance(content, dict) else type(content).__name__
-        raise ValueError(f"SurgicalSAM checkpoint {path} is neither {{'model': state_dict}} nor the released layout "
-                         f"with {sorted(RELEASE_SUBDICTS)} (found {found})")
+        raise ValueError(
+            f"SurgicalSAM checkpoint {path} is neither {{'model': state_dict}} nor the released layout "
+            f"with {sorted(RELEASE_SUBDICTS)} (found {found})"
+        )
     return content
 
 
-def load_surgicalsam_release(model: SurgicalSAM, release: Mapping[str, Mapping[str, torch.Tensor]],
-                             source: str = "model_ckp.pth") -> SurgicalSAM:
+def load_surgicalsam_release(
+    model: SurgicalSAM, release: Mapping[str, Mapping[str, torch.Tensor]], source: str = "model_ckp.pth"
+) -> SurgicalSAM:
     """Load the three sub-dicts of a released `model_ckp.pth` strictly into their modules
     (`RELEASE_SUBDICTS`); `CheckpointMismatchError` names `source`, the sub-dict and every mismatch."""
     missing = [k for k in RELEASE_SUBDICTS if k not in release]
@@ -164,26 +185,38 @@ def build_surgical_sam(
     (EndoVis2018 2, EndoVis2017 4). `encoder_*`: a smaller ViT (tiny test models).
     The positive / negative class embeddings start from SAM's point embeddings.
     """
-    checkpoint, foundation = _none_if_null(checkpoint), _none_if_null(foundation_checkpoint)
+    checkpoint, foundation = none_if_null(checkpoint), none_if_null(foundation_checkpoint)
     content = read_surgicalsam_file(checkpoint) if checkpoint is not None else None
     ours = content is not None and "model" in content
-    with _silenced(build_sam_segmenter.__module__, ours):  # no misleading random-init warning
-        sam = build_sam_segmenter(variant, image_size, checkpoint=None if ours else foundation, device=device,
-                                  pixel_mean=pixel_mean, pixel_std=pixel_std, encoder_depth=encoder_depth,
-                                  encoder_embed_dim=encoder_embed_dim, encoder_num_heads=encoder_num_heads,
-                                  encoder_global_attn_indexes=encoder_global_attn_indexes)
+    with silenced(build_sam_segmenter.__module__, ours):  # no misleading random-init warning
+        sam = build_sam_segmenter(
+            variant,
+            image_size,
+            checkpoint=None if ours else foundation,
+            device=device,
+            pixel_mean=pixel_mean,
+            pixel_std=pixel_std,
+            encoder_depth=encoder_depth,
+            encoder_embed_dim=encoder_embed_dim,
+            encoder_num_heads=encoder_num_heads,
+            encoder_global_attn_indexes=encoder_global_attn_indexes,
+        )
     dim, size = sam.prompt_encoder.embed_dim, sam.prompt_encoder.image_embedding_size[0]
     with torch.device(device):
         prototypes = LearnablePrototypes(num_classes, dim)
         encoder = PrototypePromptEncoder(dim, hidden_dim_dense, hidden_dim_sparse, size, num_tokens)
     encoder.init_from_sam(sam.prompt_encoder)
-    model = SurgicalSAM(sam.image_encoder, sam.prompt_encoder, sam.mask_decoder, prototypes, encoder,
-                        pixel_mean, pixel_std)
+    model = SurgicalSAM(
+        sam.image_encoder, sam.prompt_encoder, sam.mask_decoder, prototypes, encoder, pixel_mean, pixel_std
+    )
     if ours:
         load_state_dict_strict(model, content["model"], source=str(checkpoint))
     elif content is not None:
         if foundation is None:
-            logger.warning("SurgicalSAM release %s loaded over a RANDOM SAM image encoder (foundation_checkpoint is "
-                           "null): its predictions are meaningless", checkpoint)
+            logger.warning(
+                "SurgicalSAM release %s loaded over a RANDOM SAM image encoder (foundation_checkpoint is "
+                "null): its predictions are meaningless",
+                checkpoint,
+            )
         load_surgicalsam_release(model, content, source=str(checkpoint))
     return model.to(device).eval()

@@ -1,7 +1,11 @@
-"""Transforms that MONAI lacks."""
+"""Transforms that MONAI lacks: intensity, input checks, cell images, click simulation, prompts, video I/O."""
 
-from .cells import CLAHE, CheckMaskValuesd, CLAHEd, DensityMapd, LoadCTCd, RandCellTracksd, RandElasticd
-from .intensity import CheckImaged, CTWindow, CTWindowd, MRPercentileNormalize, MRPercentileNormalized
+from .cells import CLAHE, CLAHEd, DensityMapd, LoadCTCd, RandCellTracksd, RandElasticd
+from .checks import CheckImaged, CheckMaskValuesd
+from .clicks import jittered_box, jittered_boxes, sample_error_clicks, sample_foreground_clicks
+from .intensity import CTWindow, CTWindowd, MRPercentileNormalize, MRPercentileNormalized
+from .medsam import BoxPromptsd, SliceMinMaxd
+from .overlay import SaveOverlayd
 from .prompts import (
     InstanceBoxesd,
     KeySlicePromptsd,
@@ -10,10 +14,5 @@ from .prompts import (
     RandBoxPromptd,
     RandClipd,
     RequirePromptsd,
-    key_slice,
-    mask_box,
-    read_prompt_file,
 )
-from .medsam import BoxPromptsd, SliceMinMaxd
-from .overlay import SaveOverlayd
 from .video import LoadVideod, SaveMaskFramesd, SaveTracksd

@@ -24,8 +24,8 @@ from scipy import ndimage
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2.functional import elastic
 
-from .meta import source_name
-from .prompts import mask_box
+from monaiseg.prompts import mask_box
+from monaiseg.utils.batch import source_name
 
 
 class CLAHE(Transform):
@@ -45,8 +45,10 @@ class CLAHE(Transform):
     def __call__(self, img):
         array = np.asarray(torch.as_tensor(img).detach().cpu(), dtype=np.float32)
         if array.ndim not in (3, 4) or array.shape[0] not in (1, 3):
-            raise ValueError(f"CLAHE needs a (C, S0, S1) image or (C, S0, S1, T) video with C = 1 (grey) or 3 (RGB), "
-                             f"got shape {array.shape}")
+            raise ValueError(
+                f"CLAHE needs a (C, S0, S1) image or (C, S0, S1, T) video with C = 1 (grey) or 3 (RGB), "
+                f"got shape {array.shape}"
+            )
         # OpenCV counts tiles as (columns, rows), i.e. (along S1, along S0)
         clahe = cv2.createCLAHE(clipLimit=self.clip_limit, tileGridSize=self.tile_grid_size[::-1])
         pixels = np.rint(np.clip(array, 0, 1) * 255).astype(np.uint8)
@@ -69,8 +71,13 @@ class CLAHE(Transform):
 class CLAHEd(MapTransform):
     """Dictionary version of :class:`CLAHE`; errors name the image file."""
 
-    def __init__(self, keys: KeysCollection, clip_limit: float = 2.0, tile_grid_size: Sequence[int] = (8, 8),
-                 allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection,
+        clip_limit: float = 2.0,
+        tile_grid_size: Sequence[int] = (8, 8),
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.clahe = CLAHE(clip_limit, tile_grid_size)
 
@@ -95,8 +102,15 @@ class RandElasticd(RandomizableTransform, MapTransform):
     transform; torchvision's own ``ElasticTransform`` displaces by alpha / 2 px, here alpha is in px.
     """
 
-    def __init__(self, keys: KeysCollection, alpha: float = 35.0, sigma: float = 4.0, prob: float = 0.5,
-                 mode: str | Sequence[str] = ("bilinear", "nearest"), allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection,
+        alpha: float = 35.0,
+        sigma: float = 4.0,
+        prob: float = 0.5,
+        mode: str | Sequence[str] = ("bilinear", "nearest"),
+        allow_missing_keys: bool = False,
+    ):
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         self.alpha, self.sigma = float(alpha), float(sigma)
@@ -124,8 +138,10 @@ class RandElasticd(RandomizableTransform, MapTransform):
         for key, mode in self.key_iterator(d, self.mode):
             img = d[key]
             if tuple(img.shape[1:3]) != spatial:
-                raise ValueError(f"{source_name(d, key)}: spatial size {tuple(img.shape[1:3])} differs from "
-                                 f"{spatial} of '{first}'; all keys must share one deformation")
+                raise ValueError(
+                    f"{source_name(d, key)}: spatial size {tuple(img.shape[1:3])} differs from "
+                    f"{spatial} of '{first}'; all keys must share one deformation"
+                )
             tensor = torch.as_tensor(img).as_subclass(torch.Tensor)
             frames = tensor.movedim(-1, 1) if tensor.ndim == 4 else tensor  # (C, T, S0, S1) for clips
             out = elastic(frames.float(), self.displacement.to(frames.device), interpolation=InterpolationMode(mode))
@@ -139,8 +155,14 @@ class DensityMapd(MapTransform):
     rescaled to keep the sum. Writes (1, S0, S1) or (1, S0', S1') float32 to ``density_key``.
     """
 
-    def __init__(self, keys: KeysCollection = "label", density_key: str = "density", sigma: float = 4.0,
-                 output_size: Sequence[int] | None = None, allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection = "label",
+        density_key: str = "density",
+        sigma: float = 4.0,
+        output_size: Sequence[int] | None = None,
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.density_key, self.sigma = density_key, float(sigma)
         self.output_size = None if output_size is None else tuple(int(s) for s in output_size)
@@ -152,8 +174,9 @@ class DensityMapd(MapTransform):
             return d
         label = np.asarray(torch.as_tensor(d[key]).detach().cpu())
         if label.ndim != 3 or label.shape[0] != 1:
-            raise ValueError(f"{source_name(d, key)}: a density map needs a (1, S0, S1) instance map, "
-                             f"got shape {label.shape}")
+            raise ValueError(
+                f"{source_name(d, key)}: a density map needs a (1, S0, S1) instance map, got shape {label.shape}"
+            )
         instances = label[0].astype(np.int64)
         ids = np.unique(instances[instances > 0])
         impulses = np.zeros(instances.shape, np.float64)
@@ -169,7 +192,7 @@ class DensityMapd(MapTransform):
         return d
 
 
-def jittered_box(mask: np.ndarray, jitter: float, rng: np.random.RandomState) -> np.ndarray:
+def jitter_box_sides(mask: np.ndarray, jitter: float, rng: np.random.RandomState) -> np.ndarray:
     """Box (x0, y0, x1, y1) of a non-empty (S0, S1) mask (:func:`mask_box`), each side moved by up to
     ``jitter`` px, clipped to the mask. Returns float32 (4,)."""
     box = np.asarray(mask_box(mask), np.float32) + rng.uniform(-jitter, jitter, 4).astype(np.float32)
@@ -189,9 +212,17 @@ class RandCellTracksd(Randomizable, MapTransform):
     ``reference_size`` (as :class:`RandBoxPromptd`), and ``ids_key`` the track ids (K,).
     """
 
-    def __init__(self, keys: KeysCollection = ("image", "label"), label_key: str = "label", clip_length: int = 4,
-                 max_cells: int = 8, box_key: str = "box", ids_key: str = "track_ids", jitter: float = 2.0,
-                 reference_size: int = 256):
+    def __init__(
+        self,
+        keys: KeysCollection = ("image", "label"),
+        label_key: str = "label",
+        clip_length: int = 4,
+        max_cells: int = 8,
+        box_key: str = "box",
+        ids_key: str = "track_ids",
+        jitter: float = 2.0,
+        reference_size: int = 256,
+    ):
         MapTransform.__init__(self, keys)
         self.label_key, self.clip_length, self.max_cells = label_key, int(clip_length), int(max_cells)
         self.box_key, self.ids_key, self.jitter, self.reference_size = box_key, ids_key, jitter, reference_size
@@ -203,17 +234,21 @@ class RandCellTracksd(Randomizable, MapTransform):
         d = dict(data)
         label = torch.as_tensor(d[self.label_key])
         if label.ndim != 4 or label.shape[0] != 1:
-            raise ValueError(f"{source_name(d, self.label_key)}: track clips need a (1, S0, S1, T) track-id label, "
-                             f"got shape {tuple(label.shape)}")
+            raise ValueError(
+                f"{source_name(d, self.label_key)}: track clips need a (1, S0, S1, T) track-id label, "
+                f"got shape {tuple(label.shape)}"
+            )
         length = label.shape[-1]
         if length < self.clip_length:
-            raise ValueError(f"{source_name(d, self.label_key)}: {length} frames, fewer than the clip length "
-                             f"{self.clip_length}")
+            raise ValueError(
+                f"{source_name(d, self.label_key)}: {length} frames, fewer than the clip length {self.clip_length}"
+            )
         occupied = (label.reshape(-1, length) > 0).any(0)
         starts = [s for s in range(length - self.clip_length + 1) if occupied[s]]
         if not starts:
-            raise ValueError(f"{source_name(d, self.label_key)}: no cell on any frame a {self.clip_length}-frame "
-                             "clip can start from")
+            raise ValueError(
+                f"{source_name(d, self.label_key)}: no cell on any frame a {self.clip_length}-frame clip can start from"
+            )
         start = starts[self.R.randint(len(starts))]
         for key in {*self.key_iterator(d), self.label_key}:
             d[key] = d[key][..., start : start + self.clip_length]
@@ -223,7 +258,7 @@ class RandCellTracksd(Randomizable, MapTransform):
         masks = torch.stack([clip == v for v in chosen]).to(torch.float32)  # (K, S0, S1, L)
         jitter = self.jitter * max(clip.shape[:2]) / self.reference_size
         first = masks[..., 0].cpu().numpy()
-        d[self.box_key] = torch.as_tensor(np.stack([jittered_box(m, jitter, self.R) for m in first]))
+        d[self.box_key] = torch.as_tensor(np.stack([jitter_box_sides(m, jitter, self.R) for m in first]))
         d[self.ids_key] = torch.as_tensor(chosen, dtype=torch.int64)
         d[self.label_key] = convert_to_dst_type(masks, d[self.label_key], dtype=torch.float32)[0]
         return d
@@ -237,8 +272,9 @@ class LoadCTCd(MapTransform):
     track ids (1, S0, S1, T) int32. Meta ``filename_or_obj`` is the folder; errors name it.
     """
 
-    def __init__(self, keys: KeysCollection = ("image", "label"), label_key: str = "label",
-                 allow_missing_keys: bool = False):
+    def __init__(
+        self, keys: KeysCollection = ("image", "label"), label_key: str = "label", allow_missing_keys: bool = False
+    ):
         super().__init__(keys, allow_missing_keys)
         self.label_key = label_key
 
@@ -262,22 +298,3 @@ class LoadCTCd(MapTransform):
             folder = Path(d[key])
             d[key] = MetaTensor(self._load(key, folder).contiguous(), meta={"filename_or_obj": str(folder)})
         return d
-
-
-class CheckMaskValuesd(MapTransform):
-    """Raise one ``ValueError`` naming the file and the values when a mask holds values outside
-    ``allowed`` (MONAI's label transforms map or filter unknown values silently)."""
-
-    def __init__(self, keys: KeysCollection, allowed: Sequence[float], allow_missing_keys: bool = False):
-        super().__init__(keys, allow_missing_keys)
-        self.allowed = {float(v) for v in allowed}
-
-    def __call__(self, data: Mapping) -> dict:
-        for key in self.key_iterator(data):
-            values = {float(v) for v in torch.unique(torch.as_tensor(data[key])).tolist()}
-            unknown = sorted(values - self.allowed)
-            if unknown:
-                shown = [int(v) if v.is_integer() else v for v in unknown]
-                raise ValueError(f"{source_name(data, key)}: mask values {shown} are not among the allowed "
-                                 f"{sorted(int(v) if v.is_integer() else v for v in self.allowed)}")
-        return dict(data)

@@ -14,9 +14,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from monaiseg.engines.propagation import ObjectPrompt
-
-from .meta import source_name
+from monaiseg.prompts import ObjectPrompt
+from monaiseg.utils.batch import source_name
 
 
 class SliceMinMaxd(MapTransform):
@@ -33,8 +32,10 @@ class SliceMinMaxd(MapTransform):
         for key in self.key_iterator(d):
             img = torch.as_tensor(d[key]).to(torch.float32)
             if img.ndim != 4:
-                raise ValueError(f"{source_name(d, key)}: per-slice scaling needs a (C, H, W, D) volume, "
-                                 f"got shape {tuple(img.shape)}")
+                raise ValueError(
+                    f"{source_name(d, key)}: per-slice scaling needs a (C, H, W, D) volume, "
+                    f"got shape {tuple(img.shape)}"
+                )
             low = img.amin(dim=(0, 1, 2), keepdim=True)
             high = img.amax(dim=(0, 1, 2), keepdim=True)
             d[key] = (img - low) / (high - low).clamp_min(self.eps)
@@ -58,5 +59,7 @@ class BoxPromptsd(MapTransform):
             boxes = torch.as_tensor(d[key], dtype=torch.float32).reshape(-1, 4)
             if len(boxes) == 0:
                 raise ValueError(f"{source_name(d, self.image_key)}: the box file lists no boxes")
-            d[key] = [ObjectPrompt(obj_id=i + 1, frame=0, box=tuple(float(v) for v in box)) for i, box in enumerate(boxes)]
+            d[key] = [
+                ObjectPrompt(obj_id=i + 1, frame=0, box=tuple(float(v) for v in box)) for i, box in enumerate(boxes)
+            ]
         return d

@@ -11,10 +11,9 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from monaiseg.data.datalist import atomic_outputs
+from monaiseg.utils.batch import source_name
+from monaiseg.utils.files import atomic_outputs
 from monaiseg.visualize import overlay
-
-from .meta import source_name
 
 
 class SaveOverlayd(MapTransform):
@@ -22,8 +21,14 @@ class SaveOverlayd(MapTransform):
     the image (C, S0, S1) in [0, 1] (arrays as MONAI loads PNG/BMP: x first, so they are
     transposed back for the file). Disabled when `enabled` is False (overlays on request)."""
 
-    def __init__(self, keys: KeysCollection = "pred", image_key: str = "image", output_dir: str = "./eval",
-                 postfix: str = "overlay", enabled: bool = True):
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        image_key: str = "image",
+        output_dir: str = "./eval",
+        postfix: str = "overlay",
+        enabled: bool = True,
+    ):
         super().__init__(keys)
         self.image_key, self.output_dir, self.postfix, self.enabled = image_key, Path(output_dir), postfix, enabled
 

@@ -17,23 +17,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from monaiseg.engines.propagation import ObjectPrompt
-
-from .meta import source_name
-
-
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """Tight box (x0, y0, x1, y1) of a non-empty (H, W) mask, inclusive pixel indices."""
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        raise ValueError("cannot take the box of an empty mask")
-    return int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
-
-
-def ijk_to_xy(box_or_point: Sequence[float]) -> tuple[float, ...]:
-    """(i, j[, i1, j1]) voxel indices -> (x, y[, x1, y1]) SAM pixels of slice [..., k]."""
-    v = [float(c) for c in box_or_point]
-    return (v[1], v[0]) if len(v) == 2 else (v[1], v[0], v[3], v[2])
+from monaiseg.prompts import ObjectPrompt, ijk_to_xy, key_slice, mask_box, read_prompt_file
+from monaiseg.utils.batch import source_name
 
 
 class RandBoxPromptd(Randomizable, MapTransform):
@@ -45,8 +30,14 @@ class RandBoxPromptd(Randomizable, MapTransform):
     `labels`: object values to choose from (default: any value > 0).
     """
 
-    def __init__(self, keys: KeysCollection = "label", box_key: str = "box", jitter: float = 5.0,
-                 reference_size: int = 256, labels: Sequence[int] | None = None):
+    def __init__(
+        self,
+        keys: KeysCollection = "label",
+        box_key: str = "box",
+        jitter: float = 5.0,
+        reference_size: int = 256,
+        labels: Sequence[int] | None = None,
+    ):
         MapTransform.__init__(self, keys)
         self.box_key, self.jitter, self.reference_size = box_key, jitter, reference_size
         self.labels = None if labels is None else set(int(v) for v in labels)
@@ -58,7 +49,11 @@ class RandBoxPromptd(Randomizable, MapTransform):
         d = dict(data)
         key = self.first_key(d)
         label = d[key]
-        values = [int(v) for v in torch.unique(torch.as_tensor(label)) if v > 0 and (self.labels is None or int(v) in self.labels)]
+        values = [
+            int(v)
+            for v in torch.unique(torch.as_tensor(label))
+            if v > 0 and (self.labels is None or int(v) in self.labels)
+        ]
         if not values:
             raise ValueError(f"{source_name(d, key)}: the sampled slice has no object to prompt (empty label)")
         value = values[self.R.randint(len(values))]
@@ -121,19 +116,12 @@ class LoadBoxesd(MapTransform):
                 raise ValueError(f"{path}: not a JSON list of [x0, y0, x1, y1] boxes ({exc})") from exc
             for x0, y0, x1, y1 in boxes:
                 if not (0 <= x0 <= x1 < size_x and 0 <= y0 <= y1 < size_y):
-                    raise ValueError(f"{path}: box {[float(v) for v in (x0, y0, x1, y1)]} is outside the "
-                                     f"{size_x}x{size_y} image or not (x0, y0, x1, y1)")
+                    raise ValueError(
+                        f"{path}: box {[float(v) for v in (x0, y0, x1, y1)]} is outside the "
+                        f"{size_x}x{size_y} image or not (x0, y0, x1, y1)"
+                    )
             d[key] = torch.as_tensor(np.asarray([ijk_to_xy(b) for b in boxes], dtype=np.float32).reshape(-1, 4))
         return d
-
-
-def key_slice(mask: np.ndarray) -> int:
-    """The slice k of an (I, J, K) mask with the largest area; ties: nearest the object's middle."""
-    areas = mask.reshape(-1, mask.shape[-1]).sum(0)
-    present = np.nonzero(areas)[0]
-    middle = (present[0] + present[-1]) / 2
-    best = np.nonzero(areas == areas.max())[0]
-    return int(best[np.argmin(np.abs(best - middle))])
 
 
 class KeySlicePromptsd(MapTransform):
@@ -145,9 +133,15 @@ class KeySlicePromptsd(MapTransform):
     from its start): boxes on frame 0 for the objects present there, the others are not prompted.
     """
 
-    def __init__(self, keys: KeysCollection = "label", prompts_key: str = "prompts",
-                 labels: Sequence[int] | None = None, allow_missing: bool = False, allow_missing_keys: bool = False,
-                 first_frame: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection = "label",
+        prompts_key: str = "prompts",
+        labels: Sequence[int] | None = None,
+        allow_missing: bool = False,
+        allow_missing_keys: bool = False,
+        first_frame: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.prompts_key = prompts_key
         self.labels = None if labels is None else [int(v) for v in labels]
@@ -177,41 +171,6 @@ class KeySlicePromptsd(MapTransform):
                 prompts.append(ObjectPrompt(obj_id=value, frame=k, box=mask_box(mask[..., k])))
         d[self.prompts_key] = prompts
         return d
-
-
-def read_prompt_file(path: str | Path, shape: Sequence[int]) -> list[ObjectPrompt]:
-    """Prompts from a JSON sidecar for a volume of spatial `shape` (I, J, K).
-
-    Format: {"objects": [{"label": 1, "slice": k, "box": [i0, j0, i1, j1]}
-                         | {"label": 2, "slice": k, "points": [[i, j], ...], "point_labels": [1, 0]}]}
-    (an optional "name" per object is ignored). Raises ValueError naming the file.
-    """
-    path = Path(path)
-    try:
-        objects = json.loads(path.read_text())["objects"]
-        if not isinstance(objects, list):
-            raise TypeError("'objects' is not a list")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"prompt file {path} not found") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"prompt file {path}: not a JSON object with an 'objects' list ({exc})") from None
-    prompts = []
-    for n, obj in enumerate(objects):
-        try:
-            prompt = ObjectPrompt(
-                obj_id=int(obj["label"]),
-                frame=int(obj["slice"] if "slice" in obj else obj["frame"]),
-                box=ijk_to_xy(obj["box"]) if obj.get("box") is not None else None,
-                points=tuple(ijk_to_xy(p) for p in obj["points"]) if obj.get("points") is not None else None,
-                point_labels=tuple(int(v) for v in obj["point_labels"]) if obj.get("point_labels") is not None else None,
-            )
-            prompt.validate(num_frames=shape[2], height=shape[0], width=shape[1])
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ValueError(f"prompt file {path}, object #{n}: {exc}") from None
-        prompts.append(prompt)
-    if not prompts:
-        raise ValueError(f"prompt file {path} lists no objects")
-    return prompts
 
 
 class LoadPromptsd(MapTransform):
@@ -254,8 +213,13 @@ class RandClipd(Randomizable, MapTransform):
     too close to the end. The label keeps only that object. Output (C, I, J, T).
     """
 
-    def __init__(self, keys: KeysCollection = ("image", "label"), label_key: str = "label", clip_length: int = 8,
-                 labels: Sequence[int] | None = None):
+    def __init__(
+        self,
+        keys: KeysCollection = ("image", "label"),
+        label_key: str = "label",
+        clip_length: int = 8,
+        labels: Sequence[int] | None = None,
+    ):
         MapTransform.__init__(self, keys)
         self.label_key, self.clip_length = label_key, clip_length
         self.labels = None if labels is None else set(int(v) for v in labels)
@@ -268,7 +232,9 @@ class RandClipd(Randomizable, MapTransform):
         label = torch.as_tensor(d[self.label_key])
         depth = label.shape[-1]
         if depth < self.clip_length:
-            raise ValueError(f"{source_name(d, self.label_key)}: {depth} slices, fewer than the clip length {self.clip_length}")
+            raise ValueError(
+                f"{source_name(d, self.label_key)}: {depth} slices, fewer than the clip length {self.clip_length}"
+            )
         values = [int(v) for v in torch.unique(label) if v > 0 and (self.labels is None or int(v) in self.labels)]
         if not values:
             raise ValueError(f"{source_name(d, self.label_key)}: no object to sample a clip from (empty label)")
@@ -276,7 +242,9 @@ class RandClipd(Randomizable, MapTransform):
         slices = torch.nonzero((label == value).reshape(-1, depth).any(0)).flatten().tolist()
         starts = [k for k in slices if k + self.clip_length <= depth or k - self.clip_length + 1 >= 0]
         if not starts:
-            raise ValueError(f"{source_name(d, self.label_key)}: object {value} has no slice a {self.clip_length}-slice clip can start from")
+            raise ValueError(
+                f"{source_name(d, self.label_key)}: object {value} has no slice a {self.clip_length}-slice clip can start from"
+            )
         start = starts[self.R.randint(len(starts))]
         step = 1 if start + self.clip_length <= depth else -1
         index = list(range(start, start + step * self.clip_length, step))

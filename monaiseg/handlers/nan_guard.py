@@ -8,33 +8,17 @@ high, so we raise instead, naming the iteration and the files of the batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from ignite.engine import Engine, Events
-from monai.data import MetaTensor
 from monai.handlers import from_engine
+
+from monaiseg.utils.batch import batch_source_names
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-def batch_files(batch: Any) -> list[str]:
-    """The source files of a batch (`filename_or_obj` of its MetaTensors or `*_meta_dict`s)."""
-    items = batch if isinstance(batch, (list, tuple)) else [batch]
-    files: list[str] = []
-    for item in items:
-        if not isinstance(item, Mapping):
-            continue
-        for key, value in item.items():
-            meta = value.meta if isinstance(value, MetaTensor) else value if str(key).endswith("_meta_dict") else None
-            names = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
-            for name in [names] if isinstance(names, str) else list(names or []):
-                if isinstance(name, str) and name not in files:
-                    files.append(name)
-    return files
 
 
 class StopOnNonFiniteLoss:
@@ -57,9 +41,10 @@ class StopOnNonFiniteLoss:
         value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else float(loss)
         if math.isfinite(value):
             return
-        files = batch_files(engine.state.batch)
+        files = batch_source_names(engine.state.batch)
         where = f"inputs: {', '.join(files)}" if files else "the batch's inputs carry no file names"
         raise NonFiniteLossError(
             f"training loss is {value} at epoch {engine.state.epoch}, iteration {engine.state.iteration} "
             f"({where}); check these images and labels (NaN / constant intensities, empty labels) and the "
-            "learning rate; the weights saved before this iteration are kept")
+            "learning rate; the weights saved before this iteration are kept"
+        )

@@ -61,5 +61,6 @@ class ClassPromptLoss(nn.Module):
         if pred.shape[0] == 0:  # no instrument in the batch (and an empty image bank)
             return prototypes.sum() * 0.0
         seg = self.dice(pred, target["masks"].to(pred.dtype))
-        return seg + self.contrastive_weight * self.contrastive(prototypes, target["class_embeddings"],
-                                                                target["class_ids"])
+        return seg + self.contrastive_weight * self.contrastive(
+            prototypes, target["class_embeddings"], target["class_ids"]
+        )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from monaiseg.transforms.prompts import mask_box
+from monaiseg.prompts import mask_box
 
 PADDING = -1
 
@@ -73,14 +73,18 @@ def sample_foreground_clicks(gt: torch.Tensor, rng: np.random.Generator) -> tupl
     return _stack([sample_foreground_click(g, rng) for g in gt], gt.device)
 
 
-def sample_error_clicks(pred: torch.Tensor, gt: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_error_clicks(
+    pred: torch.Tensor, gt: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One correction click per object: pred, gt (K, H, W) -> points (K, 1, 2), labels (K, 1)."""
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape")
     return _stack([sample_error_click(p, g, rng) for p, g in zip(pred, gt)], gt.device)
 
 
-def jittered_box(gt, rng: np.random.Generator | None = None, max_shift: float = 5.0) -> tuple[float, float, float, float]:
+def jittered_box(
+    gt, rng: np.random.Generator | None = None, max_shift: float = 5.0
+) -> tuple[float, float, float, float]:
     """(x0, y0, x1, y1) of the object gt (H, W), inclusive pixel indices, shifted as a whole by
     an integer offset in [-s, s] per axis, s = min(max_shift, shorter box side // 2), then clipped
     to the image. `rng` None or `max_shift` 0: the tight box. ValueError if gt is empty."""

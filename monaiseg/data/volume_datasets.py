@@ -49,8 +49,10 @@ def _keyed(paths, pattern: str) -> dict[str, Path]:
 
 def _pair(root: Path, images: dict[str, Path], labels: dict[str, Path], expected: str) -> list[dict]:
     """Match images and labels by case key into datalist items with paths relative to ``root``."""
-    for kind, unmatched in (("image without label", images.keys() - labels.keys()),
-                            ("label without image", labels.keys() - images.keys())):
+    for kind, unmatched in (
+        ("image without label", images.keys() - labels.keys()),
+        ("label without image", labels.keys() - images.keys()),
+    ):
         if unmatched:
             names = [str((images | labels)[k]) for k in sorted(unmatched)]
             more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
@@ -105,8 +107,11 @@ def find_msd_cases(
     def rel(path: Path) -> str:
         return path.relative_to(root).as_posix()
 
-    problems = {(True, False): "image without label", (False, True): "label without image",
-                (False, False): "image and label not found"}
+    problems = {
+        (True, False): "image without label",
+        (False, True): "label without image",
+        (False, False): "image and label not found",
+    }
     labelled = []
     for entry in info.get("training", []):
         image, label = task_dir / entry["image"], task_dir / entry["label"]
@@ -168,8 +173,10 @@ PREPARERS = {  # CLI name -> (dataset name, function)
 def main(dataset: str, argv: Sequence[str] | None = None) -> None:
     """CLI of ``scripts/prepare_<dataset>.py``: ``--data_root DIR --output datalist.json``."""
     name, prepare = PREPARERS[dataset]
-    parser = argparse.ArgumentParser(description=f"Write a MONAI datalist for the {name} release layout "
-                                     "(paths relative to --data_root; the volumes are not copied).")
+    parser = argparse.ArgumentParser(
+        description=f"Write a MONAI datalist for the {name} release layout "
+        "(paths relative to --data_root; the volumes are not copied)."
+    )
     parser.add_argument("--data_root", required=True, help="dataset folder as released (dataset_dir)")
     parser.add_argument("--output", required=True, help="datalist JSON to write")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")

@@ -17,82 +17,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-
-import json
 
 import numpy as np
 import torch
+from monai.inferers import Inferer
 
-
-@dataclass(frozen=True)
-class ObjectPrompt:
-    """A prompt for object `obj_id` (its label value, > 0) on frame `frame`.
-
-    Coordinates are pixels of the frame (x = column, y = row): `box` (x0, y0, x1, y1);
-    `points` ((x, y), ...) with `point_labels` (1 foreground, 0 background); or `mask` (H, W).
-    """
-
-    obj_id: int
-    frame: int
-    box: tuple[float, float, float, float] | None = None
-    points: tuple[tuple[float, float], ...] | None = None
-    point_labels: tuple[int, ...] | None = None
-    mask: np.ndarray | None = field(default=None, compare=False)
-
-    def validate(self, num_frames: int, height: int, width: int) -> None:
-        """Raise ValueError when the prompt lies outside a (num_frames, height, width) volume."""
-        if self.obj_id <= 0:
-            raise ValueError(f"object id must be a positive label value, got {self.obj_id}")
-        if not 0 <= self.frame < num_frames:
-            raise ValueError(f"object {self.obj_id}: key slice {self.frame} is outside the volume (0..{num_frames - 1})")
-        if self.box is None and self.points is None and self.mask is None:
-            raise ValueError(f"object {self.obj_id}: a prompt needs a box, points or a mask")
-        if self.mask is not None:
-            if self.box is not None or self.points is not None:
-                raise ValueError(f"object {self.obj_id}: give either a mask or box/points on frame {self.frame}")
-            if tuple(np.shape(self.mask)) != (height, width):
-                raise ValueError(f"object {self.obj_id}: mask shape {np.shape(self.mask)} != slice shape {(height, width)}")
-            if not np.any(self.mask):
-                raise ValueError(f"object {self.obj_id}: mask prompt on slice {self.frame} is empty")
-        if self.box is not None:
-            x0, y0, x1, y1 = self.box
-            if not (0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height):
-                raise ValueError(
-                    f"object {self.obj_id}: box {tuple(self.box)} is outside the {width}x{height} (x, y) slice or not (x0, y0, x1, y1)"
-                )
-        if self.points is not None:
-            if self.point_labels is None or len(self.point_labels) != len(self.points) or not self.points:
-                raise ValueError(f"object {self.obj_id}: points need one label (1 fg, 0 bg) each")
-            for x, y in self.points:
-                if not (0 <= x < width and 0 <= y < height):
-                    raise ValueError(f"object {self.obj_id}: point {(x, y)} is outside the {width}x{height} (x, y) slice")
-
-
-def prompts_to_json(prompts: Sequence[ObjectPrompt]) -> str:
-    """Serialise prompts (a JSON string survives MONAI batch collation and de-collation)."""
-    items = []
-    for p in prompts:
-        item = {k: v for k, v in vars(p).items() if v is not None}
-        if p.mask is not None:
-            item["mask"] = np.asarray(p.mask, dtype=np.uint8).tolist()
-        items.append(item)
-    return json.dumps(items, default=lambda value: value.item())  # numpy scalars
-
-
-def prompts_from_json(text: str) -> list[ObjectPrompt]:
-    """Inverse of `prompts_to_json`."""
-    prompts = []
-    for item in json.loads(text):
-        for key in ("box", "point_labels"):
-            if key in item:
-                item[key] = tuple(item[key])
-        if "points" in item:
-            item["points"] = tuple(tuple(p) for p in item["points"])
-        if "mask" in item:
-            item["mask"] = np.asarray(item["mask"], dtype=bool)
-        prompts.append(ObjectPrompt(**item))
-    return prompts
+from monaiseg.prompts import ObjectPrompt, prompts_from_json
+from monaiseg.utils.batch import unwrap_model
 
 
 class LazyFrames(Sequence):
@@ -222,3 +153,27 @@ def propagate_volume(
     if stats is not None:
         stats["max_stored_frames"] = max_stored
     return labels
+
+
+class PropagationInferer(Inferer):
+    """`inferer(volumes, network, prompts=...)` -> label volumes (B, 1, I, J, K).
+
+    volumes: (B, C, I, J, K) in [0, 1]; prompts: per volume a list of `ObjectPrompt` (or its
+    JSON from `collate_with_prompts`), slices along K. The output keeps the input's metadata (affine), so it is saved in its geometry.
+    """
+
+    def __init__(self, offload_to_cpu: bool = True):
+        super().__init__()
+        self.offload_to_cpu = offload_to_cpu
+
+    def __call__(self, inputs: torch.Tensor, network, prompts: Sequence[Sequence[ObjectPrompt] | str]) -> torch.Tensor:
+        model = unwrap_model(network)  # DistributedDataParallel
+        if len(prompts) != inputs.shape[0]:
+            raise ValueError(f"got {len(prompts)} prompt lists for a batch of {inputs.shape[0]} volumes")
+        out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)  # keeps MetaTensor metadata
+        for b, volume in enumerate(inputs):
+            volume_prompts = prompts_from_json(prompts[b]) if isinstance(prompts[b], str) else prompts[b]
+            out[b, 0] = propagate_volume(model, volume, volume_prompts, offload_to_cpu=self.offload_to_cpu).to(
+                out.device
+            )
+        return out

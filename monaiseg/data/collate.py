@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from monai.data import list_data_collate
 
-from .propagation import prompts_to_json
+from monaiseg.prompts import prompts_to_json
 
 
 def collate_with_prompts(batch: Sequence[dict], keys: Sequence[str] = ("prompts",)) -> dict:

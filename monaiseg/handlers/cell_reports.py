@@ -3,8 +3,6 @@ tracking table, written per run as JSON + CSV."""
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import shutil
 import time
@@ -15,26 +13,16 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from monaiseg.data.ctc import tracking_accuracy, write_ctc_result
-from monaiseg.data.datalist import atomic_outputs
+from monaiseg.data.ctc import write_ctc_result
 from monaiseg.metrics.cells import cell_type_scores, write_cell_type_scores
+from monaiseg.metrics.tracking import tracking_accuracy
 from monaiseg.networks.trainable import parameter_report
+from monaiseg.utils.batch import unwrap_model
+from monaiseg.utils.files import write_csv_atomic, write_json_atomic
 
 UNKNOWN_TYPE = "unknown"
 
 logger = logging.getLogger(__name__)
-
-
-def _write_json(path: Path, content: dict) -> None:
-    with atomic_outputs(path) as (tmp,):
-        tmp.write_text(json.dumps(content, indent=2))
-
-
-def _write_csv(path: Path, rows: Sequence[Mapping]) -> None:
-    with atomic_outputs(path) as (tmp,), open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 class _Timing:
@@ -68,8 +56,13 @@ class CellReportWriter:
     fps = images / seconds of the evaluator's iterations (network, prompts and post-processing).
     """
 
-    def __init__(self, output_dir: str, metric_names: Sequence[str], cell_types: Mapping[str, str],
-                 network: torch.nn.Module | None = None):
+    def __init__(
+        self,
+        output_dir: str,
+        metric_names: Sequence[str],
+        cell_types: Mapping[str, str],
+        network: torch.nn.Module | None = None,
+    ):
         self.output_dir, self.metric_names = Path(output_dir), list(metric_names)
         self.cell_types = {int(k): v for k, v in cell_types.items()}
         self.network = network
@@ -86,7 +79,9 @@ class CellReportWriter:
         for item, out in zip(engine.state.batch, engine.state.output):
             pred, label = torch.as_tensor(out["pred"])[1] > 0, torch.as_tensor(out["label"])[1] > 0
             name = self.cell_types.get(int(item.get("cell_type", 0)), UNKNOWN_TYPE)
-            self.records.append((name, int((pred & label).sum()), int((pred & ~label).sum()), int((~pred & label).sum())))
+            self.records.append(
+                (name, int((pred & label).sum()), int((pred & ~label).sum()), int((~pred & label).sum()))
+            )
 
     def write(self, engine: Engine) -> None:
         seen = {name for name, *_ in self.records}
@@ -97,10 +92,10 @@ class CellReportWriter:
         summary["num_images"] = self.timing.items
         summary["fps"] = self.timing.items / self.timing.seconds if self.timing.seconds else 0.0
         if self.network is not None:
-            model = self.network.module if hasattr(self.network, "module") else self.network
+            model = unwrap_model(self.network)
             summary["parameters"] = parameter_report(model)
         write_cell_type_scores(self.output_dir / "cell_types.csv", scores)
-        _write_json(self.output_dir / "summary.json", summary)
+        write_json_atomic(self.output_dir / "summary.json", summary)
         logger.info("cell report written to %s", self.output_dir)
 
 
@@ -137,19 +132,26 @@ class TrackingReportWriter:
             if res_dir.exists():  # our own output of an earlier run
                 shutil.rmtree(res_dir)
             write_ctc_result(res_dir, pred)
-            self.rows.append({"video": name, "frames": int(pred.shape[0]), "cells": int(len(np.unique(gt)) - 1), "tra": tra})
+            self.rows.append(
+                {"video": name, "frames": int(pred.shape[0]), "cells": int(len(np.unique(gt)) - 1), "tra": tra}
+            )
 
     def write(self, engine: Engine) -> None:
-        summary = {"mean_tra": float(np.nanmean([r["tra"] for r in self.rows])) if self.rows else float("nan"),
-                   "num_videos": len(self.rows), "videos": self.rows,
-                   "frames_per_second": (sum(r["frames"] for r in self.rows) / self.timing.seconds) if self.timing.seconds else 0.0}
+        summary = {
+            "mean_tra": float(np.nanmean([r["tra"] for r in self.rows])) if self.rows else float("nan"),
+            "num_videos": len(self.rows),
+            "videos": self.rows,
+            "frames_per_second": (sum(r["frames"] for r in self.rows) / self.timing.seconds)
+            if self.timing.seconds
+            else 0.0,
+        }
         summary.update({m: float(v) for m, v in engine.state.metrics.items()})
         if self.network is not None:
-            model = self.network.module if hasattr(self.network, "module") else self.network
+            model = unwrap_model(self.network)
             summary["parameters"] = parameter_report(model)
         if self.rows:
-            _write_csv(self.output_dir / "tracking.csv", self.rows)
-        _write_json(self.output_dir / "tracking.json", summary)
+            write_csv_atomic(self.output_dir / "tracking.csv", self.rows)
+        write_json_atomic(self.output_dir / "tracking.json", summary)
         logger.info("tracking report written to %s (mean TRA %.4f)", self.output_dir, summary["mean_tra"])
 
 

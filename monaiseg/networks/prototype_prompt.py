@@ -39,8 +39,14 @@ class PrototypePromptEncoder(nn.Module):
     tokens per class (EndoVis2018: 2, EndoVis2017: 4).
     """
 
-    def __init__(self, feat_dim: int = 256, hidden_dim_dense: int = 128, hidden_dim_sparse: int = 128,
-                 size: int = 64, num_tokens: int = 2):
+    def __init__(
+        self,
+        feat_dim: int = 256,
+        hidden_dim_dense: int = 128,
+        hidden_dim_sparse: int = 128,
+        size: int = 64,
+        num_tokens: int = 2,
+    ):
         super().__init__()
         self.size = size
         self.dense_fc_1 = nn.Conv2d(feat_dim, hidden_dim_dense, 1)
@@ -54,11 +60,13 @@ class PrototypePromptEncoder(nn.Module):
     def init_from_sam(self, prompt_encoder: PromptEncoder) -> None:
         """Negative / positive embeddings := SAM's negative / positive point embeddings, repeated T times."""
         for i in (0, 1):
-            self.pn_cls_embeddings[i].weight.copy_(prompt_encoder.point_embeddings[i].weight.expand_as(
-                self.pn_cls_embeddings[i].weight))
+            self.pn_cls_embeddings[i].weight.copy_(
+                prompt_encoder.point_embeddings[i].weight.expand_as(self.pn_cls_embeddings[i].weight)
+            )
 
-    def forward(self, embeddings: torch.Tensor, prototypes: torch.Tensor,
-                class_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, embeddings: torch.Tensor, prototypes: torch.Tensor, class_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Image embeddings (B, D, h, w), prototypes (C, D), queried class ids (B, K) in 1..C ->
         dense (B, K, D, h, w) and sparse (B, K, C * T, D) prompt embeddings."""
         batch, dim, height, width = embeddings.shape
@@ -84,8 +92,9 @@ class PrototypePromptEncoder(nn.Module):
         return dense, sparse.flatten(2, 3)
 
 
-def class_embeddings_from_masks(embeddings: torch.Tensor, labels: torch.Tensor,
-                                num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def class_embeddings_from_masks(
+    embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean image embedding under each class mask: embeddings (B, D, h, w), class-id maps
     (B, 1, H, W) or (B, H, W) with 0 background -> (B, C, D) class embeddings and (B, C) presence.
 

@@ -6,31 +6,8 @@ import logging
 from collections.abc import Mapping
 
 from ignite.engine import Engine, Events
-from monai.engines.utils import PrepareBatch
 
 logger = logging.getLogger(__name__)
-
-
-class PrepareCellClipBatch(PrepareBatch):
-    """One video clip per batch -> the network's multi-object clip call.
-
-    batch["image"] (1, C, H, W, T), batch["label"] (1, K, H, W, T) (one binary channel per tracked
-    cell, from `RandCellTracksd`), batch["box"] (1, K, 4) on frame 0. Returns
-    (clip (1, C, H, W, T), targets (K, 1, H, W, T), (), {"boxes": (K, 4), "return_memory": ...}):
-    the clip is encoded once and the K cells are tracked together (`SAM2Segmenter.forward_clip`).
-    """
-
-    def __init__(self, return_memory: bool = True):
-        self.return_memory = return_memory
-
-    def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
-        image, label, box = batchdata["image"], batchdata["label"], batchdata["box"]
-        if image.shape[0] != 1:
-            raise ValueError(f"cell clips are trained one video per batch (batch_size 1), got a batch of {image.shape[0]}")
-        targets = label[0].unsqueeze(1)  # (K, 1, H, W, T)
-        move = dict(device=device, non_blocking=non_blocking)
-        return (image.to(**move), targets.to(**move), (),
-                {"boxes": box[0].to(**move), "return_memory": self.return_memory})
 
 
 class ClipCurriculum:

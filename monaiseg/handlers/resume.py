@@ -44,21 +44,30 @@ def latest_checkpoint(save_dir: str | Path) -> Path | None:
 
 def _numpy_state(rng: np.random.RandomState) -> dict:
     name, keys, pos, has_gauss, cached = rng.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def _set_numpy_state(rng: np.random.RandomState, state: Mapping) -> None:
-    rng.set_state((state["name"], state["keys"].numpy().astype(np.uint32), state["pos"],
-                   state["has_gauss"], state["cached"]))
+    rng.set_state(
+        (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"], state["cached"])
+    )
 
 
 def _is_walkable(obj: Any) -> bool:
     """Objects whose attributes may hold private generators: MONAI / monaiseg objects (transforms,
     iteration updates, inferers) that are not networks, tensors or optimizers."""
     module = type(obj).__module__ or ""
-    return (module.startswith(("monai.", "monaiseg.")) and not isinstance(obj, (torch.nn.Module, torch.Tensor))
-            and not isinstance(obj, torch.optim.Optimizer))
+    return (
+        module.startswith(("monai.", "monaiseg."))
+        and not isinstance(obj, (torch.nn.Module, torch.Tensor))
+        and not isinstance(obj, torch.optim.Optimizer)
+    )
 
 
 def _children(obj: Any) -> Iterator[Any]:
@@ -69,7 +78,9 @@ def _children(obj: Any) -> Iterator[Any]:
     elif isinstance(obj, DataLoader):
         yield obj.dataset
     elif isinstance(obj, Engine):
-        yield from (getattr(obj, name, None) for name in ("data_loader", "_process_function", "prepare_batch", "inferer"))
+        yield from (
+            getattr(obj, name, None) for name in ("data_loader", "_process_function", "prepare_batch", "inferer")
+        )
     elif hasattr(obj, "__self__"):  # a bound method (e.g. an engine's iteration): its object
         yield obj.__self__
     elif (isinstance(obj, Dataset) or _is_walkable(obj)) and hasattr(obj, "__dict__"):
@@ -78,7 +89,9 @@ def _children(obj: Any) -> Iterator[Any]:
                 yield getattr(obj, name)
 
 
-def find_generators(root: Any, max_depth: int = 8) -> list[np.random.RandomState | np.random.Generator | torch.Generator | random.Random]:
+def find_generators(
+    root: Any, max_depth: int = 8
+) -> list[np.random.RandomState | np.random.Generator | torch.Generator | random.Random]:
     """Private random generators reachable from `root` (a trainer, data loader or transform), in a
     fixed traversal order: MONAI transforms' `R`, and NumPy / torch / Python generators held by
     MONAI or monaiseg objects (data loaders -> datasets -> transforms; engines -> iteration updates)."""
@@ -117,16 +130,22 @@ class RandomStates:
                 private.append({"torch": gen.get_state()})
             else:
                 private.append({"python": gen.getstate()})
-        state = {"python": random.getstate(), "numpy": _numpy_state(np.random.mtrand._rand),
-                 "torch": torch.get_rng_state(), "private": private}
+        state = {
+            "python": random.getstate(),
+            "numpy": _numpy_state(np.random.mtrand._rand),
+            "torch": torch.get_rng_state(),
+            "private": private,
+        }
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state: Mapping) -> None:
         if len(state["private"]) != len(self.generators):
-            raise ValueError(f"the resume checkpoint holds {len(state['private'])} private random states but this "
-                             f"training has {len(self.generators)}: it was written by a different configuration")
+            raise ValueError(
+                f"the resume checkpoint holds {len(state['private'])} private random states but this "
+                f"training has {len(self.generators)}: it was written by a different configuration"
+            )
         random.setstate(state["python"])
         _set_numpy_state(np.random.mtrand._rand, state["numpy"])
         torch.set_rng_state(state["torch"])
@@ -169,8 +188,9 @@ class ResumableCheckpoint:
         if self.resume:
             path = latest_checkpoint(self.save_dir)
             if path is None:
-                logger.warning("resume requested but %s holds no resume checkpoint: training starts from epoch 0",
-                               self.save_dir)
+                logger.warning(
+                    "resume requested but %s holds no resume checkpoint: training starts from epoch 0", self.save_dir
+                )
             else:
                 logger.info("resuming from %s", path)
                 CheckpointLoader(load_path=str(path), load_dict=to_save, map_location="cpu").attach(engine)
@@ -182,8 +202,12 @@ class ResumableCheckpoint:
                 stale.unlink()
         # attached on every rank (ignite's distributed helpers run collectives on first use); the
         # DiskSaver writes on rank 0 only
-        saver = Checkpoint(to_save, DiskSaver(str(self.save_dir), atomic=True, require_empty=False, save_on_rank=0),
-                           filename_prefix=PREFIX, n_saved=1,
-                           filename_pattern="{filename_prefix}_checkpoint_epoch={global_step}.{ext}",
-                           global_step_transform=lambda eng, _: eng.state.epoch)
+        saver = Checkpoint(
+            to_save,
+            DiskSaver(str(self.save_dir), atomic=True, require_empty=False, save_on_rank=0),
+            filename_prefix=PREFIX,
+            n_saved=1,
+            filename_pattern="{filename_prefix}_checkpoint_epoch={global_step}.{ext}",
+            global_step_transform=lambda eng, _: eng.state.epoch,
+        )
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), saver)

@@ -125,7 +125,8 @@ class EmbeddingCache:
         except OSError as exc:
             raise PermissionError(
                 f"embedding cache directory {self.root} cannot be written ({exc.strerror or exc}); "
-                "give a writable cache directory, or run without the cache") from exc
+                "give a writable cache directory, or run without the cache"
+            ) from exc
 
     def key(self, image: torch.Tensor) -> str:
         """Cache key (sha256 hex) of one encoder input (C, H, W)."""
@@ -147,7 +148,10 @@ class EmbeddingCache:
             if not isinstance(entry, dict) or "output" not in entry:
                 problem = "is not a cache entry"
             elif (entry.get("key"), entry.get("identity"), entry.get("preprocess")) != (
-                    key, self.identity, self.preprocess):
+                key,
+                self.identity,
+                self.preprocess,
+            ):
                 problem = "was written for another image, encoder or preprocessing"
             elif entry.get("checksum") != _checksum(entry["output"]):
                 problem = "has a wrong checksum (damaged)"
@@ -161,8 +165,13 @@ class EmbeddingCache:
     def _store(self, key: str, output: Output) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        entry = {"key": key, "identity": self.identity, "preprocess": self.preprocess,
-                 "checksum": _checksum(output), "output": output}
+        entry = {
+            "key": key,
+            "identity": self.identity,
+            "preprocess": self.preprocess,
+            "checksum": _checksum(output),
+            "output": output,
+        }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{key[:8]}-", suffix=".pt")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -177,7 +186,9 @@ class EmbeddingCache:
         """Encoder output for `images` (B, C, H, W) on `images.device`, batched as `encoder(images)`
         returns it; the misses go through ONE encoder call (eval mode, no autograd) and are stored."""
         if images.ndim != 4 or len(images) == 0:
-            raise ValueError(f"EmbeddingCache.encode expects encoder inputs (B >= 1, C, H, W), got {tuple(images.shape)}")
+            raise ValueError(
+                f"EmbeddingCache.encode expects encoder inputs (B >= 1, C, H, W), got {tuple(images.shape)}"
+            )
         keys = [self.key(image) for image in images]
         samples: list[Output | None] = [self._load(k) for k in keys]
         missing: dict[str, int] = {}
@@ -207,28 +218,10 @@ class EmbeddingCache:
         return sum(p.stat().st_size for p in self._entries())
 
     def summary(self) -> dict[str, Any]:
-        return {"root": str(self.root), "entries": len(self), "size_bytes": self.size_bytes(),
-                "hits": self.hits, "misses": self.misses}
-
-
-class EmbeddingCacheLogger:
-    """Ignite handler: at each EPOCH_COMPLETED, log the cache's entries, size and the epoch's hits /
-    misses, store them in `engine.state.embedding_cache`, and reset the counters. `cache=None` (caching
-    switched off in a config) attaches nothing."""
-
-    def __init__(self, cache: EmbeddingCache | None):
-        self.cache = cache
-
-    def attach(self, engine) -> None:
-        from ignite.engine import Events
-
-        if self.cache is None:
-            return
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-    def __call__(self, engine) -> None:
-        summary = self.cache.summary()
-        engine.state.embedding_cache = summary
-        logger.info("embedding cache %s: %d entries, %.1f MB; this epoch %d hits, %d misses", summary["root"],
-                    summary["entries"], summary["size_bytes"] / 2**20, summary["hits"], summary["misses"])
-        self.cache.hits = self.cache.misses = 0
+        return {
+            "root": str(self.root),
+            "entries": len(self),
+            "size_bytes": self.size_bytes(),
+            "hits": self.hits,
+            "misses": self.misses,
+        }

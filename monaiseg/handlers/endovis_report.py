@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
-from monaiseg.engines.reports import _write_csv, _write_json
 from monaiseg.metrics.endovis import EndoVisIoU
+from monaiseg.utils.files import write_csv_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +48,25 @@ class EndoVisReportWriter:
         engine.state.metrics.update({k: float(v) for k, v in scalars.items() if not math.isnan(v)})
         if self.output_dir is None:
             return
-        summary = {**{k: results[k] for k in (*SUMMARY_KEYS, "cumulative_iou", "num_frames")},
-                   "per_class_iou": per_class}
-        _write_json(self.output_dir / "summary.json", _nan_to_none(summary))
-        rows = [{"frame": name, "challenge_iou": _blank(s.challenge_iou), "iou": _blank(s.iou),
-                 **{f"iou_{n}": _blank(s.class_ious.get(c)) for c, n in enumerate(self.class_names, start=1)}}
-                for name, s in self.metric.frames]
+        summary = {
+            **{k: results[k] for k in (*SUMMARY_KEYS, "cumulative_iou", "num_frames")},
+            "per_class_iou": per_class,
+        }
+        write_json_atomic(self.output_dir / "summary.json", _nan_to_none(summary))
+        rows = [
+            {
+                "frame": name,
+                "challenge_iou": _blank(s.challenge_iou),
+                "iou": _blank(s.iou),
+                **{f"iou_{n}": _blank(s.class_ious.get(c)) for c, n in enumerate(self.class_names, start=1)},
+            }
+            for name, s in self.metric.frames
+        ]
         if rows:
-            _write_csv(self.output_dir / "per_frame.csv", rows)
-        logger.info("EndoVis report written to %s: %s", self.output_dir,
-                    {k: round(float(results[k]), 4) for k in SUMMARY_KEYS})
+            write_csv_atomic(self.output_dir / "per_frame.csv", rows)
+        logger.info(
+            "EndoVis report written to %s: %s", self.output_dir, {k: round(float(results[k]), 4) for k in SUMMARY_KEYS}
+        )
 
 
 def _blank(value: float | None) -> float | str:

@@ -26,9 +26,8 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 
-from monaiseg.transforms.prompts import mask_box
-
-from .propagation import ObjectPrompt, prompts_from_json
+from monaiseg.prompts import ObjectPrompt, mask_box, prompts_from_json
+from monaiseg.utils.batch import unwrap_model
 
 
 def box_logits(network, images: torch.Tensor, boxes: torch.Tensor, transpose: bool = False) -> torch.Tensor:
@@ -55,8 +54,10 @@ def _key_boxes(prompts: Sequence[ObjectPrompt], depth: int, height: int, width: 
     for prompt in prompts:
         prompt.validate(num_frames=depth, height=height, width=width)
         if prompt.box is None or prompt.points is not None or prompt.mask is not None:
-            raise ValueError(f"object {prompt.obj_id}: box carry takes a box prompt only (MedSAM is box-prompted), "
-                             "got points or a mask")
+            raise ValueError(
+                f"object {prompt.obj_id}: box carry takes a box prompt only (MedSAM is box-prompted), "
+                "got points or a mask"
+            )
         if prompt.obj_id in starts:
             raise ValueError(f"object {prompt.obj_id}: more than one key-slice box; give one box per object")
         starts[prompt.obj_id] = prompt
@@ -130,7 +131,7 @@ class BoxCarryInferer(Inferer):
         self.box_margin, self.min_area, self.transpose = box_margin, min_area, transpose
 
     def __call__(self, inputs: torch.Tensor, network, prompts: Sequence[Sequence[ObjectPrompt] | str]) -> torch.Tensor:
-        model = network.module if hasattr(network, "module") else network  # DistributedDataParallel
+        model = unwrap_model(network)  # DistributedDataParallel
         if inputs.ndim != 5:
             raise ValueError(f"box carry needs volumes (B, C, H, W, D), got shape {tuple(inputs.shape)}")
         if len(prompts) != inputs.shape[0]:

@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
-from monai.engines.utils import PrepareBatch
 from monai.inferers import Inferer
 from scipy import ndimage
 
-from monaiseg.transforms.prompts import mask_box
-
-from .propagation import ObjectPrompt, prompts_from_json, propagate_volume
-
-
-class PropagationInferer(Inferer):
-    """`inferer(volumes, network, prompts=...)` -> label volumes (B, 1, I, J, K).
-
-    volumes: (B, C, I, J, K) in [0, 1]; prompts: per volume a list of `ObjectPrompt` (or its
-    JSON from `collate_with_prompts`), slices along K. The output keeps the input's metadata (affine), so it is saved in its geometry.
-    """
-
-    def __init__(self, offload_to_cpu: bool = True):
-        super().__init__()
-        self.offload_to_cpu = offload_to_cpu
-
-    def __call__(self, inputs: torch.Tensor, network, prompts: Sequence[Sequence[ObjectPrompt] | str]) -> torch.Tensor:
-        model = network.module if hasattr(network, "module") else network  # DistributedDataParallel
-        if len(prompts) != inputs.shape[0]:
-            raise ValueError(f"got {len(prompts)} prompt lists for a batch of {inputs.shape[0]} volumes")
-        out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)  # keeps MetaTensor metadata
-        for b, volume in enumerate(inputs):
-            volume_prompts = prompts_from_json(prompts[b]) if isinstance(prompts[b], str) else prompts[b]
-            out[b, 0] = propagate_volume(model, volume, volume_prompts, offload_to_cpu=self.offload_to_cpu).to(out.device)
-        return out
+from monaiseg.inferers.propagation import propagate_volume
+from monaiseg.prompts import ObjectPrompt, mask_box
+from monaiseg.utils.batch import unwrap_model
 
 
 def instance_ids(logits: torch.Tensor) -> torch.Tensor:
@@ -52,9 +27,10 @@ class InstancePromptInferer(Inferer):
     prompt-free mask is split into connected components (automatic mode).
     """
 
-    def __call__(self, inputs: torch.Tensor, network, boxes: torch.Tensor | None = None,
-                 density: torch.Tensor | None = None) -> torch.Tensor:
-        model = network.module if hasattr(network, "module") else network
+    def __call__(
+        self, inputs: torch.Tensor, network, boxes: torch.Tensor | None = None, density: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        model = unwrap_model(network)
         out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)  # keeps MetaTensor metadata
         for b, image in enumerate(inputs):
             image = image.unsqueeze(0)
@@ -72,22 +48,6 @@ class InstancePromptInferer(Inferer):
         return out
 
 
-class PrepareOptionalBoxes(PrepareBatch):
-    """Batch -> (image, label or None, (), {"boxes": ..., "density": ...}) for `InstancePromptInferer`,
-    passing only the prompts the batch has (inference with or without a boxes file)."""
-
-    def __init__(self, box_key: str = "boxes", density_key: str = "density"):
-        self.box_key, self.density_key = box_key, density_key
-
-    def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
-        move = dict(device=device, non_blocking=non_blocking)
-        prompts = {name: batchdata[key].to(**move) for name, key in (("boxes", self.box_key), ("density", self.density_key))
-                   if key in batchdata}
-        label = batchdata.get("label")
-        label = label.to(**move) if isinstance(label, torch.Tensor) else None  # a path when not loaded
-        return batchdata["image"].to(**move), label, (), prompts
-
-
 class CellTrackingInferer(Inferer):
     """`inferer(videos, network, boxes=...)` -> per-frame instance ids (B, 1, S0, S1, T), one id
     per cell for the whole video (SAM2 memory propagation from frame 0, `propagate_volume`).
@@ -98,7 +58,7 @@ class CellTrackingInferer(Inferer):
     """
 
     def __call__(self, inputs: torch.Tensor, network, boxes: torch.Tensor | None = None) -> torch.Tensor:
-        model = network.module if hasattr(network, "module") else network
+        model = unwrap_model(network)
         out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)
         for b, video in enumerate(inputs):
             rows = None if boxes is None else boxes[b].reshape(-1, 4)
@@ -108,6 +68,8 @@ class CellTrackingInferer(Inferer):
                 rows = torch.as_tensor([mask_box((first == v).cpu().numpy()) for v in ids], dtype=torch.float32)
             if len(rows) == 0:
                 continue  # nothing found on frame 0: an empty result
-            prompts = [ObjectPrompt(obj_id=i + 1, frame=0, box=tuple(float(v) for v in row)) for i, row in enumerate(rows)]
+            prompts = [
+                ObjectPrompt(obj_id=i + 1, frame=0, box=tuple(float(v) for v in row)) for i, row in enumerate(rows)
+            ]
             out[b, 0] = propagate_volume(model, video, prompts).to(out.device)
         return out

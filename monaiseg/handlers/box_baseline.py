@@ -24,9 +24,9 @@ import torch
 from ignite.engine import Engine, Events
 from monai.metrics import compute_dice, compute_iou
 
-from monaiseg.data.datalist import atomic_outputs
-from monaiseg.transforms.meta import source_name
-from monaiseg.transforms.prompts import mask_box
+from monaiseg.prompts import mask_box
+from monaiseg.utils.batch import source_name
+from monaiseg.utils.files import atomic_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 def class_scores(pred: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Tensor]:
     """Binary class masks (C, H, W) -> {"dice": (C,), "iou": (C,)}; empty label and prediction = 1."""
     pred, label = pred[None].float(), label[None].float()
-    return {"dice": compute_dice(pred, label, ignore_empty=False)[0], "iou": compute_iou(pred, label, ignore_empty=False)[0]}
+    return {
+        "dice": compute_dice(pred, label, ignore_empty=False)[0],
+        "iou": compute_iou(pred, label, ignore_empty=False)[0],
+    }
 
 
 @torch.no_grad()
@@ -57,8 +60,14 @@ class BoxPromptComparison:
     and one-hot `pred`, `label` (C + 1, H, W); `class_names` name channels 1..C (a list, or a
     mapping whose values are taken in order)."""
 
-    def __init__(self, network: torch.nn.Module, output_dir: str, class_names: Sequence[str] | Mapping,
-                 method: str = "sam_automed", baseline: str = "sam_med2d_box"):
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        output_dir: str,
+        class_names: Sequence[str] | Mapping,
+        method: str = "sam_automed",
+        baseline: str = "sam_med2d_box",
+    ):
         self.network = network.eval()
         self.output_dir = Path(output_dir)
         self.class_names = list(class_names.values()) if isinstance(class_names, Mapping) else list(class_names)
@@ -90,8 +99,10 @@ class BoxPromptComparison:
             start = time.perf_counter()
             boxed = box_prompt_masks(self.network, torch.as_tensor(item["image"]), label)
             self.seconds[baseline] += time.perf_counter() - start
-            scores = {method: class_scores(torch.as_tensor(item["pred"])[1:] > 0.5, label),
-                      baseline: class_scores(boxed, label)}
+            scores = {
+                method: class_scores(torch.as_tensor(item["pred"])[1:] > 0.5, label),
+                baseline: class_scores(boxed, label),
+            }
             name = source_name(item, "image")
             for c, class_name in enumerate(self.class_names):
                 row = {"image": name, "class": class_name}
@@ -105,7 +116,10 @@ class BoxPromptComparison:
         out: dict = {"num_images": num_images, "classes": self.class_names}
         for m in self.methods:
             per_class = {
-                c: {k: sum(r[f"{m}_{k}"] for r in self.rows if r["class"] == c) / max(num_images, 1) for k in ("dice", "iou")}
+                c: {
+                    k: sum(r[f"{m}_{k}"] for r in self.rows if r["class"] == c) / max(num_images, 1)
+                    for k in ("dice", "iou")
+                }
                 for c in self.class_names
             }
             out[m] = {k: sum(r[f"{m}_{k}"] for r in self.rows) / max(len(self.rows), 1) for k in ("dice", "iou")}

@@ -19,88 +19,29 @@ class maps; videos as `LoadVideod` loads them, (B, 3, W, H, T), give (B, 1, W, H
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 import torch.nn.functional as F
-from monai.data import MetaTensor
 from monai.inferers import Inferer
 
-from monaiseg.engines.embedding_cache import EmbeddingCache
-from monaiseg.engines.image_bank import ImageBank
-from monaiseg.networks.class_prompt import class_embeddings_from_masks
+from monaiseg.data.embedding_cache import EmbeddingCache
+from monaiseg.utils.batch import plain_tensor, unwrap_model
 
 QUERY_MODES = ("gt", "all")
-
-
-def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    return network.module if hasattr(network, "module") else network
-
-
-def _plain(x: torch.Tensor) -> torch.Tensor:
-    return x.as_tensor() if isinstance(x, MetaTensor) else x
 
 
 def image_embeddings(model: torch.nn.Module, images: torch.Tensor, cache: EmbeddingCache | None = None) -> torch.Tensor:
     """Frozen SAM image embeddings (B, 256, h, w) of images (B, 1|3, H, W) in [0, 1]: through
     `cache` (keyed by the normalised encoder input) when given, else the encoder without autograd."""
-    inputs = model.normalize_images(_plain(images))
+    inputs = model.normalize_images(plain_tensor(images))
     if cache is not None:
         return cache.encode(inputs)
     with torch.no_grad():
         return model.image_encoder(inputs)
 
 
-class PrepareClassPromptBatch:
-    """`prepare_batch` for `SupervisedTrainer`: frames -> (frame, class) rows (module docstring).
-
-    Returns inputs None, target {"masks" (R, 1, S, S), "class_embeddings" (R, 256), "class_ids"
-    (R,)} for `ClassPromptLoss`, and the network's keyword arguments.
-    """
-
-    def __init__(self, network: torch.nn.Module, num_classes: int, cache: EmbeddingCache | None = None,
-                 image_bank: ImageBank | None = None):
-        self.network, self.num_classes, self.cache, self.image_bank = network, num_classes, cache, image_bank
-
-    def __call__(self, batchdata: Mapping, device=None, non_blocking: bool = False, **kwargs):
-        images = _plain(batchdata["image"]).to(device=device, non_blocking=non_blocking)
-        labels = _plain(batchdata["label"]).to(device=device, non_blocking=non_blocking).long()
-        labels = labels[:, 0] if labels.ndim == 4 else labels  # (B, S, S)
-        embeddings = image_embeddings(_unwrap(self.network), images, self.cache)
-        class_embeddings, present = class_embeddings_from_masks(embeddings, labels, self.num_classes)
-        frame, index = present.nonzero(as_tuple=True)
-        class_ids = index + 1
-        rows = {
-            "embeddings": embeddings[frame],
-            "class_ids": class_ids,
-            "masks": (labels[frame] == class_ids[:, None, None])[:, None].to(embeddings.dtype),
-            "class_embeddings": class_embeddings[frame, index],
-        }
-        if self.image_bank is not None:
-            rows = self.image_bank.append_to(rows)
-        target = {k: rows[k] for k in ("masks", "class_embeddings", "class_ids")}
-        network_kwargs = {"embeddings": rows["embeddings"], "class_ids": rows["class_ids"][:, None],
-                          "size": tuple(labels.shape[-2:])}
-        return None, target, (), network_kwargs
-
-
-class OutputAsList:
-    """Trainer handler (list it first): after each iteration the trainer's output dict (rows, not
-    frames, so it is not decollated) becomes `[output]`, the form that MONAI's
-    `from_engine(["loss"], first=True)` of StatsHandler and the MLflow tracking reads."""
-
-    def attach(self, engine) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-
-    def __call__(self, engine) -> None:
-        if isinstance(engine.state.output, Mapping):
-            engine.state.output = [engine.state.output]
-
-
-def compose_class_map(logits: torch.Tensor, quality: torch.Tensor, class_ids: torch.Tensor,
-                      keep: torch.Tensor) -> torch.Tensor:
+def compose_class_map(
+    logits: torch.Tensor, quality: torch.Tensor, class_ids: torch.Tensor, keep: torch.Tensor
+) -> torch.Tensor:
     """Class map (N, H, W) from mask logits (N, K, H, W) of classes `class_ids` (N, K) with predicted
     IoU `quality` (N, K): pixels with logit > 0 of the kept (N, K) masks, the highest quality on
     top (upstream paints in increasing quality); 0 elsewhere."""
@@ -119,35 +60,33 @@ def presence(logits: torch.Tensor, min_area: float, min_prob: float) -> torch.Te
     return (area >= min_area) & (mean_prob >= min_prob)
 
 
-def require_labels(items: list[dict], query_mode: str) -> list[dict]:
-    """`items` unchanged; in "gt" mode every item needs a `label` (ValueError naming the first without one)."""
-    if query_mode == "gt":
-        for item in items:
-            if not item.get("label"):
-                raise ValueError(f"{item.get('image')}: query_mode 'gt' queries the classes of the ground truth, but "
-                                 "the item has no 'label'; give one (frame folder / video of class-id masks) or use "
-                                 "query_mode 'all'")
-    return items
-
-
 class ClassPromptInferer(Inferer):
     """Class maps of frames or videos by class prompts (module docstring)."""
 
-    def __init__(self, query_mode: str = "gt", min_area: float = 0.001, min_prob: float = 0.75,
-                 cache: EmbeddingCache | None = None, frames_per_batch: int = 4):
+    def __init__(
+        self,
+        query_mode: str = "gt",
+        min_area: float = 0.001,
+        min_prob: float = 0.75,
+        cache: EmbeddingCache | None = None,
+        frames_per_batch: int = 4,
+    ):
         if query_mode not in QUERY_MODES:
             raise ValueError(f"query_mode must be one of {QUERY_MODES}, got {query_mode!r}")
         self.query_mode, self.min_area, self.min_prob = query_mode, min_area, min_prob
         self.cache, self.frames_per_batch = cache, frames_per_batch
 
-    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, labels: torch.Tensor | None = None,
-                 *args, **kwargs) -> torch.Tensor:
+    def __call__(
+        self, inputs: torch.Tensor, network: torch.nn.Module, labels: torch.Tensor | None = None, *args, **kwargs
+    ) -> torch.Tensor:
         if self.query_mode == "gt" and labels is None:
-            raise ValueError("query_mode 'gt' queries the classes of the ground truth, but no label was given; "
-                             "give labels (datalist 'label') or use query_mode 'all'")
-        model = _unwrap(network)
-        inputs = _plain(inputs)
-        labels = None if labels is None else _plain(labels)
+            raise ValueError(
+                "query_mode 'gt' queries the classes of the ground truth, but no label was given; "
+                "give labels (datalist 'label') or use query_mode 'all'"
+            )
+        model = unwrap_model(network)
+        inputs = plain_tensor(inputs)
+        labels = None if labels is None else plain_tensor(labels)
         if inputs.ndim == 4:
             return self.class_maps(model, inputs, labels)
         if inputs.ndim != 5:
@@ -156,10 +95,16 @@ class ClassPromptInferer(Inferer):
         images = inputs.permute(0, 4, 1, 3, 2).reshape(-1, channels, height, width)
         if labels is not None:
             labels = labels.permute(0, 4, 1, 3, 2).reshape(-1, labels.shape[1], height, width)
-        maps = torch.cat([
-            self.class_maps(model, images[i : i + self.frames_per_batch],
-                            None if labels is None else labels[i : i + self.frames_per_batch])
-            for i in range(0, images.shape[0], self.frames_per_batch)])
+        maps = torch.cat(
+            [
+                self.class_maps(
+                    model,
+                    images[i : i + self.frames_per_batch],
+                    None if labels is None else labels[i : i + self.frames_per_batch],
+                )
+                for i in range(0, images.shape[0], self.frames_per_batch)
+            ]
+        )
         return maps.view(batch, frames, 1, height, width).permute(0, 2, 4, 3, 1)
 
     @torch.no_grad()
@@ -171,7 +116,9 @@ class ClassPromptInferer(Inferer):
         logits = F.interpolate(low_res, size=images.shape[-2:], mode="bilinear", align_corners=False)
         if self.query_mode == "gt":
             if labels.shape[-2:] != images.shape[-2:]:
-                raise ValueError(f"labels {tuple(labels.shape[-2:])} and frames {tuple(images.shape[-2:])} differ in size")
+                raise ValueError(
+                    f"labels {tuple(labels.shape[-2:])} and frames {tuple(images.shape[-2:])} differ in size"
+                )
             keep = F.one_hot(labels[:, 0].long().clamp_min(0), model.num_classes + 1)[..., 1:].flatten(1, 2).any(1)
         else:
             keep = presence(logits, self.min_area, self.min_prob)

@@ -1,0 +1,79 @@
+"""Classification evaluation as files: metrics summary, per-class table, confusion matrix, predictions."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from monaiseg.metrics.classification import write_classification_report, write_predictions
+from monaiseg.networks.trainable import parameter_report
+from monaiseg.utils.batch import unwrap_model
+
+logger = logging.getLogger(__name__)
+
+
+class ClassificationReportWriter:
+    """Ignite handler: collect each image's logits `pred` (K,) (softmax applied here), its `label`
+    and file name; when the evaluator completes write the report (`write_classification_report`,
+    with the number of images, images per second of the evaluator's iterations and the network's
+    parameter counts) or, with `with_labels=False`, the predictions only (`write_predictions`)."""
+
+    def __init__(
+        self,
+        output_dir: str,
+        class_names: Sequence[str],
+        network: torch.nn.Module | None = None,
+        with_labels: bool = True,
+    ):
+        self.output_dir, self.class_names = Path(output_dir), list(class_names)
+        self.network, self.with_labels = network, with_labels
+        self.names: list[str] = []
+        self.probs: list[np.ndarray] = []
+        self.labels: list[int] = []
+        self.seconds, self._start = 0.0, 0.0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_STARTED, self.start)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def reset(self, engine: Engine) -> None:
+        self.names, self.probs, self.labels, self.seconds = [], [], [], 0.0
+
+    def start(self, engine: Engine) -> None:
+        self._start = time.perf_counter()
+
+    def collect(self, engine: Engine) -> None:
+        self.seconds += time.perf_counter() - self._start  # network and post-processing, not data loading
+        for out in engine.state.output:
+            logits = torch.as_tensor(out["pred"]).detach().float().flatten()
+            if logits.numel() != len(self.class_names):
+                raise ValueError(
+                    f"the network gives {logits.numel()} scores per image for {len(self.class_names)} "
+                    f"class names {self.class_names}"
+                )
+            self.probs.append(torch.softmax(logits, 0).cpu().numpy())
+            meta = getattr(out.get("image"), "meta", {})
+            self.names.append(str(meta.get("filename_or_obj", f"image_{len(self.names)}")))
+            if self.with_labels:
+                self.labels.append(int(torch.as_tensor(out["label"]).flatten()[0]))
+
+    def write(self, engine: Engine) -> None:
+        if not self.names:
+            raise ValueError("no image was evaluated: the data list is empty")
+        if not self.with_labels:
+            write_predictions(self.output_dir, self.names, np.stack(self.probs), self.class_names)
+            return
+        extra = {"images_per_second": len(self.names) / self.seconds if self.seconds else 0.0}
+        if self.network is not None:
+            extra["parameters"] = parameter_report(unwrap_model(self.network))
+        write_classification_report(
+            self.output_dir, self.labels, np.stack(self.probs), self.class_names, self.names, extra
+        )

@@ -1,0 +1,7 @@
+"""Helpers every layer may use: atomic files, config values, batch metadata, distributed exchange.
+The lowest layer of the package: it imports nothing else of monaiseg."""
+
+from .batch import batch_source_names, image_names, plain_tensor, source_name, unwrap_model
+from .config import as_bool, none_if_null, silenced
+from .distributed import broadcast_parameters, sync_gradients, world_size
+from .files import atomic_folders, atomic_outputs, write_csv_atomic, write_json_atomic
