@@ -64,7 +64,8 @@ class ObjectPrompt:
             x0, y0, x1, y1 = self.box
             if not (0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height):
                 raise ValueError(
-                    f"object {self.obj_id}: box {tuple(self.box)} is outside the {width}x{height} (x, y) slice or not (x0, y0, x1, y1)"
+                    f"object {self.obj_id}: box {tuple(self.box)} is outside the {width}x{height} (x, y) slice"
+                    " or not (x0, y0, x1, y1)"
                 )
         if self.points is not None:
             if self.point_labels is None or len(self.point_labels) != len(self.points) or not self.points:

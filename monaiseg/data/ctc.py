@@ -143,7 +143,7 @@ def write_tracks(folder: Path, prefix: str, masks: np.ndarray, table: np.ndarray
     for t, frame in enumerate(masks):
         tifffile.imwrite(folder / f"{prefix}{t:0{digits}d}.tif", frame, photometric="minisblack")
     if track_file is not None:
-        (folder / track_file).write_text("".join(f"{l} {b} {e} {p}\n" for l, b, e, p in table))
+        (folder / track_file).write_text("".join(f"{lab} {b} {e} {p}\n" for lab, b, e, p in table))
 
 
 def write_ctc_gt(
@@ -288,7 +288,7 @@ def read_ctc_tracks(gt_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     track_file = tra / TRACK_FILE
     table = _read_track_file(track_file)
     present = _frames_of_labels(masks)
-    for label, begin, end, parent in table.tolist():
+    for label, begin, end, _parent in table.tolist():
         if end >= len(masks):
             raise ValueError(
                 f"{track_file}: track {label} ends at frame {end} but {tra} has frames 0-{len(masks) - 1} only"
@@ -304,7 +304,7 @@ def read_ctc_tracks(gt_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     unlisted = sorted(set(present) - set(table[:, 0].tolist()))
     if unlisted:
         raise ValueError(f"{track_file}: label(s) {unlisted} of the masks in {tra} are not listed")
-    _check_parents(table, {int(l): int(p) for l, _, _, p in table}, str(track_file))
+    _check_parents(table, {int(lab): int(p) for lab, _, _, p in table}, str(track_file))
     return masks.astype(np.int32), table
 
 

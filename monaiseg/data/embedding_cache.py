@@ -10,7 +10,8 @@ encoder output (a tensor, or a dict / list / tuple of tensors, batch dimension r
 Keys: sha256 of the encoder input's bytes, dtype and shape, the encoder's `identity` (sha256 of
 its class name and every state-dict entry's name, dtype, shape and bytes, computed once when the
 cache is made: the encoder must stay frozen) and the `preprocess` config (canonical JSON).
-Another encoder, other weights or another preprocessing therefore never meet an old entry. An entry whose stored key / identity / preprocess does not match, whose
+Another encoder, other weights or another preprocessing therefore never meet an old entry. An entry
+whose stored key / identity / preprocess does not match, whose
 checksum (sha256 of the output bytes) differs, or that cannot be read (truncated, foreign file) is
 ignored with a warning naming the file, recomputed and rewritten. Entries are written to a temporary
 file in the same folder and renamed (`os.replace`), so two processes can fill one cache at once:

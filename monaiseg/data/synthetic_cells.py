@@ -216,7 +216,7 @@ def make_cell_video(
     placed = _place_cells(shape, types, rng)
     if len(placed) < num_cells:
         raise ValueError(f"make_cell_video: {num_cells} cells do not fit in a {shape[0]}x{shape[1]} frame")
-    cells = {i: cell for i, cell in enumerate(placed, start=1)}
+    cells = dict(enumerate(placed, start=1))
     velocity = {i: rng.normal(0, 1.0, 2) for i in cells}
     velocity[2] = velocity[1]  # the touching pair moves together
     mother = num_cells

@@ -57,7 +57,7 @@ def make_abdomen(shape: Sequence[int] = (64, 64, 12), seed: int | Sequence[int] 
     image[spine] = 700.0
     value, _, (ax, ay), ar = AORTA
     label[np.broadcast_to(np.hypot(x - ax, y - ay) <= ar, shape)] = value
-    for value, hu_organ, (cx, cy), (sx, sy), zc, zh in ABDOMEN_ORGANS:
+    for value, _hu_organ, (cx, cy), (sx, sy), zc, zh in ABDOMEN_ORGANS:
         cx, cy = np.array([cx, cy]) + rng.uniform(-0.04, 0.04, 2)
         sx, sy = np.array([sx, sy]) * rng.uniform(0.85, 1.15, 2)
         zc, zh = zc + rng.uniform(-0.05, 0.05), zh * rng.uniform(0.9, 1.1)

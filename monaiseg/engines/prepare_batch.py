@@ -83,7 +83,7 @@ class PrepareCellClipBatch(PrepareBatch):
                 f"cell clips are trained one video per batch (batch_size 1), got a batch of {image.shape[0]}"
             )
         targets = label[0].unsqueeze(1)  # (K, 1, H, W, T)
-        move = dict(device=device, non_blocking=non_blocking)
+        move = {"device": device, "non_blocking": non_blocking}
         return (
             image.to(**move),
             targets.to(**move),
@@ -100,7 +100,7 @@ class PrepareOptionalBoxes(PrepareBatch):
         self.box_key, self.density_key = box_key, density_key
 
     def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
-        move = dict(device=device, non_blocking=non_blocking)
+        move = {"device": device, "non_blocking": non_blocking}
         prompts = {
             name: batchdata[key].to(**move)
             for name, key in (("boxes", self.box_key), ("density", self.density_key))

@@ -111,7 +111,8 @@ class BoxPromptComparison:
                 self.rows.append(row)
 
     def summary(self) -> dict:
-        """{"num_images", "classes", <method>: {"dice", "iou", "seconds_per_image", "per_class": {class: {"dice", "iou"}}}}."""
+        """{"num_images", "classes", <method>: {"dice", "iou", "seconds_per_image",
+        "per_class": {class: {"dice", "iou"}}}}."""
         num_images = len(self.rows) // max(len(self.class_names), 1)
         out: dict = {"num_images": num_images, "classes": self.class_names}
         for m in self.methods:

@@ -28,8 +28,8 @@ class StopOnNonFiniteLoss:
         output_transform: engine output -> loss (default: the `loss` entry of the trainer's output).
     """
 
-    def __init__(self, output_transform: Callable = from_engine(["loss"], first=True)):
-        self.output_transform = output_transform
+    def __init__(self, output_transform: Callable | None = None):
+        self.output_transform = output_transform or from_engine(["loss"], first=True)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)

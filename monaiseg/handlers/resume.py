@@ -2,7 +2,8 @@
 
 `ResumableCheckpoint` saves with ignite's `Checkpoint` + `DiskSaver(atomic=True)` (a temporary file
 in the same folder, then a rename: MONAI's `CheckpointSaver` writes in place, so a kill during the
-write would leave a truncated file) and restores with MONAI's `CheckpointLoader` (`weights_only=True`). Besides the model,
+write would leave a truncated file) and restores with MONAI's `CheckpointLoader` (`weights_only=True`).
+Besides the model,
 optimizer and trainer (epoch / iteration), it saves every random-number state the next epoch
 depends on (`RandomStates`): Python's, NumPy's and torch's global generators, and the private
 generators of the random transforms and iteration objects reachable from the trainer. A run

@@ -159,7 +159,8 @@ class PropagationInferer(Inferer):
     """`inferer(volumes, network, prompts=...)` -> label volumes (B, 1, I, J, K).
 
     volumes: (B, C, I, J, K) in [0, 1]; prompts: per volume a list of `ObjectPrompt` (or its
-    JSON from `collate_with_prompts`), slices along K. The output keeps the input's metadata (affine), so it is saved in its geometry.
+    JSON from `collate_with_prompts`), slices along K. The output keeps the input's metadata
+    (affine), so it is saved in its geometry.
     """
 
     def __init__(self, offload_to_cpu: bool = True):

@@ -256,7 +256,8 @@ def extract_sam_med2d_weights(src: str | Path, dst: str | Path, trust: bool = Fa
     if not trust:
         raise ValueError(
             f"extract_sam_med2d_weights reads {src} with weights_only=False, which can execute code stored in "
-            "the file; call it with trust=True only for a file from a trusted source (e.g. the official sam-med2d_b.pth)"
+            "the file; call it with trust=True only for a file from a trusted source"
+            " (e.g. the official sam-med2d_b.pth)"
         )
     if not src.is_file():
         raise FileNotFoundError(f"SAM-Med2D checkpoint {src} not found")

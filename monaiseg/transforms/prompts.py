@@ -40,7 +40,7 @@ class RandBoxPromptd(Randomizable, MapTransform):
     ):
         MapTransform.__init__(self, keys)
         self.box_key, self.jitter, self.reference_size = box_key, jitter, reference_size
-        self.labels = None if labels is None else set(int(v) for v in labels)
+        self.labels = None if labels is None else {int(v) for v in labels}
 
     def randomize(self, data=None) -> None:
         pass
@@ -222,7 +222,7 @@ class RandClipd(Randomizable, MapTransform):
     ):
         MapTransform.__init__(self, keys)
         self.label_key, self.clip_length = label_key, clip_length
-        self.labels = None if labels is None else set(int(v) for v in labels)
+        self.labels = None if labels is None else {int(v) for v in labels}
 
     def randomize(self, data=None) -> None:
         pass
@@ -243,7 +243,8 @@ class RandClipd(Randomizable, MapTransform):
         starts = [k for k in slices if k + self.clip_length <= depth or k - self.clip_length + 1 >= 0]
         if not starts:
             raise ValueError(
-                f"{source_name(d, self.label_key)}: object {value} has no slice a {self.clip_length}-slice clip can start from"
+                f"{source_name(d, self.label_key)}: object {value} has no slice"
+                f" a {self.clip_length}-slice clip can start from"
             )
         start = starts[self.R.randint(len(starts))]
         step = 1 if start + self.clip_length <= depth else -1

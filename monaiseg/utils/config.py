@@ -12,7 +12,8 @@ FALSE_WORDS = ("false", "0")
 
 
 def as_bool(value: bool | int | str, name: str = "value") -> bool:
-    """A config switch as a real bool: a bool, 0/1, or "true"/"false" or "1"/"0" (any case) as `monai.bundle run --key value` passes it. ValueError naming `name` for anything else."""
+    """A config switch as a real bool: a bool, 0/1, or "true"/"false" / "1"/"0" (any case) as
+    `monai.bundle run --key value` passes it. ValueError naming `name` for anything else."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
