@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO
 
 from monaiseg.networks.attention import ChannelAttention, SpatialAttention
 from monaiseg.networks.awffm import AWFFM
@@ -219,7 +220,7 @@ def test_upstream_rank_and_unknown_keys_are_clear_errors():
 
 
 def test_released_samed_checkpoint_loads():
-    path = Path(__file__).parents[1] / "bundles/hf_sam/models/epoch_159.pth"
+    path = REPO / "bundles/hf_sam/models/epoch_159.pth"
     if not path.is_file():
         pytest.skip(f"{path} (SAMed's released LoRA file) not available")
     model = build_hf_sam(8, image_size=512, lora_rank=4, use_awffm=False, decoding_steps=1, checkpoint=str(path))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 
 from monaiseg.data.embedding_cache import EmbeddingCache, encoder_identity
@@ -229,7 +230,7 @@ def test_two_processes_fill_one_cache(tmp_path):
 
 def test_benchmark_script_smoke(capsys):
     """The benchmark on a 1-block ViT at 64 px: the warm epoch reads every frame from the cache."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    sys.path.insert(0, str(REPO / "scripts"))
     try:
         from bench_embedding_cache import main as bench
     finally:

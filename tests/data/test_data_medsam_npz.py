@@ -1,15 +1,15 @@
 """DeepLesion ``.npz`` crops (MedSAM2 format): loading, NIfTI conversion round trip, errors."""
 
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import SHARED
 
 import monaiseg.data.medsam_npz as deeplesion
 from monaiseg.data.medsam_npz import deeplesion_npz_to_nifti, load_deeplesion_npz
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deeplesion_ct"
+DATA = SHARED / "data" / "deeplesion_ct"
 # file -> (D, H, W), in-plane spacing in mm; both have 5 mm slices
 REAL = {
     "CT_Lesion_000001_02_01_008-023.npz": ((16, 512, 512), 0.31445301),

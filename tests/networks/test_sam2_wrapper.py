@@ -9,12 +9,12 @@ import inspect
 import json
 import pickle
 from importlib.resources import files
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import SHARED
 from monai.bundle.scripts import download_large_files
 
 from monaiseg.networks import (
@@ -27,7 +27,7 @@ from monaiseg.networks import (
     parameter_report,
 )
 
-MANIFESTS = Path(__file__).resolve().parents[1].parent / "shared" / "checkpoint_formats"
+MANIFESTS = SHARED / "checkpoint_formats"
 SIZE = 256
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
 from monaiseg.data.endovis import (
@@ -21,7 +22,6 @@ from monaiseg.data.endovis import (
 from monaiseg.data.synthetic_surgical import main as synthetic_main
 from monaiseg.data.synthetic_surgical import make_synthetic_surgical_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 H, W = 12, 16
 
 

@@ -11,11 +11,11 @@ import copy
 import json
 import logging
 import runpy
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO, SHARED
 from segment_anything import sam_model_registry
 
 from monaiseg.networks import (
@@ -32,8 +32,7 @@ from monaiseg.networks import (
     resize_sam_state_dict,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-MANIFESTS = REPO.parent / "shared" / "checkpoint_formats"
+MANIFESTS = SHARED / "checkpoint_formats"
 SIZE = 64
 TINY = {"encoder_depth": 2, "encoder_embed_dim": 64, "encoder_num_heads": 4, "encoder_global_attn_indexes": [1]}
 # depth 4 with global blocks 1 and 3: windowed and global blocks, as in ViT-B

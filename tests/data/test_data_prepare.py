@@ -9,12 +9,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import REPO
 
 from monaiseg.data.datalist import split_cases, write_datalist
 from monaiseg.data.volume_datasets import FLARE22_LABELS, prepare_flare22, prepare_lits, prepare_msd
 from monaiseg.utils.files import atomic_folders
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _nifti(path: Path) -> None:

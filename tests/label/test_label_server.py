@@ -6,18 +6,17 @@ from __future__ import annotations
 import hashlib
 import io
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import requests
+from conftest import REPO
 from PIL import Image
 
 from monaiseg.data.synthetic_ct import make_synthetic_ct
 from monaiseg.label.server import LabelServer, tiny_copy
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 

@@ -6,17 +6,17 @@ ours does: lazy frames, dropped outputs and shared key-slice features must chang
 """
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from monaiseg.inferers.propagation import _owns, memory_window, propagate_volume
 from monaiseg.networks.sam2_builder import build_sam2_segmenter
 from monaiseg.prompts import ObjectPrompt, mask_box
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_propagation.py"
+SCRIPT = REPO / "scripts" / "bench_propagation.py"
 
 
 def _load_bench():
