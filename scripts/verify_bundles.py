@@ -1,7 +1,7 @@
 """Model-zoo conformance of every bundle in bundles/ (what the MONAI model zoo's CI checks).
 
 For each bundle: the contract's files are present; metadata.json validates against the schema
-(offline copy: ../shared/meta_schema_20240725.json) and its version is a key of its changelog;
+(the MONAI model zoo's meta_schema_20240725.json, copied into scripts/schemas/ for offline checks) and its version is a key of its changelog;
 `verify_net_in_out` passes with the tiny override; the network exports to TorchScript with
 `ckpt_export` (tracing the prompt-free forward) and the reloaded module gives the eager output;
 the JSON files are formatted like the zoo's pre-commit (4-space indent, key order kept); no
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SCHEMA = REPO.parent / "shared" / "meta_schema_20240725.json"
+DEFAULT_SCHEMA = REPO / "scripts" / "schemas" / "meta_schema_20240725.json"
 REQUIRED = [
     "configs/metadata.json",
     "configs/train.json",
@@ -57,7 +57,7 @@ def metadata(bundle: Path) -> dict:
 def check_files(bundle: Path) -> str:
     missing = [f for f in REQUIRED if not (bundle / f).is_file()]
     if missing:
-        raise BundleCheckError(f"{bundle.name}: missing {', '.join(missing)} (bundle contract, DESIGN.md 2.1)")
+        raise BundleCheckError(f"{bundle.name}: missing {', '.join(missing)} (bundle contract, CONTRIBUTING.md)")
     return f"{len(REQUIRED)} files"
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BUNDLE_IDS, BUNDLES, REPO, SHARED
+from conftest import BUNDLE_IDS, BUNDLES, REPO
 
 spec = importlib.util.spec_from_file_location("verify_bundles", REPO / "scripts" / "verify_bundles.py")
 verify_bundles = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(verify_bundles)
 
 IDS = BUNDLE_IDS
-SCHEMA = SHARED / "meta_schema_20240725.json"
+SCHEMA = verify_bundles.DEFAULT_SCHEMA
 EPOCHS = 2  # resume runs: epochs of full passes over the tiny data
 # bundles that do not validate during training (no per-epoch metrics), with the reason (also in their docs)
 NO_VALIDATION_DURING_TRAINING = {
@@ -41,8 +41,6 @@ def tiny(bundle: Path) -> dict:
 @pytest.mark.parametrize("check", list(verify_bundles.checks()))
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
 def test_model_zoo_checks(bundle, check, tmp_path):
-    if check == "metadata_schema" and not SCHEMA.exists():
-        pytest.skip("offline metadata schema copy (../shared) not present")
     detail = verify_bundles.checks(SCHEMA)[check](bundle, tmp_path)
     assert detail
 
