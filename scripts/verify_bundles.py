@@ -7,7 +7,7 @@ For each bundle: the contract's files are present; metadata.json validates again
 the JSON files are formatted like the zoo's pre-commit (4-space indent, key order kept); no
 committed file in the bundle is over 1 MB. Every bundle exports; none is excluded.
 
-    .venv/bin/python scripts/verify_bundles.py [BUNDLE_DIR ...] [--schema PATH]
+    .venv/bin/python scripts/verify_bundles.py [BUNDLE_DIR ...] [--schema PATH] [--checks NAME ...]
 
 Prints one line per bundle and check (ok / FAIL) and exits 1 on any failure.
 """
@@ -186,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundles", nargs="*", type=Path, help="bundle folders (default: all in bundles/)")
     parser.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA)
+    parser.add_argument("--checks", nargs="+", choices=list(checks()), help="run only these checks (default: all)")
     args = parser.parse_args(argv)
     failed = 0
     for bundle in args.bundles or discover_bundles():
         for name, check in checks(args.schema).items():
+            if args.checks and name not in args.checks:
+                continue
             with tempfile.TemporaryDirectory() as tmp:
                 try:
                     detail = check(bundle.resolve(), Path(tmp))
