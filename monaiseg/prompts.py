@@ -117,6 +117,18 @@ def ijk_to_xy(box_or_point: Sequence[float]) -> tuple[float, ...]:
     return (v[1], v[0]) if len(v) == 2 else (v[1], v[0], v[3], v[2])
 
 
+def ijk_box_to_xy(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """`ijk_to_xy` of a box (i0, j0, i1, j1) -> (x0, y0, x1, y1); ValueError for a point."""
+    x0, y0, x1, y1 = ijk_to_xy(box)
+    return x0, y0, x1, y1
+
+
+def ijk_point_to_xy(point: Sequence[float]) -> tuple[float, float]:
+    """`ijk_to_xy` of a point (i, j) -> (x, y); ValueError for a box."""
+    x, y = ijk_to_xy(point)
+    return x, y
+
+
 def key_slice(mask: np.ndarray) -> int:
     """The slice k of an (I, J, K) mask with the largest area; ties: nearest the object's middle."""
     areas = mask.reshape(-1, mask.shape[-1]).sum(0)
@@ -148,8 +160,8 @@ def read_prompt_file(path: str | Path, shape: Sequence[int]) -> list[ObjectPromp
             prompt = ObjectPrompt(
                 obj_id=int(obj["label"]),
                 frame=int(obj["slice"] if "slice" in obj else obj["frame"]),
-                box=ijk_to_xy(obj["box"]) if obj.get("box") is not None else None,
-                points=tuple(ijk_to_xy(p) for p in obj["points"]) if obj.get("points") is not None else None,
+                box=ijk_box_to_xy(obj["box"]) if obj.get("box") is not None else None,
+                points=tuple(ijk_point_to_xy(p) for p in obj["points"]) if obj.get("points") is not None else None,
                 point_labels=tuple(int(v) for v in obj["point_labels"])
                 if obj.get("point_labels") is not None
                 else None,

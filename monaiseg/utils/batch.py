@@ -11,7 +11,8 @@ from monai.data import MetaTensor
 
 def unwrap_model(network: torch.nn.Module) -> torch.nn.Module:
     """The model inside a `DistributedDataParallel` (or `DataParallel`) wrapper, else `network` itself."""
-    return network.module if isinstance(getattr(network, "module", None), torch.nn.Module) else network
+    module = getattr(network, "module", None)
+    return module if isinstance(module, torch.nn.Module) else network
 
 
 def plain_tensor(x: torch.Tensor | None) -> torch.Tensor | None:

@@ -33,13 +33,13 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
 
 
 @contextmanager
-def atomic_folders(*targets: str | os.PathLike) -> Iterator[list[Path]]:
-    """Yield empty temporary sibling folders, renamed onto ``targets`` once all are written.
+def atomic_folders(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Yield empty temporary sibling folders, renamed onto ``paths`` once all are written.
 
     A target must not exist or be an empty folder (nothing is ever overwritten). On error every
     temporary folder and every target already renamed is removed, so nothing is left half-written.
     """
-    targets = [Path(t) for t in targets]
+    targets = [Path(t) for t in paths]
     for target in targets:
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise FileExistsError(f"{target}: already exists and is not an empty folder; refusing to overwrite.")
