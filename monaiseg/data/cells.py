@@ -1,4 +1,4 @@
-"""Blood-cell datasets (BloodCellSAM2, METHODS.md §1) converted to one instance-map format.
+"""Blood-cell datasets (BloodCellSAM2, docs/methods.md#bloodcellsam2) converted to one instance-map format.
 
 Output layout (``out_dir``)::
 

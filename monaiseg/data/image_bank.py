@@ -1,4 +1,4 @@
-"""Image-bank re-sampling (IBR, from SFC; METHODS.md §3): a bank holding the latest training
+"""Image-bank re-sampling (IBR, from SFC; docs/methods.md#surgicalsam-and-ibr): a bank holding the latest training
 sample of every foreground class, and a few uniformly drawn bank samples appended to every batch
 so that tail classes are seen more often.
 

@@ -1,5 +1,5 @@
 """Box-prompted 2D segmentation of volumes slice by slice, the box carried from slice to slice
-(MedSAM's 3D use; METHODS.md §2).
+(MedSAM's 3D use; docs/methods.md#medsam).
 
 Each object starts on its key slice k0 with a given box. Its mask there gives the box for slices
 k0 + 1 and k0 - 1 (the mask's bounding box grown by `box_margin` pixels and clipped to the slice),

@@ -1,4 +1,4 @@
-"""Training and inference of class-promptable SAM (SurgicalSAM, METHODS.md §3) in MONAI engines.
+"""Training and inference of class-promptable SAM (SurgicalSAM, docs/methods.md#surgicalsam-and-ibr) in MONAI engines.
 
 Training (`PrepareClassPromptBatch`, a `prepare_batch` of `SupervisedTrainer`): a batch of frames
 (B, 3, S, S) with class-id maps (B, 1, S, S) becomes one row per (frame, class present), as

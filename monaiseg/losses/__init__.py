@@ -1,4 +1,4 @@
-"""Losses MONAI lacks: BloodCellSAM2 (METHODS.md §1: L = L_seg + L_temp + L_mor) and SAM-Med2D's
+"""Losses MONAI lacks: BloodCellSAM2 (docs/methods.md#bloodcellsam2: L = L_seg + L_temp + L_mor) and SAM-Med2D's
 20 x focal + Dice + IoU-prediction MSE; SurgicalSAM's contrastive prototype loss (InfoNCE)."""
 
 from .bloodcell import BloodCellLoss

@@ -1,4 +1,4 @@
-"""BloodCellSAM2 training loss: L = w_seg (Focal + Dice) + w_temp L_temp + w_mor L_mor (METHODS.md §1)."""
+"""BloodCellSAM2 loss: L = w_seg (Focal + Dice) + w_temp L_temp + w_mor L_mor (docs/methods.md#bloodcellsam2)."""
 
 from __future__ import annotations
 

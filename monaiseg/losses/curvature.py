@@ -1,4 +1,4 @@
-"""L_mor: contour-curvature regulariser on a soft mask (METHODS.md §1)."""
+"""L_mor: contour-curvature regulariser on a soft mask (BloodCellSAM2, docs/methods.md#bloodcellsam2)."""
 
 from __future__ import annotations
 

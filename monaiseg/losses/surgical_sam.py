@@ -1,4 +1,4 @@
-"""SurgicalSAM's losses (METHODS.md §3): contrastive prototype learning (InfoNCE with the class
+"""SurgicalSAM's losses (docs/methods.md#surgicalsam-and-ibr): contrastive prototype learning (InfoNCE with the class
 prototypes as anchors and class embeddings as samples, temperature 0.07) plus the Dice loss of
 the class-prompted masks.
 

@@ -1,4 +1,4 @@
-"""L_temp: InfoNCE on the memory features of tracked cells in consecutive frames (METHODS.md §1)."""
+"""L_temp: InfoNCE on the memory features of tracked cells in consecutive frames (docs/methods.md#bloodcellsam2)."""
 
 from __future__ import annotations
 

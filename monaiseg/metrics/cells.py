@@ -1,4 +1,5 @@
-"""Cell metrics of BloodCellSAM2 (METHODS.md §1): boundary F1, per-cell-type scores, segmentation speed."""
+"""Cell metrics of BloodCellSAM2 (docs/methods.md#bloodcellsam2): boundary F1, per-cell-type scores,
+segmentation speed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DSC and NSD with the MedSAM convention (METHODS.md §2): spacing-aware, tolerance in mm.
+"""DSC and NSD with the MedSAM convention (docs/methods.md#medsam2): spacing-aware, tolerance in mm.
 
 Empty cases, per case and class: MONAI ``compute_dice(ignore_empty=False)`` / MONAI
 ``compute_surface_dice`` -> ours:

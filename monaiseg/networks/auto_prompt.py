@@ -1,4 +1,4 @@
-"""SAM-AutoMed's prompt generator (METHODS.md §5): a torchvision MobileNetV3 that looks at the
+"""SAM-AutoMed's prompt generator (docs/methods.md#sam-automed): a torchvision MobileNetV3 that looks at the
 image and replaces SAM-Med2D's prompt encoder, so segmentation needs no human prompt.
 
 For every class c it produces what SAM's prompt encoder would give the mask decoder for one

@@ -1,4 +1,4 @@
-"""AWFFM: HF-SAM's adaptive weighted feature fusion module (METHODS.md §4).
+"""AWFFM: HF-SAM's adaptive weighted feature fusion module (docs/methods.md#hf-sam).
 
 Fuses low-level local features of an early image-encoder block into the high-level global
 features the mask decoder works on, without replacing them:

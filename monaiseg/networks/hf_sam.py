@@ -1,4 +1,4 @@
-"""HF-SAM (METHODS.md §4): few-shot, prompt-free multi-class SAM with LoRA, AWFFM and two-step
+"""HF-SAM (docs/methods.md#hf-sam): few-shot, prompt-free multi-class SAM with LoRA, AWFFM and two-step
 skip-feature fusion decoding.
 
 - Image encoder: SAM ViT, frozen, with LoRA on the q and v slices of every block's fused qkv

@@ -1,4 +1,4 @@
-"""BloodCellSAM2's parameter-efficient SAM2 (METHODS.md section 1) and its adapter-only weights.
+"""BloodCellSAM2's parameter-efficient SAM2 (docs/methods.md#bloodcellsam2) and its adapter-only weights.
 
 The model is a `SAM2Segmenter` with official keys, plus:
 - LoRA on the q and k slices of `attn.qkv` in the last `lora_blocks` Hiera blocks

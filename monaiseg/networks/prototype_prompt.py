@@ -1,4 +1,4 @@
-"""SurgicalSAM's prototype-based class prompt encoder (METHODS.md §3) and the class embeddings
+"""SurgicalSAM's prototype-based class prompt encoder (docs/methods.md#surgicalsam-and-ibr) and the class embeddings
 that its contrastive prototype loss uses as samples.
 
 `LearnablePrototypes` holds one D-dim prototype per class; `PrototypePromptEncoder` turns an image

@@ -1,4 +1,4 @@
-"""SAM-AutoMed (METHODS.md §5): SAM-Med2D whose prompts come from a MobileNetV3 prompt generator
+"""SAM-AutoMed (docs/methods.md#sam-automed): SAM-Med2D whose prompts come from a MobileNetV3 prompt generator
 (`auto_prompt.py`), for fully automatic multi-class segmentation.
 
 `SAMAutoMed` is a `SAMSegmenter` (keys `image_encoder.*` with SAM-Med2D's adapters,

@@ -1,4 +1,4 @@
-"""SAM-MedCls (METHODS.md §5): SAM-Med2D's image encoder + channel and spatial attention +
+"""SAM-MedCls (docs/methods.md#sam-medcls): SAM-Med2D's image encoder + channel and spatial attention +
 pooling + a linear classifier, trained end to end.
 
     image (B, 1|3, H, W) in [0, 1]

@@ -1,4 +1,4 @@
-"""SurgicalSAM (METHODS.md §3): class-promptable surgical instrument segmentation.
+"""SurgicalSAM (docs/methods.md#surgicalsam-and-ibr): class-promptable surgical instrument segmentation.
 
 `SurgicalSAM` is a `SAMSegmenter` (keys `image_encoder.*`, `prompt_encoder.*`, `mask_decoder.*`,
 so the official SAM files load strictly) plus `prototypes.*` (`LearnablePrototypes`) and

@@ -1,4 +1,4 @@
-"""Transforms of the BloodCellSAM2 bundle (METHODS.md §1): CLAHE, Simard elastic deformation,
+"""Transforms of the BloodCellSAM2 bundle (docs/methods.md#bloodcellsam2): CLAHE, Simard elastic deformation,
 cell-density maps, multi-cell track clips and Cell Tracking Challenge (CTC) loading.
 
 Images are channel-first (C, S0, S1) as MONAI's ``LoadImaged`` + ``EnsureChannelFirstd`` give them

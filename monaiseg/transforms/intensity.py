@@ -1,4 +1,4 @@
-"""Intensity preprocessing of MedSAM2 (METHODS.md §2) and an input sanity check.
+"""Intensity preprocessing of MedSAM2 (docs/methods.md#medsam2) and an input sanity check.
 
 CT: window (level, width) mapped to [0, 1]. MR: clip to the 0.5 / 99.5 percentiles of the
 non-zero voxels, min-max to [0, 1], background (0) stays 0 (upstream MedSAM ``pre_CT_MR``;
