@@ -66,7 +66,7 @@ def find_acdc_patients(src: str | os.PathLike) -> dict[int, Path]:
 def patient_frames(folder: Path) -> dict[str, tuple[Path, Path, str]]:
     """Case name -> (image, ground truth, phase) of the ED and ES frames of one patient folder."""
     info = read_info(folder / "Info.cfg")
-    frames = {}
+    frames: dict[str, tuple[Path, Path, str]] = {}
     for phase in ("ED", "ES"):
         case = f"{folder.name}_frame{int(info[phase]):02d}"
         for path in (folder / f"{case}.nii.gz", folder / f"{case}_gt.nii.gz"):

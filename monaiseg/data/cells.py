@@ -72,7 +72,7 @@ def write_cell_datalist(
     **extra,
 ) -> Path:
     """Write ``splits`` (name -> items) plus ``"cell_types"`` (value -> name) and ``extra`` keys as JSON."""
-    content = {name: list(items) for name, items in splits.items()}
+    content: dict[str, object] = {name: list(items) for name, items in splits.items()}
     content["cell_types"] = {str(k): v for k, v in cell_types.items()}
     content.update(extra)
     with atomic_outputs(path) as (tmp,):
@@ -92,8 +92,9 @@ def instances_from_mask(foreground: np.ndarray, min_area: int = 50) -> np.ndarra
 
 def save_case(root: Path, case_id: str, image: np.ndarray, instances: np.ndarray, cell_type: int) -> dict:
     """Write ``images/<id>.png`` (RGB) and ``labels/<id>.png`` (uint16) under ``root``; return the datalist item."""
-    item = {"image": f"images/{case_id}.png", "label": f"labels/{case_id}.png", "cell_type": int(cell_type)}
-    for rel, array in ((item["image"], cv2.cvtColor(image, cv2.COLOR_RGB2BGR)), (item["label"], instances)):
+    image_rel, label_rel = f"images/{case_id}.png", f"labels/{case_id}.png"
+    item = {"image": image_rel, "label": label_rel, "cell_type": int(cell_type)}
+    for rel, array in ((image_rel, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)), (label_rel, instances)):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(root / rel), array):
             raise OSError(f"{root / rel}: could not write the PNG.")
@@ -248,13 +249,14 @@ def find_lisc_cases(src_dir: str | os.PathLike, expert: int = 1) -> tuple[list[t
     src = Path(src_dir)
     root = src if _child(src, "Main Dataset") else _child(src, "LISC Database")
     main = _child(root, "Main Dataset")
-    if main is None:
+    if root is None or main is None:
         raise FileNotFoundError(
             f"{src}: not a LISC release (expected 'LISC Database/Main Dataset/<class>/<n>.bmp' "
             "and 'Ground Truth Segmentation/<class>/areaforexpert1/<n>_expert.bmp')."
         )
     truth = _child(root, "Ground Truth Segmentation")
-    cases, skipped = [], {"mixed cell types": [], "no ground truth": []}
+    cases: list[tuple[Path, Path, int]] = []
+    skipped: dict[str, list[str]] = {"mixed cell types": [], "no ground truth": []}
     for folder in sorted(p for p in main.iterdir() if p.is_dir()):
         name = folder.name.lower()
         if name not in LISC_CLASSES and name != LISC_MIXED:

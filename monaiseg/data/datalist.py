@@ -23,7 +23,7 @@ from monaiseg.utils.files import atomic_outputs
 SPLIT_NAMES = ("training", "validation", "testing")
 
 
-def save_nifti(array: np.ndarray, spacing: Sequence[float], path: str | os.PathLike) -> Path:
+def save_nifti(array: np.ndarray, spacing: Sequence[float] | np.ndarray, path: str | os.PathLike) -> Path:
     """Save ``array`` (x, y, z) as NIfTI with affine ``diag(spacing)`` (mm, RAS, origin 0)."""
     affine = np.diag([*map(float, spacing), 1.0])
     image = nib.Nifti1Image(array, affine)
@@ -86,7 +86,7 @@ def split_cases(
     for name in by_remainder[: n - sum(counts.values())]:
         counts[name] += 1
     for name in fractions:  # give every non-empty fraction one item, taken from the largest split
-        largest = max(counts, key=counts.get)
+        largest = max(counts, key=counts.__getitem__)
         if fractions[name] > 0 and counts[name] == 0 and counts[largest] > 1:
             counts[name], counts[largest] = 1, counts[largest] - 1
 

@@ -54,7 +54,7 @@ Output = Any  # a tensor, or a dict / list / tuple nesting tensors (the encoder'
 
 def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.detach().cpu().contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy())
+    return flat.view(torch.uint8).numpy().data
 
 
 def encoder_identity(encoder: torch.nn.Module) -> str:

@@ -117,7 +117,7 @@ def _folder(path: Path, what: str) -> Path:
 
 
 def _check_size(path: Path, array: np.ndarray, expected: tuple[int, int] | None, what: str) -> tuple[int, int]:
-    size = tuple(array.shape[:2])
+    size = (array.shape[0], array.shape[1])
     if expected is not None and size != expected:
         why = "frames of mixed sizes" if what == "frame" else "mask and frame sizes differ"
         raise ValueError(
@@ -211,10 +211,10 @@ def convert_endovis2018(
                 image = _read_rgb(path)
                 size = _check_size(path, image, size, "frame")
                 mask = np.zeros(size, np.uint8)
-                for cls, label in by_frame.get(path.stem, []):
+                for cls_id, label in by_frame.get(path.stem, []):
                     region = _read_binary(label)
                     _check_size(label, region, size, "mask")
-                    mask[region] = cls
+                    mask[region] = cls_id
                 split = "validation" if name in validation else "training"
                 items[split].append(_write(tmp, name, _frame_index(path), image, mask))
         _write_datalist(tmp / "datalist.json", ENDOVIS2018_CLASSES, items["training"], items["validation"])

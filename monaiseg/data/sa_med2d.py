@@ -130,7 +130,7 @@ def prepare_sa_med2d(
             image_path = resolve(root, image)
             with Image.open(image_path) as img:
                 width, height = img.size
-            label = np.zeros((height, width), dtype)
+            label: np.ndarray = np.zeros((height, width), dtype)
             overlap = 0
             for mask in masks:
                 binary = read_binary_mask(resolve(root, mask), (height, width))

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 
 from monaiseg.data.datalist import write_datalist
 from monaiseg.utils.files import atomic_folders
@@ -69,6 +70,8 @@ def _load_nifti(path: Path, dtype=None) -> tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(f"{path}: file not found")
     try:
         nii = nib.load(path)
+        if not isinstance(nii, SpatialImage):
+            raise TypeError(f"a {type(nii).__name__}, not a volume")
         data = nii.get_fdata(dtype=dtype) if dtype else np.asanyarray(nii.dataobj)
     except Exception as e:  # nibabel / gzip raise several types on corrupt files
         raise ValueError(f"{path}: cannot read as NIfTI ({e})") from e

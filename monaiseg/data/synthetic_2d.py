@@ -30,7 +30,8 @@ NOISE = 10.0
 
 def _grid(shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     h, w = shape
-    return np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return yy, xx
 
 
 def _to_uint8(image: np.ndarray, rgb: bool, rng: np.random.Generator) -> np.ndarray:
@@ -140,7 +141,8 @@ def make_synthetic_classification_dataset(
     "label": class index}], split per class with `splits` so every class is in every split when
     there are enough images) atomically to `out_dir`. Returns the datalist path."""
     with atomic_folders(out_dir) as (tmp,):
-        rows, content = [], {}
+        rows: list[tuple[str, str]] = []
+        content: dict[str, list[dict]] = {}
         for index, name in enumerate(SHAPE_CLASSES):
             (tmp / name).mkdir()
             items = []

@@ -40,10 +40,10 @@ CLASS_COLOURS = (
 
 def _tissue(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """(H, W, 3) float tissue: red base, smooth multi-scale texture, specular highlights."""
-    texture = sum(
-        cv2.resize(rng.standard_normal((s, s)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC) / (i + 1)
-        for i, s in enumerate((4, 8, 16))
-    )
+    texture = np.zeros((h, w), np.float32)
+    for i, s in enumerate((4, 8, 16)):
+        noise = rng.standard_normal((s, s)).astype(np.float32)
+        texture += cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC) / (i + 1)
     base = np.array([175.0, 70.0, 70.0]) + rng.uniform(-15, 15, 3)
     image = base[None, None] * (1 + 0.15 * texture[..., None])
     yy, xx = np.mgrid[0:h, 0:w]
@@ -62,13 +62,14 @@ def _instrument(cls: int, h: int, w: int, entry: float, angle: float, length: fl
     y0 = entry * h
     x1, y1 = x0 + np.cos(angle) * length * w, y0 + np.sin(angle) * length * w
     mask = np.zeros((h, w), np.uint8)
-    cv2.line(mask, (int(x0), int(y0)), (int(x1), int(y1)), 1, max(width, 1))
+    cv2.line(mask, (int(x0), int(y0)), (int(x1), int(y1)), (1,), max(width, 1))
     tip = int(round((4 + 2 * (cls % 2)) * scale))
     for spread in (-0.5, 0.5) if cls % 2 else (0.0,):  # open jaws or a single blunt tip
         a = angle + spread
-        cv2.line(mask, (int(x1), int(y1)), (int(x1 + np.cos(a) * tip), int(y1 + np.sin(a) * tip)), 1, max(width - 1, 1))
+        end = (int(x1 + np.cos(a) * tip), int(y1 + np.sin(a) * tip))
+        cv2.line(mask, (int(x1), int(y1)), end, (1,), max(width - 1, 1))
     if cls % 3 == 0:  # a round head (probe / clip applier like)
-        cv2.circle(mask, (int(x1), int(y1)), max(int(tip * 0.7), 1), 1, -1)
+        cv2.circle(mask, (int(x1), int(y1)), max(int(tip * 0.7), 1), (1,), -1)
     return mask.astype(bool)
 
 

@@ -52,7 +52,7 @@ def _read_frame_folder(folder: Path) -> tuple[np.ndarray, None, list[str]]:
     files.sort(key=lambda p: natural_key(p.name))
     if not files:
         raise ValueError(f"{folder}: folder has no frame images ({', '.join(FRAME_SUFFIXES)}).")
-    frames = []
+    frames: list[np.ndarray] = []
     for f in files:
         frame = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if frame is None:
