@@ -161,3 +161,15 @@ def test_methods_document_names_every_bundle():
     methods = (REPO / "docs" / "methods.md").read_text(encoding="utf-8")
     missing = [b.name for b in BUNDLES if f"`{b.name}`" not in methods and f"bundles/{b.name}/" not in methods]
     assert not missing, f"docs/methods.md has no section naming the bundle(s) {missing}"
+
+
+def test_methods_anchors_mentioned_anywhere_exist():
+    """`docs/methods.md#<anchor>` in docstrings, comments and docs names a heading of docs/methods.md."""
+    known = anchors(REPO / "docs" / "methods.md")
+    mention = re.compile(r"docs/methods\.md#([\w-]+)")
+    missing = []
+    for path in tracked_files():
+        text = text_of(path)
+        for number, line in enumerate((text or "").splitlines(), 1):
+            missing += [f"{path.relative_to(REPO)}:{number}: #{a}" for a in mention.findall(line) if a not in known]
+    assert not missing, "docs/methods.md has no heading for:\n" + "\n".join(missing)
