@@ -134,11 +134,7 @@ def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_run, mlflo
     if bundle.name in NO_VALIDATION_DURING_TRAINING:
         assert "validate" not in train, f"{bundle.name} validates now: drop it from NO_VALIDATION_DURING_TRAINING"
     else:
-        key_metric = next(
-            h["metric_name"]
-            for h in train["validate"]["handlers"]  # the model-selection metric
-            if isinstance(h, dict) and h.get("_target_", "").endswith("BestModelSaver")
-        )
+        key_metric = train["validate"]["best_model_saver"]["metric_name"]  # the model-selection metric
         assert len(client.get_metric_history(run_id, key_metric)) == tiny(bundle)["max_epochs"]  # per epoch
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert "model.pt" in artifacts, artifacts
