@@ -18,6 +18,13 @@ from .hf_sam import (
     load_hf_sam_checkpoint,
     upstream_key_map,
 )
+from .lite_medsam import (
+    LiteMedSAMWeightsError,
+    build_lite_medsam,
+    lite_medsam_asset,
+    load_lite_medsam_checkpoint,
+    verify_lite_medsam_file,
+)
 from .lora import FusedQKVLoRA, add_qkv_lora, merge_lora, merged_state_dict
 from .peft_sam2 import (
     BLOODCELL_STAGE1_TRAINABLE,
@@ -45,4 +52,5 @@ from .sam_builder import (
 from .sam_classifier import SAMClassifier
 from .sam_segmenter import SAMMed2DAdapter, SAMSegmenter, add_sam_med2d_adapters
 from .surgical_sam import SurgicalSAM, build_surgical_sam, load_surgicalsam_release, read_surgicalsam_file
+from .tiny_vit import TinyViT
 from .trainable import freeze_except, parameter_report, trainable_parameters

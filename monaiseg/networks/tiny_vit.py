@@ -5,8 +5,9 @@ TinyViT (Wu et al., "TinyViT: Fast Pretraining Distillation for Small Vision Tra
 self-attention blocks with a learned relative-position bias per head, each followed by a depthwise
 3x3 convolution and an MLP. MobileSAM (Zhang et al., "Faster Segment Anything: Towards Lightweight
 SAM for Mobile Applications", 2023) distilled SAM's ViT-H into TinyViT-5M and added SAM's neck
-(320 -> 256 channels); LiteMedSAM (Ma et al., MedSAM) fine-tuned that encoder for medical images
-at 256 x 256 with a stride-1 pixel embedding, so the embedding is (B, 256, 64, 64) as SAM's.
+(320 -> 256 channels); LiteMedSAM (the MedSAM authors' light model; MedSAM: Ma et al., "Segment
+anything in medical images", Nature Communications 2024) trained that encoder on medical images at
+256 x 256 with a stride-1 pixel embedding, so the embedding is (B, 256, 64, 64) as SAM's.
 
 Stages of `TinyViT()` (B, 3, 256, 256) -> (B, 256, 64, 64):
     patch_embed  two 1x1 conv + BN, 3 -> 32 -> 64            (B, 64, 256, 256)
@@ -65,7 +66,6 @@ class MBConv(nn.Module):
         self.conv1 = ConvBN(dim, hidden)
         self.conv2 = ConvBN(hidden, hidden, 3, groups=hidden)
         self.conv3 = ConvBN(hidden, dim)
-        nn.init.zeros_(self.conv3.bn.weight)  # each block starts as the identity (TinyViT's init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.gelu(self.conv2(F.gelu(self.conv1(x))))
@@ -92,9 +92,12 @@ class WindowAttention(nn.Module):
     for their offset (|dy|, |dx|), `attention_biases` (heads, w*w) indexed by |dy| * w + |dx|.
     """
 
+    bias_index: torch.Tensor  # (w*w, w*w), a non-persistent buffer
+
     def __init__(self, dim: int, num_heads: int, window: int):
         super().__init__()
         self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -102,13 +105,15 @@ class WindowAttention(nn.Module):
         y, x = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
         y, x = y.flatten(), x.flatten()
         offsets = (y[:, None] - y[None, :]).abs() * window + (x[:, None] - x[None, :]).abs()
-        self.register_buffer("bias_index", offsets, persistent=False)  # (w*w, w*w)
+        self.register_buffer("bias_index", offsets, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, c = x.shape
         q, k, v = self.qkv(self.norm(x)).view(n, t, self.num_heads, 3, -1).permute(3, 0, 2, 1, 4)
-        bias = self.attention_biases[:, self.bias_index]  # (heads, t, t)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (n, heads, t, c / heads)
+        # written out rather than F.scaled_dot_product_attention: this order of operations reproduces
+        # the reference outputs bit for bit (SDPA: 3e-6 off in the embedding, 6e-5 in the mask logits)
+        attn = (q @ k.transpose(-2, -1)) * self.scale + self.attention_biases[:, self.bias_index]
+        out = attn.softmax(dim=-1) @ v  # (n, heads, t, c / heads)
         return self.proj(out.transpose(1, 2).reshape(n, t, c))
 
 
@@ -143,7 +148,7 @@ class TinyViTBlock(nn.Module):
         ph, pw = -h % s, -w % s
         x = F.pad(x, (0, 0, 0, pw, 0, ph))
         gh, gw = (h + ph) // s, (w + pw) // s
-        windows = x.view(b, gh, s, gw, s, c).transpose(2, 3).reshape(-1, s * s, c)
+        windows = x.reshape(b, gh, s, gw, s, c).transpose(2, 3).reshape(-1, s * s, c)
         x = self.attn(windows).view(b, gh, gw, s, s, c).transpose(2, 3).reshape(b, gh * s, gw * s, c)
         return x[:, :h, :w]
 
@@ -170,10 +175,11 @@ class Stage(nn.Module):
 
 
 class TinyViT(nn.Module):
-    """TinyViT encoder with SAM's neck: (B, 3, S, S) -> (B, out_chans, S / 4, S / 4); defaults: LiteMedSAM.
+    """TinyViT encoder with SAM's neck: (B, 3, S, S) -> (B, out_chans, S / r, S / r); defaults: LiteMedSAM.
 
-    `merge_strides[i]` is the stride of the merge after stage i (LiteMedSAM / MobileSAM: 2, 2, 1).
-    `img_size` is the input side S the prompt encoder and `SAMSegmenter` are built for.
+    `merge_strides[i]` is the stride of the merge after stage i (LiteMedSAM / MobileSAM: 2, 2, 1, r = 4).
+    `img_size` is the input side S the prompt encoder and `SAMSegmenter` are built for. Parameters
+    keep PyTorch's default initialisation: the encoder is meant to be loaded with released weights.
     """
 
     def __init__(
@@ -191,12 +197,14 @@ class TinyViT(nn.Module):
     ):
         super().__init__()
         if not len(embed_dims) == len(depths) == len(num_heads) == len(window_sizes) == len(merge_strides) + 1:
-            raise ValueError("embed_dims, depths, num_heads and window_sizes need one entry per stage, "
-                             "merge_strides one fewer")
+            raise ValueError(
+                "embed_dims, depths, num_heads and window_sizes need one entry per stage, merge_strides one fewer"
+            )
         self.img_size = img_size
         self.patch_embed = PixelEmbed(in_chans, embed_dims[0])
         self.layers = nn.ModuleList()
         for i, (dim, depth) in enumerate(zip(embed_dims, depths)):
+            blocks: list[nn.Module]
             if i == 0:
                 blocks = [MBConv(dim, mbconv_expand) for _ in range(depth)]
             else:
@@ -209,13 +217,9 @@ class TinyViT(nn.Module):
             nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False),
             LayerNorm2d(out_chans),
         )
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> image embedding (B, out_chans, S / 4, S / 4)."""
+        """(B, 3, S, S) -> image embedding (B, out_chans, S / r, S / r), r = product of `merge_strides`."""
         x = self.patch_embed(x)
         for layer in self.layers:
             x = layer(x)
