@@ -9,6 +9,8 @@ longer load. With the hook, the original keys stay and the adapter adds only
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -33,7 +35,7 @@ class BottleneckAdapter(nn.Module):
 
 def _apply_adapter(mlp: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
     """Forward hook: the mlp's output goes through its `adapter` child."""
-    return mlp.adapter(output)
+    return cast(BottleneckAdapter, mlp.adapter)(output)
 
 
 def add_mlp_adapters(decoder: nn.Module, hidden_dim: int, activation: type[nn.Module] = nn.GELU) -> list[str]:

@@ -30,6 +30,7 @@ zero-initialised so the backbone gets gradients from the first step.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +115,7 @@ class MobileNetPromptGenerator(nn.Module):
         self.num_classes, self.num_tokens, self.embed_dim = num_classes, num_tokens, embed_dim
         self.embedding_size, self.attention = tuple(embedding_size), attention
         self.backbone = mobilenet_v3_features(backbone, backbone_weights)
-        channels = self.backbone[-1][0].out_channels
+        channels = cast(nn.Conv2d, cast(nn.Sequential, self.backbone[-1])[0]).out_channels  # Conv2dNormActivation
         self.dense_bias = nn.Parameter(torch.zeros(embed_dim))
         if attention:
             self.project = nn.Sequential(nn.Conv2d(channels, embed_dim, 1, bias=False), LayerNorm2d(embed_dim))
@@ -126,6 +127,7 @@ class MobileNetPromptGenerator(nn.Module):
         else:
             self.token_head = nn.Linear(channels, num_classes * num_tokens * embed_dim)
             self.dense_head = nn.Conv2d(channels, num_classes * embed_dim, 1)
+        assert self.dense_head.bias is not None  # a Conv2d with bias=True
         nn.init.zeros_(self.dense_head.weight)
         nn.init.zeros_(self.dense_head.bias)
 

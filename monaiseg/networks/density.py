@@ -11,6 +11,8 @@ a pretrained SAM2 behaves as without it.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from sam2.modeling.sam2_utils import LayerNorm2d
@@ -30,6 +32,7 @@ class DensityPromptEncoder(nn.Module):
         if hidden_channels < 4 or hidden_channels % 4:
             raise ValueError(f"hidden_channels must be a positive multiple of 4, got {hidden_channels}")
         quarter = hidden_channels // 4
+        last = nn.Conv2d(hidden_channels, embed_dim, kernel_size=1)
         self.layers = nn.Sequential(
             nn.Conv2d(1, quarter, kernel_size=2, stride=2),
             LayerNorm2d(quarter),
@@ -37,17 +40,18 @@ class DensityPromptEncoder(nn.Module):
             nn.Conv2d(quarter, hidden_channels, kernel_size=2, stride=2),
             LayerNorm2d(hidden_channels),
             nn.GELU(),
-            nn.Conv2d(hidden_channels, embed_dim, kernel_size=1),
+            last,
         )
-        nn.init.zeros_(self.layers[-1].weight)
-        nn.init.zeros_(self.layers[-1].bias)
+        assert last.bias is not None  # a Conv2d with bias=True
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, density: torch.Tensor, embedding_size: int | tuple[int, int]) -> torch.Tensor:
         """density (B, 1, h, w) -> (B, embed_dim, E_h, E_w) with (E_h, E_w) = `embedding_size`."""
         if density.ndim != 4 or density.shape[1] != 1:
             raise ValueError(f"a density map is shaped (B, 1, h, w), got {tuple(density.shape)}")
         size = (embedding_size, embedding_size) if isinstance(embedding_size, int) else tuple(embedding_size)
-        weight = self.layers[0].weight
+        weight = cast(nn.Conv2d, self.layers[0]).weight
         density = density.to(weight.device, weight.dtype)
         density = F.interpolate(
             density, size=(4 * size[0], 4 * size[1]), mode="bilinear", align_corners=False, antialias=True

@@ -127,15 +127,17 @@ def add_qkv_lora(
     if not 1 <= count <= total:
         raise ValueError(f"last_n must be in 1..{total} (the number of blocks) or None, got {last_n}")
     chosen = list(range(total - count, total))
+    layers = []  # (attn, its qkv) of the chosen blocks, all checked before any is changed
     for i in chosen:
-        qkv = getattr(getattr(blocks[i], "attn", None), "qkv", None)
+        attn = getattr(blocks[i], "attn", None)
+        qkv = getattr(attn, "qkv", None)
         if isinstance(qkv, FusedQKVLoRA):
             raise ValueError(f"block {i} already has LoRA on attn.qkv")
-        if not isinstance(qkv, nn.Linear):
+        if not isinstance(attn, nn.Module) or not isinstance(qkv, nn.Linear):
             raise ValueError(f"block {i} ({type(blocks[i]).__name__}) has no fused `attn.qkv` nn.Linear to put LoRA on")
-    for i in chosen:
-        attn = blocks[i].attn
-        attn.qkv = FusedQKVLoRA.from_linear(attn.qkv, rank, alpha, targets)
+        layers.append((attn, qkv))
+    for attn, qkv in layers:
+        attn.qkv = FusedQKVLoRA.from_linear(qkv, rank, alpha, targets)
     return [f"{i}.attn.qkv" for i in chosen]
 
 

@@ -15,6 +15,8 @@ Child names give the keys of the released `model_ckp.pth` sub-dicts (`dense_fc_1
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import PromptEncoder
@@ -60,9 +62,8 @@ class PrototypePromptEncoder(nn.Module):
     def init_from_sam(self, prompt_encoder: PromptEncoder) -> None:
         """Negative / positive embeddings := SAM's negative / positive point embeddings, repeated T times."""
         for i in (0, 1):
-            self.pn_cls_embeddings[i].weight.copy_(
-                prompt_encoder.point_embeddings[i].weight.expand_as(self.pn_cls_embeddings[i].weight)
-            )
+            weight = cast(nn.Embedding, self.pn_cls_embeddings[i]).weight
+            weight.copy_(prompt_encoder.point_embeddings[i].weight.expand_as(weight))
 
     def forward(
         self, embeddings: torch.Tensor, prototypes: torch.Tensor, class_ids: torch.Tensor
@@ -87,7 +88,7 @@ class PrototypePromptEncoder(nn.Module):
         tokens = self.sparse_fc_2(F.relu(self.sparse_fc_1(activated.flatten(0, 1))))  # (B * C, T, D)
         tokens = tokens.view(batch, 1, num_classes, -1, dim)
         is_query = F.one_hot(index, num_classes).to(tokens.dtype)[..., None, None]  # (B, K, C, 1, 1)
-        negative, positive = (e.weight.detach() for e in self.pn_cls_embeddings)
+        negative, positive = (cast(nn.Embedding, e).weight.detach() for e in self.pn_cls_embeddings)
         sparse = tokens + positive * is_query + negative * (1 - is_query)  # (B, K, C, T, D)
         return dense, sparse.flatten(2, 3)
 
@@ -109,7 +110,7 @@ def class_embeddings_from_masks(
         raise ValueError(f"class-id maps must hold 0..{num_classes}, got values {labels.unique().tolist()}")
     onehot = F.one_hot(labels, num_classes + 1)[..., 1:]  # (B, H, W, C)
     onehot = onehot.permute(0, 3, 1, 2).to(embeddings.dtype)
-    weights = F.adaptive_avg_pool2d(onehot, embeddings.shape[-2:]).flatten(2)  # (B, C, h * w)
+    weights = F.adaptive_avg_pool2d(onehot, (embeddings.shape[-2], embeddings.shape[-1])).flatten(2)  # (B, C, h * w)
     total = weights.sum(-1, keepdim=True)
     means = torch.einsum("bcn,bdn->bcd", weights, embeddings.flatten(2)) / total.clamp_min(1e-12)
     return means, onehot.flatten(2).sum(-1) > 0

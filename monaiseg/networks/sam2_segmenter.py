@@ -20,9 +20,29 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from sam2.sam2_video_predictor import SAM2VideoPredictor
+from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def set_pixel_normalization(module: nn.Module, mean: float | Sequence[float], std: float | Sequence[float]) -> None:
+    """Set the (1, 3, 1, 1) `pixel_mean` / `pixel_std` buffers of `module` (the input contract of
+    `SAM2Segmenter`, `SAMSegmenter`, `SAMClassifier`): one value for all three channels or one per
+    channel (R, G, B), on [0, 1] intensities."""
+    values = []
+    for name, given in (("pixel_mean", mean), ("pixel_std", std)):
+        value = torch.as_tensor(given, dtype=torch.float64).flatten()
+        if value.numel() == 1:
+            value = value.expand(3)
+        if value.numel() != 3 or not torch.isfinite(value).all():
+            raise ValueError(f"{name} must be one finite value or three (R, G, B), got {value.tolist()}")
+        values.append(value)
+    if not (values[1] > 0).all():
+        raise ValueError(f"pixel_std must be > 0, got {values[1].tolist()}")
+    with torch.no_grad():
+        module.get_buffer("pixel_mean").copy_(values[0].view(1, 3, 1, 1))
+        module.get_buffer("pixel_std").copy_(values[1].view(1, 3, 1, 1))
 
 
 class SAM2Segmenter(SAM2VideoPredictor):
@@ -36,6 +56,7 @@ class SAM2Segmenter(SAM2VideoPredictor):
     """
 
     multimask_output: bool = False
+    pred_obj_scores: bool  # set by SAM2Base.__init__ (untyped: sam2 is imported as Any)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -46,19 +67,7 @@ class SAM2Segmenter(SAM2VideoPredictor):
     def set_normalization(self, mean: float | Sequence[float], std: float | Sequence[float]) -> None:
         """Set the input normalisation (x - mean) / std on [0, 1] intensities: one value for all
         three channels or one per channel (R, G, B)."""
-        values = []
-        for name, value in (("pixel_mean", mean), ("pixel_std", std)):
-            value = torch.as_tensor(value, dtype=torch.float64).flatten()
-            if value.numel() == 1:
-                value = value.expand(3)
-            if value.numel() != 3 or not torch.isfinite(value).all():
-                raise ValueError(f"{name} must be one finite value or three (R, G, B), got {value.tolist()}")
-            values.append(value)
-        if not (values[1] > 0).all():
-            raise ValueError(f"pixel_std must be > 0, got {values[1].tolist()}")
-        with torch.no_grad():
-            self.pixel_mean.copy_(values[0].view(1, 3, 1, 1))
-            self.pixel_std.copy_(values[1].view(1, 3, 1, 1))
+        set_pixel_normalization(self, mean, std)
 
     def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 1|3, H, W) in [0, 1] -> (B, 3, S, S) SAM2 input, S = image_size."""
@@ -207,7 +216,7 @@ class SAM2Segmenter(SAM2VideoPredictor):
             if batch > 1
             else clips.new_zeros(prompt_rows, dtype=torch.long)
         )
-        memory = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+        memory: dict[str, dict[int, dict]] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
         logits, memories = [], []
         gate, self.pred_obj_scores = self.pred_obj_scores, False
         try:
@@ -268,15 +277,15 @@ class SAM2Segmenter(SAM2VideoPredictor):
         features, pos_enc = super()._run_memory_encoder(*args, **kwargs)
         return self._memory_dtype(features), pos_enc
 
-    def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor | dict[str, torch.Tensor]:  # type: ignore[override]
+    def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor | dict[str, torch.Tensor]:
         """Mask logits (B, M, H, W) for images (B, 1|3, H, W) in [0, 1] (prompts as in
         `predict_masks`), or (K, 1, H, W, T) for clips (B, 1|3, H, W, T) (see `forward_clip`);
         clips with `return_memory=True` give {"logits": (K, 1, H, W, T), "memory": (K, C, h, w, T)}."""
         if images.ndim == 5:
-            if prompts.get("return_memory"):
-                logits, memory = self.forward_clip(images, **prompts)
-                return {"logits": logits, "memory": memory}
-            return self.forward_clip(images, **prompts)
+            out = self.forward_clip(images, **prompts)
+            if isinstance(out, tuple):  # return_memory=True
+                return {"logits": out[0], "memory": out[1]}
+            return out
         if prompts.pop("return_memory", False):
             raise ValueError("return_memory needs clips shaped (B, 1|3, H, W, T)")
         return self.predict_masks(images, **prompts)[0]

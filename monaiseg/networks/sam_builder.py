@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +31,18 @@ from monaiseg.utils.files import atomic_outputs
 
 logger = logging.getLogger(__name__)
 
+
+class SAMVariant(TypedDict):
+    """One entry of `SAM_VARIANTS`: the ViT image encoder of a SAM model size."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn_indexes: tuple[int, ...]
+
+
 # segment-anything's build_sam.py: embed dim, depth, heads, global-attention blocks
-SAM_VARIANTS = {
+SAM_VARIANTS: dict[str, SAMVariant] = {
     "vit_b": {"embed_dim": 768, "depth": 12, "num_heads": 12, "global_attn_indexes": (2, 5, 8, 11)},
     "vit_l": {"embed_dim": 1024, "depth": 24, "num_heads": 16, "global_attn_indexes": (5, 11, 17, 23)},
     "vit_h": {"embed_dim": 1280, "depth": 32, "num_heads": 16, "global_attn_indexes": (7, 15, 23, 31)},

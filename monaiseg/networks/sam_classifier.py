@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from segment_anything.modeling import ImageEncoderViT
 from torch import nn
 
 from monaiseg.networks.attention import ChannelAttention, SpatialAttention
 from monaiseg.networks.checkpoint import CheckpointMismatchError
-from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
+from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD, set_pixel_normalization
 from monaiseg.networks.sam_builder import ADAPTER_KEY, PROMPT_DIM, build_sam_segmenter
-from monaiseg.networks.sam_segmenter import SAMSegmenter
+from monaiseg.networks.sam_segmenter import normalize_sam_images
 from monaiseg.utils.config import none_if_null
 
 ENCODER_TRAINING = ("frozen", "adapters", "full")
@@ -46,9 +47,21 @@ class SAMClassifier(nn.Module):
     """
 
     # the input contract of SAMSegmenter: same buffers, same resize + normalisation arithmetic
-    set_normalization = SAMSegmenter.set_normalization
-    normalize_images = SAMSegmenter.normalize_images
-    image_size = SAMSegmenter.image_size
+    pixel_mean: torch.Tensor  # buffers (1, 3, 1, 1), registered in __init__
+    pixel_std: torch.Tensor
+
+    @property
+    def image_size(self) -> int:
+        """Side S of the square image the encoder sees (as `SAMSegmenter.image_size`)."""
+        return self.image_encoder.img_size
+
+    def set_normalization(self, mean: float | Sequence[float], std: float | Sequence[float]) -> None:
+        """As `SAMSegmenter.set_normalization`."""
+        set_pixel_normalization(self, mean, std)
+
+    def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
+        """As `SAMSegmenter.normalize_images`: (B, 1|3, H, W) in [0, 1] -> (B, 3, S, S)."""
+        return normalize_sam_images(images, self.image_size, self.pixel_mean, self.pixel_std)
 
     def __init__(
         self,
@@ -110,7 +123,7 @@ class SAMClassifier(nn.Module):
         return self.head(self.pool(self.encode(images)))
 
 
-def _sam_med2d_encoder(checkpoint: str | Path | None, **size) -> nn.Module:
+def _sam_med2d_encoder(checkpoint: str | Path | None, **size) -> ImageEncoderViT:
     """The image encoder of a SAM-Med2D model (adapters in every block) with `checkpoint` loaded
     strictly into the whole model; errors say which keys, which file and which model."""
     if checkpoint is not None and not Path(checkpoint).is_file():

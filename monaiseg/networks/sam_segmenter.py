@@ -28,6 +28,23 @@ from torch import nn
 from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD, SAM2Segmenter
 
 
+def normalize_sam_images(
+    images: torch.Tensor, image_size: int, pixel_mean: torch.Tensor, pixel_std: torch.Tensor
+) -> torch.Tensor:
+    """(B, 1|3, H, W) in [0, 1] -> (B, 3, S, S) SAM encoder input, S = `image_size`: grey repeated,
+    resized (bilinear, antialiased), (x - pixel_mean) / pixel_std (see `SAMSegmenter`)."""
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"SAM expects images shaped (B, 1|3, H, W), got {tuple(images.shape)}")
+    images = images.to(pixel_mean.dtype)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[-2:] != (image_size, image_size):
+        images = F.interpolate(
+            images, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
+        )
+    return (images - pixel_mean) / pixel_std
+
+
 class SAMSegmenter(Sam):
     """segment-anything's `Sam` with a training/inference API on batched 2D images.
 
@@ -64,16 +81,7 @@ class SAMSegmenter(Sam):
 
     def normalize_images(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 1|3, H, W) in [0, 1] -> (B, 3, S, S) encoder input, S = image_size."""
-        if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"SAM expects images shaped (B, 1|3, H, W), got {tuple(images.shape)}")
-        images = images.to(self.pixel_mean.dtype)
-        if images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
-        if images.shape[-2:] != (self.image_size, self.image_size):
-            images = F.interpolate(
-                images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
-            )
-        return (images - self.pixel_mean) / self.pixel_std
+        return normalize_sam_images(images, self.image_size, self.pixel_mean, self.pixel_std)
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Image embeddings (B, 256, S/16, S/16) and SAM2's high-res levels (none in SAM: []).
@@ -132,13 +140,14 @@ class SAMSegmenter(Sam):
         device = self.pixel_mean.device
         scale = torch.tensor([self.image_size / width, self.image_size / height], device=device)
         rows = next((len(p) for p in (boxes, points, mask_inputs) if p is not None), 1)
+        point_prompt = None
         if points is not None and points.numel() > 0:
-            points = (
+            if point_labels is None:
+                raise ValueError("points need point_labels (1 foreground, 0 background, -1 padding)")
+            point_prompt = (
                 points.to(device, torch.float32).reshape(rows, -1, 2) * scale,
                 point_labels.to(device).reshape(rows, -1).int(),
             )
-        else:
-            points = None
         if boxes is not None:
             boxes = boxes.to(device, torch.float32).reshape(rows, 4) * scale.repeat(2)
         if mask_inputs is not None and tuple(mask_inputs.shape[-2:]) != tuple(self.prompt_encoder.mask_input_size):
@@ -148,7 +157,7 @@ class SAMSegmenter(Sam):
                 mode="bilinear",
                 align_corners=False,
             )
-        return self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
+        return self.prompt_encoder(points=point_prompt, boxes=boxes, masks=mask_inputs)
 
     def decode(
         self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, multimask_output: bool = False
@@ -174,7 +183,7 @@ class SAMSegmenter(Sam):
         ]
         return torch.cat([d[0] for d in decoded]), torch.cat([d[1] for d in decoded])
 
-    def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor:
         """Mask logits (K, M, H, W) for images (B, 1|3, H, W) in [0, 1]; prompts as in `predict_masks`."""
         return self.predict_masks(images, **prompts)[0]
 

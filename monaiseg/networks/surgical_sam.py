@@ -94,10 +94,10 @@ class SurgicalSAM(SAMSegmenter):
         """Class ids (B, C): every class queried for every image."""
         return torch.arange(1, self.num_classes + 1, device=device).expand(batch, -1)
 
-    def forward(
+    def forward(  # type: ignore[override]  # class queries, not SAMSegmenter's prompts: a different call
         self,
         images: torch.Tensor | None = None,
-        class_ids: torch.Tensor | None = None,  # type: ignore[override]
+        class_ids: torch.Tensor | None = None,
         embeddings: torch.Tensor | None = None,
         size: Sequence[int] | None = None,
     ) -> torch.Tensor:
@@ -209,7 +209,7 @@ def build_surgical_sam(
     model = SurgicalSAM(
         sam.image_encoder, sam.prompt_encoder, sam.mask_decoder, prototypes, encoder, pixel_mean, pixel_std
     )
-    if ours:
+    if ours and content is not None:  # (ours implies content)
         load_state_dict_strict(model, content["model"], source=str(checkpoint))
     elif content is not None:
         if foundation is None:
