@@ -41,7 +41,7 @@ class ContourCurvatureLoss(_Loss):
         p = torch.sigmoid(x) if self.sigmoid else x
         if self.smooth_sigma > 0:
             kernel = gaussian_1d(torch.tensor(self.smooth_sigma), truncated=4.0)
-            p = separable_filtering(p, kernel, mode="replicate")
+            p = separable_filtering(p, [kernel, kernel], mode="replicate")  # along H and W
         gy, gx = torch.gradient(p, dim=(-2, -1))
         norm = torch.sqrt(gx**2 + gy**2 + _EPS**2)
         kappa = torch.gradient(gx / norm, dim=-1)[0] + torch.gradient(gy / norm, dim=-2)[0]

@@ -45,30 +45,30 @@ def _check(y_true: np.ndarray, probs: np.ndarray, num_classes: int) -> None:
         raise ValueError(f"class indices must lie in 0..{num_classes - 1}, got {sorted(set(y_true.tolist()))}")
 
 
-def roc_auc_per_class(y_true: Sequence[int], probs: np.ndarray) -> list[float]:
+def roc_auc_per_class(y_true: Sequence[int] | np.ndarray, probs: np.ndarray) -> list[float]:
     """One-vs-rest ROC AUC of each class (K,), NaN for a class without positives or negatives."""
-    y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
+    truth, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
     aucs = []
     for k in range(probs.shape[1]):
-        positive = y_true == k
-        aucs.append(float(roc_auc_score(positive, probs[:, k])) if 0 < positive.sum() < len(y_true) else math.nan)
+        positive = truth == k
+        aucs.append(float(roc_auc_score(positive, probs[:, k])) if 0 < positive.sum() < len(truth) else math.nan)
     return aucs
 
 
 def classification_metrics(y_true: Sequence[int], probs: np.ndarray, class_names: Sequence[str]) -> dict:
     """{"num_images", "accuracy", "macro_f1", "roc_auc_macro", "per_class": {name: {"precision",
     "recall", "f1", "support", "roc_auc"}}, "confusion_matrix": K x K list (rows true)}."""
-    y_true, probs = np.asarray(y_true).astype(np.int64), np.asarray(probs, dtype=np.float64)
+    truth, probs = np.asarray(y_true).astype(np.int64), np.asarray(probs, dtype=np.float64)
     labels = list(range(len(class_names)))
-    _check(y_true, probs, len(labels))
+    _check(truth, probs, len(labels))
     y_pred = probs.argmax(1)
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    aucs = roc_auc_per_class(y_true, probs)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, y_pred, labels=labels, zero_division=0)
+    aucs = roc_auc_per_class(truth, probs)
     defined = [a for a in aucs if not math.isnan(a)]
     return {
-        "num_images": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "num_images": int(len(truth)),
+        "accuracy": float(accuracy_score(truth, y_pred)),
+        "macro_f1": float(f1_score(truth, y_pred, average="macro", zero_division=0)),
         "roc_auc_macro": float(np.mean(defined)) if defined else math.nan,
         "per_class": {
             name: {
@@ -80,7 +80,7 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, class_names
             }
             for k, name in enumerate(class_names)
         },
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion_matrix": confusion_matrix(truth, y_pred, labels=labels).tolist(),
     }
 
 
@@ -106,20 +106,20 @@ def confusion_matrix_png(matrix: Sequence[Sequence[int]], class_names: Sequence[
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    matrix = np.asarray(matrix)
+    counts = np.asarray(matrix)
     size = 1.5 + 0.6 * len(class_names)
     figure = Figure(figsize=(size + 1, size))
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
-    image = ax.imshow(matrix, cmap="Blues", vmin=0)
+    image = ax.imshow(counts, cmap="Blues", vmin=0)
     figure.colorbar(image, ax=ax)
     ticks = range(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=45, ha="right")
     ax.set_yticks(ticks, class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
+    for (i, j), count in np.ndenumerate(counts):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > counts.max() / 2 else "black")
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=100)
 
@@ -134,7 +134,7 @@ def _prediction_rows(
         "predicted_index",
         *(f"prob_{name}" for name in class_names),
     ]
-    rows = [header]
+    rows: list[list] = [header]
     for i, (name, p) in enumerate(zip(image_names, probs)):
         k = int(np.argmax(p))
         truth = [class_names[int(y_true[i])], int(y_true[i])] if y_true is not None else []

@@ -31,6 +31,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -101,8 +102,9 @@ def organ_scores(
             pv, gv = pv[box][None, None].float(), gv[box][None, None].float()  # (1, 1, X', Y'[, Z'])
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*always_return_as_numpy")
-                dice = float(dice_metric(pv, gv)[0, 0])
-                hd95 = float(hd_metric(pv, gv, spacing=spacing)[0, 0])
+                # MONAI metrics return a tensor for tensor inputs (a list only for lists of tensors)
+                dice = float(cast(torch.Tensor, dice_metric(pv, gv))[0, 0])
+                hd95 = float(cast(torch.Tensor, hd_metric(pv, gv, spacing=spacing))[0, 0])
         elif empty == "upstream":
             dice, hd95 = (1.0, 0.0) if in_pred else (0.0, 0.0)
         else:
