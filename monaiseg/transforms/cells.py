@@ -135,6 +135,7 @@ class RandElasticd(RandomizableTransform, MapTransform):
         self.randomize(spatial)
         if not self._do_transform:
             return d
+        assert self.displacement is not None  # drawn by randomize when the transform applies
         for key, mode in self.key_iterator(d, self.mode):
             img = d[key]
             if tuple(img.shape[1:3]) != spatial:

@@ -8,7 +8,7 @@ upstream scales to [0, 255], we keep [0, 1] and leave the scaling to the network
 from __future__ import annotations
 
 import torch
-from monai.config import KeysCollection
+from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import (
     ScaleIntensityRange,
     ScaleIntensityRanged,
@@ -47,12 +47,13 @@ class MRPercentileNormalize(ScaleIntensityRangePercentiles):
     def __init__(self, lower: float = 0.5, upper: float = 99.5) -> None:
         super().__init__(lower=lower, upper=upper, b_min=0.0, b_max=1.0, clip=True)
 
-    def _normalize(self, img: torch.Tensor) -> torch.Tensor:
+    def _normalize(self, img: NdarrayOrTensor) -> torch.Tensor:
+        img = torch.as_tensor(img)  # the parent's __call__ passes a tensor already
         out = torch.zeros_like(img, dtype=torch.float32)
         foreground = img != 0
         if foreground.any():
             # the parent computes the percentiles of the 1-D foreground values, clips and scales them
-            out[foreground] = super()._normalize(img[foreground]).float()
+            out[foreground] = torch.as_tensor(super()._normalize(img[foreground])).float()
         return out
 
 

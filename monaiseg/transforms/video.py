@@ -30,7 +30,7 @@ class LoadVideod(MapTransform):
         for key in self.key_iterator(d):
             frames, fps, names = read_video(d[key])  # (T, H, W, 3) uint8
             volume = torch.from_numpy(frames).permute(3, 2, 1, 0).float() / 255.0
-            meta = {"filename_or_obj": str(d[key]), "frame_names": names}
+            meta: dict[str, object] = {"filename_or_obj": str(d[key]), "frame_names": names}
             if fps is not None:  # frame folders have none (and None does not collate)
                 meta["fps"] = fps
             d[key] = MetaTensor(volume, meta=meta)
