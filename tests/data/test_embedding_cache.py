@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
 from torch import nn
 
 from monaiseg.data.embedding_cache import EmbeddingCache, encoder_identity
@@ -226,17 +225,3 @@ def test_two_processes_fill_one_cache(tmp_path):
         out = cache.encode(x)
     torch.testing.assert_close(out, encoder(x).detach())
     assert (cache.hits, cache.misses) == (12, 0)
-
-
-def test_benchmark_script_smoke(capsys):
-    """The benchmark on a 1-block ViT at 64 px: the warm epoch reads every frame from the cache."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from bench_embedding_cache import main as bench
-    finally:
-        sys.path.pop(0)
-    result = bench(["--variant", "vit_b", "--depth", "1", "--image-size", "64", "--num-images", "2", "--batch", "2"])
-    printed = capsys.readouterr().out
-    assert "speed-up no cache / warm cache:" in printed and "cache: 2 entries" in printed
-    assert (result["entries"], result["misses"], result["hits"]) == (2, 2, 2)  # cold: 2 misses, warm: 2 hits
-    assert set(result["seconds"]) == {"no cache", "cold cache", "warm cache"} and result["ratio"] > 0

@@ -1,10 +1,9 @@
-"""SurgicalSAM parts: prototype class prompt encoder, class embeddings, InfoNCE prototype loss,
-image bank (IBR), class-map composition, released-checkpoint key map and parameter counts."""
+"""SurgicalSAM networks: prototype class prompt encoder, class embeddings, released-checkpoint key map and
+parameter counts (its losses, image bank and class-map decoding: tests/losses, tests/data, tests/inferers)."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -13,11 +12,8 @@ import torch
 from conftest import REPO, SHARED
 from segment_anything.modeling import PromptEncoder
 
-from monaiseg.data.image_bank import ImageBank
-from monaiseg.inferers.class_prompt import compose_class_map, presence
-from monaiseg.losses.surgical_sam import ClassPromptLoss, PrototypeContrastiveLoss
 from monaiseg.networks.checkpoint import CheckpointMismatchError
-from monaiseg.networks.prototype_prompt import LearnablePrototypes, PrototypePromptEncoder, class_embeddings_from_masks
+from monaiseg.networks.prototype_prompt import PrototypePromptEncoder, class_embeddings_from_masks
 from monaiseg.networks.surgical_sam import (
     RELEASE_SUBDICTS,
     SURGICAL_SAM_TRAINABLE,
@@ -107,92 +103,6 @@ def test_class_embeddings_are_mask_weighted_means():
     with pytest.raises(ValueError, match=r"must hold 0..3, got values \[0, 1, 2, 9\]"):
         labels[0, 0, 3, 3] = 9
         class_embeddings_from_masks(embeddings, labels, num_classes=3)
-
-
-def test_infonce_matches_the_hand_computed_value():
-    """Prototypes p1 = (1, 0), p2 = (0, 1); samples e1 = (1, 0) of class 1, e2 = (1, 1) of class 2,
-    e3 = (0, 2) of class 2. Cosine similarities / t, t = 0.5: s(p1) = (2, sqrt2, 0), s(p2) = (0, sqrt2, 2).
-    Pairs: (p1, e1): -log(e^2 / (e^2 + e^sqrt2 + e^0)); (p2, e2): -log(e^sqrt2 / (e^sqrt2 + e^0));
-    (p2, e3): -log(e^2 / (e^2 + e^0)); loss = their mean."""
-    prototypes = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    samples = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
-    r = math.sqrt(2)
-    pairs = [
-        -math.log(math.e**2 / (math.e**2 + math.e**r + 1)),
-        -math.log(math.e**r / (math.e**r + 1)),
-        -math.log(math.e**2 / (math.e**2 + 1)),
-    ]
-    loss = PrototypeContrastiveLoss(temperature=0.5)(prototypes, samples, torch.tensor([1, 2, 2]))
-    assert loss.item() == pytest.approx(sum(pairs) / 3, rel=1e-5)
-    assert PrototypeContrastiveLoss().temperature == 0.07
-
-
-def test_infonce_edge_cases_have_finite_gradients():
-    prototypes = torch.randn(3, 4, requires_grad=True)
-    samples = torch.randn(2, 4)
-    loss_fn = PrototypeContrastiveLoss()
-    only_class_1 = loss_fn(prototypes, samples, torch.tensor([1, 1]))  # anchor 1 has no negative
-    assert only_class_1.item() == pytest.approx(0.0, abs=1e-6)
-    only_class_1.backward()
-    assert torch.isfinite(prototypes.grad).all()
-    assert loss_fn(prototypes, samples[:0], torch.tensor([], dtype=torch.long)).item() == 0.0
-
-
-def test_class_prompt_loss_is_dice_plus_contrastive_and_zero_without_rows():
-    prototypes = LearnablePrototypes(2, 4)
-    loss_fn = ClassPromptLoss(prototypes, temperature=0.1)
-    pred = torch.full((1, 1, 2, 2), 50.0)  # sigmoid ~ 1 everywhere
-    target = {
-        "masks": torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]]),
-        "class_embeddings": torch.randn(1, 4),
-        "class_ids": torch.tensor([2]),
-    }
-    dice = 1 - 2 * 2 / (4 + 2 + 2e-3)  # 1 - 2 sum(pt) / (sum p^2 + sum t^2 + 2 eps)
-    contrastive = PrototypeContrastiveLoss(0.1)(prototypes(), target["class_embeddings"], target["class_ids"])
-    assert loss_fn(pred, target).item() == pytest.approx(dice + contrastive.item(), rel=1e-5)
-    empty = loss_fn(pred[:0], {k: v[:0] for k, v in target.items()})
-    empty.backward()
-    assert empty.item() == 0.0 and prototypes.class_embeddings.weight.grad is not None
-
-
-def test_image_bank_keeps_the_latest_row_per_class_and_samples_uniformly():
-    bank = ImageBank(num_classes=3, samples=4, seed=1)
-    assert bank.sample() is None
-    first = {"class_ids": torch.tensor([1, 2]), "x": torch.tensor([10.0, 20.0])}
-    rows = bank.append_to(first)
-    assert rows["class_ids"].shape == (6,) and torch.equal(rows["class_ids"][:2], first["class_ids"])
-    assert set(rows["x"][2:].tolist()) <= {10.0, 20.0}
-    bank.update({"class_ids": torch.tensor([1, 1]), "x": torch.tensor([11.0, 12.0])})  # the last row of class 1 wins
-    assert {c: s["x"].item() for c, s in bank.slots.items()} == {1: 12.0, 2: 20.0}
-    bank.samples = 3000
-    drawn = bank.sample()["class_ids"]
-    counts = [(drawn == c).sum().item() for c in (1, 2)]
-    assert counts[0] + counts[1] == 3000 and abs(counts[0] - 1500) < 150  # uniform over the filled slots
-    with pytest.raises(ValueError, match="class id 4 outside 1..3"):
-        bank.update({"class_ids": torch.tensor([4]), "x": torch.tensor([0.0])})
-    assert ImageBank(3, samples=0).append_to(first)["x"].shape == (2,)
-
-
-def test_class_map_paints_kept_masks_in_increasing_quality():
-    logits = -torch.ones(1, 3, 2, 3)
-    logits[0, 0, 0, :] = 1  # class 5: top row
-    logits[0, 1, :, 0] = 1  # class 6: left column (overlaps class 5 at (0, 0))
-    logits[0, 2, 1, 2] = 1  # class 7: one pixel, not kept
-    class_ids = torch.tensor([[5, 6, 7]])
-    keep = torch.tensor([[True, True, False]])
-    high_6 = compose_class_map(logits, torch.tensor([[0.2, 0.9, 1.0]]), class_ids, keep)
-    assert high_6.tolist() == [[[6, 5, 5], [6, 0, 0]]]
-    high_5 = compose_class_map(logits, torch.tensor([[0.9, 0.2, 1.0]]), class_ids, keep)
-    assert high_5.tolist() == [[[5, 5, 5], [6, 0, 0]]]
-
-
-def test_presence_rule_needs_area_and_mean_probability():
-    logits = torch.full((1, 3, 10, 10), -5.0)
-    logits[0, 0, :2] = 5.0  # 20 % of the frame, p = 0.993
-    logits[0, 1, :2] = 0.5  # 20 %, p = 0.62
-    logits[0, 2, 0, 0] = 5.0  # 1 %, p = 0.993
-    assert presence(logits, min_area=0.05, min_prob=0.75).tolist() == [[True, False, False]]
-    assert presence(logits, min_area=0.01, min_prob=0.6).tolist() == [[True, True, True]]
 
 
 @pytest.fixture(scope="module")
