@@ -70,6 +70,7 @@ def test_bad_model_checkpoint_is_refused_naming_the_file(bundle, case, tiny_run,
     assert not [p for p in root.rglob("*") if p.is_file()] if root.exists() else True  # nothing written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES, ids=BUNDLE_IDS)
 def test_nan_loss_stops_training_naming_the_inputs(bundle, tiny_run, tmp_path):
     """An infinite learning rate turns the weights and then the loss into NaN at the 2nd iteration:
@@ -110,7 +111,8 @@ def test_every_checkpoint_read_in_our_code_is_weights_only():
         for match in re.finditer(r"torch\.load\(", text):
             call = text[match.end() : match.end() + 300]
             depth, end = 1, 0
-            for end, char in enumerate(call):
+            for i, char in enumerate(call):
+                end = i
                 depth += {"(": 1, ")": -1}.get(char, 0)
                 if depth == 0:
                     break

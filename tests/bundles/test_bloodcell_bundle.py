@@ -75,6 +75,7 @@ def test_ablations_are_one_switch_each():
         assert set(override) <= set(train), f"{name} sets keys the bundle does not have: {set(override) - set(train)}"
 
 
+@pytest.mark.slow
 def test_two_stage_training_checkpoints(trained):
     from monaiseg.networks import build_peft_sam2, is_peft_key
 
@@ -98,6 +99,7 @@ def test_two_stage_training_checkpoints(trained):
     )
 
 
+@pytest.mark.slow
 def test_training_is_tracked_in_mlflow(trained):
     from mlflow import MlflowClient
 
@@ -112,6 +114,7 @@ def test_training_is_tracked_in_mlflow(trained):
     assert {"model.pt", "model_peft.pt"} <= artifacts
 
 
+@pytest.mark.slow
 def test_evaluate_writes_tables(trained, synthetic_cells):
     bundle_cli(["train.json", "evaluate.json"], trained, "--dataset_dir", str(synthetic_cells))
     summary = json.loads((trained / "eval" / "summary.json").read_text())
@@ -138,6 +141,7 @@ def test_evaluate_writes_tables(trained, synthetic_cells):
     assert len(masks) == 6 and (trained / "eval" / "tracking" / f"{name}_RES" / "res_track.txt").is_file()
 
 
+@pytest.mark.slow
 def test_inference_images_with_boxes_and_overlays(trained, synthetic_cells, tmp_path):
     image = synthetic_cells / "images" / "smear_000.png"
     boxes = tmp_path / "boxes.json"
@@ -163,6 +167,7 @@ def test_inference_images_with_boxes_and_overlays(trained, synthetic_cells, tmp_
     assert (out / "smear_000_overlay.png").is_file()
 
 
+@pytest.mark.slow
 def test_inference_video_keeps_cell_ids(trained, synthetic_cells, tmp_path):
     from monaiseg.data.ctc import read_ctc_frames
 
@@ -185,6 +190,7 @@ def test_inference_video_keeps_cell_ids(trained, synthetic_cells, tmp_path):
     assert ids == set(np.unique(np.stack(masks))) - {0}, "every id in the masks is a track of res_track.txt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["RGBA", "I;16"])
 def test_inference_refuses_bad_images_without_outputs(trained, tmp_path, mode):
     image = tmp_path / f"bad_{mode.replace(';', '')}.png"
@@ -209,6 +215,7 @@ def test_inference_refuses_bad_images_without_outputs(trained, tmp_path, mode):
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_inference_refuses_box_outside_image(trained, synthetic_cells, tmp_path):
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([[10, 20, 600, 70]]))
@@ -227,6 +234,7 @@ def test_inference_refuses_box_outside_image(trained, synthetic_cells, tmp_path)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.slow
 def test_ablation_script_writes_table4(synthetic_cells, tmp_path):
     out = tmp_path / "ablations"
     proc = subprocess.run(
@@ -266,6 +274,7 @@ def test_ablation_script_writes_table4(synthetic_cells, tmp_path):
     assert "| Abl-7" in (out / "table4.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WBC.exists(), reason="real WBC sample data (../shared/data) not present")
 def test_real_wbc_images(tmp_path):
     from monaiseg.data.cells import prepare_wbc
@@ -285,6 +294,7 @@ def test_real_wbc_images(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_torchrun_stage2_videos(trained, synthetic_cells, tmp_path):
     """Stage 2 (videos) under torchrun (gloo on CPU): rank 0 alone logs and saves (stage 1: the
     parametrised torchrun test of tests/test_bundles_conformance.py)."""

@@ -92,6 +92,7 @@ def test_few_shot_selection_is_deterministic_and_order_free(organs, tmp_path):
     assert picked(organs, 1) != first
 
 
+@pytest.mark.slow
 def test_train_saves_full_and_adapter_weights_and_tracks_mlflow(trained):
     from mlflow import MlflowClient
 
@@ -119,6 +120,7 @@ def test_train_saves_full_and_adapter_weights_and_tracks_mlflow(trained):
     assert "model.pt" in artifacts and any(a.startswith("config_") for a in artifacts)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_each_test_volume(trained, organs, tmp_path):
     from monai.bundle import ConfigParser
 
@@ -149,6 +151,7 @@ def test_evaluate_scores_each_test_volume(trained, organs, tmp_path):
     assert float(rows[0]["dice"]) == pytest.approx(np.mean([s["dice"] for s in scores.values()]), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_inference_writes_label_volumes_in_the_input_geometry(trained, organs, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -171,6 +174,7 @@ def test_inference_writes_label_volumes_in_the_input_geometry(trained, organs, t
     assert (out / "small_overlay.png").is_file()  # the middle axial slice, on request
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_bad_labels_and_geometry_without_outputs(trained, organs, tmp_path):
     for problem in ("values", "geometry"):
         data = tmp_path / problem
@@ -194,6 +198,7 @@ def test_evaluate_refuses_bad_labels_and_geometry_without_outputs(trained, organ
         assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_training_refuses_bad_slices_and_empty_few_shot_selection(organs, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(organs, data)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import MEDSAM2
 
 from monaiseg.networks import build_sam2_segmenter
 
 
+@pytest.mark.slow
 def test_train_2025_variant_through_the_bundle(synthetic_ct, tmp_path):
     from monai.bundle import run
 

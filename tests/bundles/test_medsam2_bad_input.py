@@ -58,11 +58,13 @@ def expect_error(tmp_path: Path, match: list[str], **overrides) -> None:
         assert path.read_bytes() == content
 
 
+@pytest.mark.slow
 def test_missing_image(tmp_path):
     p = prompts(tmp_path / "p.json", {"label": 1, "slice": 2, "box": [1, 1, 5, 5]})
     expect_error(tmp_path, ["missing.nii.gz"], input_image=str(tmp_path / "missing.nii.gz"), input_prompts=str(p))
 
 
+@pytest.mark.slow
 def test_corrupt_nifti(tmp_path, volume):
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(volume.read_bytes()[:200])
@@ -70,6 +72,7 @@ def test_corrupt_nifti(tmp_path, volume):
     expect_error(tmp_path, ["broken.nii.gz"], input_image=str(broken), input_prompts=str(p))
 
 
+@pytest.mark.slow
 def test_2d_image_is_not_a_volume(tmp_path):
     import cv2
 
@@ -79,6 +82,7 @@ def test_2d_image_is_not_a_volume(tmp_path):
     expect_error(tmp_path, ["slice.png", "not a 3D volume"], input_image=str(png), input_prompts=str(p))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fill, problem", [(np.nan, "NaN"), (7.0, "constant")])
 def test_nan_or_constant_image(tmp_path, fill, problem):
     image = nifti(tmp_path / "bad.nii.gz", np.full((16, 16, 6), fill, np.float32))
@@ -86,11 +90,13 @@ def test_nan_or_constant_image(tmp_path, fill, problem):
     expect_error(tmp_path, ["bad.nii.gz", problem], input_image=str(image), input_prompts=str(p))
 
 
+@pytest.mark.slow
 def test_box_outside_image(tmp_path, volume):
     p = prompts(tmp_path / "p.json", {"label": 1, "slice": 2, "box": [1, 1, 40, 5]})
     expect_error(tmp_path, ["p.json", "outside"], input_image=str(volume), input_prompts=str(p))
 
 
+@pytest.mark.slow
 def test_key_slice_outside_volume(tmp_path, volume):
     p = prompts(tmp_path / "p.json", {"label": 1, "slice": 10, "box": [1, 1, 5, 5]})
     expect_error(
@@ -98,6 +104,7 @@ def test_key_slice_outside_volume(tmp_path, volume):
     )
 
 
+@pytest.mark.slow
 def test_empty_label_for_requested_object(tmp_path, volume):
     label = np.zeros((32, 32, 10), np.uint8)
     label[5:9, 5:9, 3:6] = 1
@@ -111,10 +118,12 @@ def test_empty_label_for_requested_object(tmp_path, volume):
     )
 
 
+@pytest.mark.slow
 def test_no_prompts(tmp_path, volume):
     expect_error(tmp_path, ["ct.nii.gz", "no prompts"], input_image=str(volume))
 
 
+@pytest.mark.slow
 def test_checkpoint_with_wrong_keys(tmp_path, volume):
     from monaiseg.networks import build_sam2_segmenter
 

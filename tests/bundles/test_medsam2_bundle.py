@@ -58,6 +58,7 @@ def trained(synthetic_ct, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_train_saves_official_layout_and_tracks_mlflow(trained):
     from mlflow import MlflowClient
 
@@ -81,6 +82,7 @@ def test_train_saves_official_layout_and_tracks_mlflow(trained):
     assert "model.pt" in artifacts and any(a.startswith("config_") for a in artifacts)
 
 
+@pytest.mark.slow
 def test_evaluate_writes_per_case_and_summary(trained, synthetic_ct):
     out = trained / "evaluation"
     run_bundle(
@@ -106,6 +108,7 @@ def write_prompts(path: Path, objects: list[dict]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_inference_json_prompts_keeps_geometry(trained, synthetic_ct, tmp_path):
     image = next((synthetic_ct / "imagesTr").glob("*.nii.gz"))
     prompts = write_prompts(
@@ -128,6 +131,7 @@ def test_inference_json_prompts_keeps_geometry(trained, synthetic_ct, tmp_path):
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 2, 7}
 
 
+@pytest.mark.slow
 def test_inference_prompts_from_label_and_nrrd(trained, synthetic_ct, tmp_path):
     import itk
 
@@ -151,6 +155,7 @@ def test_inference_prompts_from_label_and_nrrd(trained, synthetic_ct, tmp_path):
     assert set(np.unique(itk.array_view_from_image(out))) <= {0, 1, 3}
 
 
+@pytest.mark.slow
 def test_inference_video_writes_mask_frames(trained, tmp_path):
     import cv2
 
@@ -175,6 +180,7 @@ def test_inference_video_writes_mask_frames(trained, tmp_path):
     assert mask.shape == (32, 40) and set(np.unique(mask)) <= {0, 1}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "data" / "deeplesion_ct").exists(), reason="../shared/data/deeplesion_ct not present")
 def test_deeplesion_sample_through_inference(trained, tmp_path):
     from monaiseg.data import deeplesion_npz_to_nifti
@@ -195,6 +201,7 @@ def test_deeplesion_sample_through_inference(trained, tmp_path):
     assert out.shape == nib.load(image).shape and np.allclose(out.affine, nib.load(image).affine)
 
 
+@pytest.mark.slow
 def test_inference_on_a_dicom_series(trained, tmp_path):
     import itk
     from monai.transforms import LoadImage
@@ -223,6 +230,7 @@ def test_inference_on_a_dicom_series(trained, tmp_path):
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 4}
 
 
+@pytest.mark.slow
 def test_inference_with_the_mr_override(trained, tmp_path):
     volume = np.zeros((32, 32, 8), np.float32)
     volume[4:28, 4:28] = np.random.default_rng(0).gamma(2.0, 300.0, (24, 24, 8))  # MR-like, zero background

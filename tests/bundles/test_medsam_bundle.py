@@ -175,6 +175,7 @@ def test_slice_min_max_per_slice_after_the_ct_window():
 # ---------------------------------------------------------------- 3D workflows
 
 
+@pytest.mark.slow
 def test_train_saves_official_layout_and_tracks_mlflow(trained):
     from mlflow import MlflowClient
 
@@ -196,6 +197,7 @@ def test_train_saves_official_layout_and_tracks_mlflow(trained):
     assert "model.pt" in {a.path for a in client.list_artifacts(runs[0].info.run_id)}
 
 
+@pytest.mark.slow
 def test_evaluate_3d_writes_per_case_and_summary(trained, synthetic_ct):
     out = trained / "evaluation"
     run_bundle(
@@ -215,6 +217,7 @@ def test_evaluate_3d_writes_per_case_and_summary(trained, synthetic_ct):
     assert all(0.0 <= summary[m] <= 1.0 for m in ("val_mean_dice", "val_mean_nsd"))
 
 
+@pytest.mark.slow
 def test_inference_3d_carries_boxes_and_keeps_geometry(trained, synthetic_ct, tmp_path):
     image = next((synthetic_ct / "imagesTr").glob("*.nii.gz"))
     (tmp_path / "p.json").write_text(
@@ -245,6 +248,7 @@ def test_inference_3d_carries_boxes_and_keeps_geometry(trained, synthetic_ct, tm
 # ---------------------------------------------------------------- 2D workflows
 
 
+@pytest.mark.slow
 def test_train_evaluate_infer_2d_images(synthetic_2d, tmp_path):
     root = tmp_path / "root"
     order = ["tiny.json", "images_2d.json"]
@@ -321,6 +325,7 @@ def scan(tmp_path) -> tuple[Path, Path]:
     return png, boxes
 
 
+@pytest.mark.slow
 def test_box_outside_the_image(tmp_path, scan):
     (tmp_path / "far.json").write_text(json.dumps([[2, 2, 40, 15]]))  # x1 = 40 > width 32
     expect_error(
@@ -331,6 +336,7 @@ def test_box_outside_the_image(tmp_path, scan):
     )
 
 
+@pytest.mark.slow
 def test_rgba_is_refused_and_16_bit_is_handled(tmp_path, scan):
     rgba = tmp_path / "rgba.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (24, 32, 4)).astype(np.uint8)).save(rgba)
@@ -343,12 +349,14 @@ def test_rgba_is_refused_and_16_bit_is_handled(tmp_path, scan):
     assert np.asarray(Image.open(out / "deep_seg.png")).shape == (24, 32)
 
 
+@pytest.mark.slow
 def test_unreadable_image(tmp_path, scan):
     broken = tmp_path / "broken.png"
     broken.write_bytes(scan[0].read_bytes()[:40])
     expect_error(tmp_path, ["broken.png"], input_image=str(broken), input_prompts=str(scan[1]))
 
 
+@pytest.mark.slow
 def test_checkpoint_with_wrong_keys(tmp_path, scan):
     from monaiseg.networks import build_sam_segmenter
 
@@ -364,6 +372,7 @@ def test_checkpoint_with_wrong_keys(tmp_path, scan):
     )
 
 
+@pytest.mark.slow
 def test_missing_foundation_weights_name_the_download_command(tmp_path, scan):
     expect_error(
         tmp_path,

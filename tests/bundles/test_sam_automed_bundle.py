@@ -71,6 +71,7 @@ def test_bundle_specific_contract():
     assert "models/sam-med2d_b.pth" in large and "mobilenet_v3_large-8738ca79.pth" in large
 
 
+@pytest.mark.slow
 def test_train_saves_model_and_tracks_mlflow(trained):
     from mlflow import MlflowClient
 
@@ -102,6 +103,7 @@ def test_train_saves_model_and_tracks_mlflow(trained):
     assert "model.pt" in artifacts and any(a.startswith("config_") for a in artifacts)
 
 
+@pytest.mark.slow
 def test_evaluate_compares_with_box_prompted_sam_med2d(trained, synthetic_2d, tmp_path):
     out = tmp_path / "eval"
     run_bundle(
@@ -127,6 +129,7 @@ def test_evaluate_compares_with_box_prompted_sam_med2d(trained, synthetic_2d, tm
         assert next(csv.reader(f)) == ["filename", "class0", "class1", "class2", "mean"]
 
 
+@pytest.mark.slow
 def test_inference_png_jpeg_bmp_keep_size_and_label_values(trained, synthetic_2d, tmp_path):
     from monai.bundle import ConfigParser
 
@@ -155,6 +158,7 @@ def test_inference_png_jpeg_bmp_keep_size_and_label_values(trained, synthetic_2d
     assert np.array_equal(np.asarray(Image.open(out / "a_seg.png")), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["RGBA", "I;16"])
 def test_inference_refuses_rgba_and_16_bit_without_outputs(trained, tmp_path, mode):
     image = tmp_path / f"bad_{mode.replace(';', '')}.png"
@@ -171,6 +175,7 @@ def test_inference_refuses_rgba_and_16_bit_without_outputs(trained, tmp_path, mo
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_training_refuses_labels_outside_the_class_list(synthetic_2d, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(synthetic_2d, data)
@@ -186,6 +191,7 @@ def test_training_refuses_labels_outside_the_class_list(synthetic_2d, tmp_path):
     assert not (root / "models" / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_missing_foundation_checkpoint_names_the_fix(synthetic_2d, tmp_path):
     missing = tmp_path / "models" / "sam-med2d_b_weights.pth"
     with pytest.raises(Exception) as info:

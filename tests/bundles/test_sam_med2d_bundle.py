@@ -82,6 +82,7 @@ def test_default_network_is_sam_med2d_vit_b_256():
     )
 
 
+@pytest.mark.slow
 def test_training_updates_adapters_and_decoder_only(trained):
     from monai.utils import set_determinism
 
@@ -95,6 +96,7 @@ def test_training_updates_adapters_and_decoder_only(trained):
     assert not any(k.startswith("image_encoder.") and ".Adapter." not in k for k in changed)
 
 
+@pytest.mark.slow
 def test_training_is_tracked_in_mlflow(trained):
     from mlflow import MlflowClient
 
@@ -108,6 +110,7 @@ def test_training_is_tracked_in_mlflow(trained):
     assert "model.pt" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
+@pytest.mark.slow
 def test_evaluate_writes_one_table_per_prompt_mode(trained, synthetic_2d):
     run_bundle(["train.json", "evaluate.json"], trained, dataset_dir=str(synthetic_2d))
     summary = json.loads((trained / "eval" / "summary.json").read_text())
@@ -129,6 +132,7 @@ def test_evaluate_writes_one_table_per_prompt_mode(trained, synthetic_2d):
     assert again["table"] == summary["table"]  # clicks drawn with a fixed seed
 
 
+@pytest.mark.slow
 def test_inference_from_sidecar_keeps_size_and_object_values(trained, tmp_path):
     rng = np.random.default_rng(0)
     image = tmp_path / "scan.png"  # 48 rows x 80 columns, RGB
@@ -162,6 +166,7 @@ def test_network_sees_rows_by_columns_and_16bit_grey_is_scaled(tmp_path):
     assert np.allclose(tensor[0].numpy(), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["rgba", "box_outside", "point_outside", "no_sidecar", "bad_json"])
 def test_bad_inputs_fail_naming_the_file_without_outputs(trained, tmp_path, case):
     image = tmp_path / "scan.png"

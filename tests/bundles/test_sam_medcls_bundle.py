@@ -153,6 +153,7 @@ def trained(synthetic_classification, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_train_saves_model_and_tracks_mlflow(trained):
     from mlflow import MlflowClient
 
@@ -176,6 +177,7 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_evaluate_writes_report(trained, synthetic_classification):
     out = trained / "evaluation"
     run_bundle(
@@ -199,6 +201,7 @@ def test_evaluate_writes_report(trained, synthetic_classification):
     assert (out / "confusion_matrix.png").stat().st_size > 0 and (out / "confusion_matrix.csv").is_file()
 
 
+@pytest.mark.slow
 def test_inference_folder_and_grey_image(trained, synthetic_classification, tmp_path):
     out = tmp_path / "out"
     run_bundle(
@@ -226,6 +229,7 @@ def test_inference_folder_and_grey_image(trained, synthetic_classification, tmp_
     assert json.loads((tmp_path / "grey_out" / "predictions.json").read_text())[0]["image"] == str(grey)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind, message",
     [
@@ -264,6 +268,7 @@ def test_empty_class_folder_refused(tmp_path):
         folder_items(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WBC.is_dir(), reason="../shared/data/wbc_cellavision not present")
 def test_wbc_real_check(tmp_path):
     """Tiny training + evaluation on the 100 real WBC images, 5 classes (the bundle's defaults)."""

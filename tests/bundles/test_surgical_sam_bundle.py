@@ -74,6 +74,7 @@ def test_bundle_specific_contract():
     assert "sam_vit_h_4b8939.pth" in (BUNDLE / "large_files.yml").read_text()
 
 
+@pytest.mark.slow
 def test_training_saves_model_fills_cache_and_bank_and_tracks_mlflow(trained, surgical):
     from mlflow import MlflowClient
 
@@ -120,6 +121,7 @@ def evaluate(root: Path, surgical: Path, out: Path, **overrides) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_evaluate_writes_per_frame_and_summary_metrics_with_and_without_ibr(trained, surgical, tmp_path):
     from monaiseg.metrics.endovis import EndoVisIoU
 
@@ -163,6 +165,7 @@ def write_video(frames_dir: Path, mp4: Path) -> None:
     writer.release()
 
 
+@pytest.mark.slow
 def test_inference_on_frame_folder_and_mp4_writes_class_masks_of_input_size(trained, surgical, tmp_path):
     from monaiseg.inferers.class_prompt import ClassPromptInferer
     from monaiseg.networks.surgical_sam import build_surgical_sam
@@ -199,6 +202,7 @@ def test_inference_on_frame_folder_and_mp4_writes_class_masks_of_input_size(trai
         assert set(np.unique(np.asarray(Image.open(tmp_path / "gt" / "seq_4" / f"{name}.png")))) <= gt_classes | {0}
 
 
+@pytest.mark.slow
 def test_inference_refuses_mixed_frame_sizes_and_gt_mode_without_labels(trained, surgical, tmp_path):
     root, _ = trained["ibr"]
     folder = tmp_path / "mixed"
@@ -221,6 +225,7 @@ def test_inference_refuses_mixed_frame_sizes_and_gt_mode_without_labels(trained,
     assert "query_mode 'gt'" in error_chain(info.value) and not (out / "seq_4").exists()
 
 
+@pytest.mark.slow
 def test_training_refuses_class_ids_outside_the_class_list(surgical, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(surgical, data)
@@ -236,6 +241,7 @@ def test_training_refuses_class_ids_outside_the_class_list(surgical, tmp_path):
     assert not (root / "models" / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_damaged_cache_entry_is_recomputed_not_used(trained, surgical, tmp_path):
     root, _ = trained["ibr"]
     before = evaluate(root, surgical, tmp_path / "before")
@@ -250,6 +256,7 @@ def test_damaged_cache_entry_is_recomputed_not_used(trained, surgical, tmp_path)
     assert after == before  # recomputed features, same numbers
 
 
+@pytest.mark.slow
 def test_missing_foundation_checkpoint_names_the_fix(surgical, tmp_path):
     missing = tmp_path / "models" / "sam_vit_h_4b8939.pth"
     with pytest.raises(Exception) as info:

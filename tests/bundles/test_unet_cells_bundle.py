@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from conftest import REPO
 from PIL import Image
@@ -48,6 +49,7 @@ def test_default_network_size():
     assert network(torch.rand(1, 3, 64, 64)).shape == (1, 2, 64, 64)
 
 
+@pytest.mark.slow
 def test_train_evaluate_infer(synthetic_cells, tmp_path):
     bundle_cli(["train.json"], tmp_path, "--dataset_dir", str(synthetic_cells))
     content = torch.load(tmp_path / "models" / "model.pt", weights_only=True)

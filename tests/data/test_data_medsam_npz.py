@@ -1,6 +1,5 @@
 """DeepLesion ``.npz`` crops (MedSAM2 format): loading, NIfTI conversion round trip, errors."""
 
-
 import nibabel as nib
 import numpy as np
 import pytest

@@ -198,6 +198,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_fill_one_cache(tmp_path):
     """Both processes write every key (in opposite orders) through temp files + rename; afterwards
     every entry is whole and correct and no temporary file is left."""

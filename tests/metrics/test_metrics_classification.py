@@ -41,7 +41,8 @@ def test_hand_computed_metrics():
     # confusion (rows true): a -> a, b; b -> b, b; c -> c, a
     assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert m["accuracy"] == pytest.approx(4 / 6)
-    # a: TP 1 FP 1 FN 1 -> P 1/2 R 1/2 F1 1/2; b: TP 2 FP 1 FN 0 -> P 2/3 R 1 F1 4/5; c: TP 1 FP 0 FN 1 -> P 1 R 1/2 F1 2/3
+    # a: TP 1 FP 1 FN 1 -> P 1/2 R 1/2 F1 1/2; b: TP 2 FP 1 FN 0 -> P 2/3 R 1 F1 4/5;
+    # c: TP 1 FP 0 FN 1 -> P 1 R 1/2 F1 2/3
     expected = {"a": (1 / 2, 1 / 2, 1 / 2), "b": (2 / 3, 1.0, 4 / 5), "c": (1.0, 1 / 2, 2 / 3)}
     for name, (p, r, f) in expected.items():
         row = m["per_class"][name]

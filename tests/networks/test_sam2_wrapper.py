@@ -106,9 +106,8 @@ def test_state_dict_matches_official_manifest(model, name):
     official = manifest(name)
     ours = shapes(model.state_dict())
     assert len(official["state_dict"]) == official["num_keys"] == 471
-    assert set(ours) == set(official["state_dict"]), (
-        f"missing {sorted(set(official['state_dict']) - set(ours))[:5]}, extra {sorted(set(ours) - set(official['state_dict']))[:5]}"
-    )
+    missing, extra = sorted(set(official["state_dict"]) - set(ours)), sorted(set(ours) - set(official["state_dict"]))
+    assert not missing and not extra, f"missing {missing[:5]}, extra {extra[:5]}"
     assert ours == {k: list(v) for k, v in official["state_dict"].items()}
     assert list(ours) == list(official["state_dict"])  # same order as in the file
     assert sum(v.numel() for v in model.state_dict().values()) == official["num_params"] == 38962754
