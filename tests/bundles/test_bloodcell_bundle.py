@@ -297,7 +297,7 @@ def test_real_wbc_images(tmp_path):
 @pytest.mark.slow
 def test_torchrun_stage2_videos(trained, synthetic_cells, tmp_path):
     """Stage 2 (videos) under torchrun (gloo on CPU): rank 0 alone logs and saves (stage 1: the
-    parametrised torchrun test of tests/test_bundles_conformance.py)."""
+    parametrised torchrun test of tests/bundles/test_bundles_conformance.py)."""
     import os
     import shutil
 
