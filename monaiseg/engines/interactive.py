@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 import torch
-from ignite.engine import Engine
+from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys
 from scipy import ndimage
 
 from monaiseg.inferers.decoding import append_clicks, decode_prompts
+from monaiseg.networks.sam_segmenter import SAMSegmenter
 from monaiseg.transforms.clicks import jittered_boxes, sample_error_clicks, sample_foreground_clicks
 from monaiseg.utils.batch import image_names, plain_tensor, unwrap_model
 from monaiseg.utils.distributed import sync_gradients
@@ -56,7 +58,7 @@ def sample_objects(
     with `split_components` (SAM-Med2D's per-instance mask files). ValueError naming `name`
     when the label has no object."""
     label_np = np.asarray(label.detach().cpu())
-    objects = []
+    objects: list[np.ndarray] = []
     for value in np.unique(label_np):
         if value <= 0:
             continue
@@ -113,7 +115,7 @@ class InteractiveIteration:
         return rounds
 
     @staticmethod
-    def _step(engine: Engine, model: torch.nn.Module, loss: torch.Tensor, what: str) -> None:
+    def _step(engine: SupervisedTrainer, model: torch.nn.Module, loss: torch.Tensor, what: str) -> None:
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite loss ({float(loss)}) in {what}: check the images, labels and learning rate"
@@ -123,12 +125,12 @@ class InteractiveIteration:
         sync_gradients([p for p in model.parameters() if p.requires_grad])
         engine.optimizer.step()
 
-    def __call__(self, engine: Engine, batchdata: Mapping) -> dict:
+    def __call__(self, engine: SupervisedTrainer, batchdata: Mapping) -> dict:
         image, label = (
             plain_tensor(x) for x in engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)[:2]
         )
         names = image_names(batchdata)
-        model = unwrap_model(engine.network)
+        model = cast(SAMSegmenter, unwrap_model(engine.network))  # (or a network with its API)
         model.train()
         size = tuple(label.shape[-2:])
         gt = torch.cat(

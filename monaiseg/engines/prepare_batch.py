@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 from monai.engines.utils import PrepareBatch
@@ -11,6 +12,7 @@ from monaiseg.data.embedding_cache import EmbeddingCache
 from monaiseg.data.image_bank import ImageBank
 from monaiseg.inferers.class_prompt import image_embeddings
 from monaiseg.networks.prototype_prompt import class_embeddings_from_masks
+from monaiseg.networks.sam_segmenter import SAMSegmenter
 from monaiseg.utils.batch import image_names, plain_tensor, unwrap_model
 
 
@@ -43,7 +45,7 @@ class PrepareClassPromptBatch:
         images = plain_tensor(batchdata["image"]).to(device=device, non_blocking=non_blocking)
         labels = plain_tensor(batchdata["label"]).to(device=device, non_blocking=non_blocking).long()
         labels = labels[:, 0] if labels.ndim == 4 else labels  # (B, S, S)
-        embeddings = image_embeddings(unwrap_model(self.network), images, self.cache)
+        embeddings = image_embeddings(cast(SAMSegmenter, unwrap_model(self.network)), images, self.cache)
         class_embeddings, present = class_embeddings_from_masks(embeddings, labels, self.num_classes)
         frame, index = present.nonzero(as_tuple=True)
         class_ids = index + 1

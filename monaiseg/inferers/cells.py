@@ -6,9 +6,9 @@ import torch
 from monai.inferers import Inferer
 from scipy import ndimage
 
+from monaiseg.inferers.decoding import promptable_segmenter
 from monaiseg.inferers.propagation import propagate_volume
 from monaiseg.prompts import ObjectPrompt, mask_box
-from monaiseg.utils.batch import unwrap_model
 
 
 def instance_ids(logits: torch.Tensor) -> torch.Tensor:
@@ -30,7 +30,7 @@ class InstancePromptInferer(Inferer):
     def __call__(
         self, inputs: torch.Tensor, network, boxes: torch.Tensor | None = None, density: torch.Tensor | None = None
     ) -> torch.Tensor:
-        model = unwrap_model(network)
+        model = promptable_segmenter(network)
         out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)  # keeps MetaTensor metadata
         for b, image in enumerate(inputs):
             image = image.unsqueeze(0)
@@ -58,7 +58,7 @@ class CellTrackingInferer(Inferer):
     """
 
     def __call__(self, inputs: torch.Tensor, network, boxes: torch.Tensor | None = None) -> torch.Tensor:
-        model = unwrap_model(network)
+        model = promptable_segmenter(network)
         out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)
         for b, video in enumerate(inputs):
             rows = None if boxes is None else boxes[b].reshape(-1, 4)
@@ -69,7 +69,8 @@ class CellTrackingInferer(Inferer):
             if len(rows) == 0:
                 continue  # nothing found on frame 0: an empty result
             prompts = [
-                ObjectPrompt(obj_id=i + 1, frame=0, box=tuple(float(v) for v in row)) for i, row in enumerate(rows)
+                ObjectPrompt(obj_id=i + 1, frame=0, box=(float(x0), float(y0), float(x1), float(y1)))
+                for i, (x0, y0, x1, y1) in enumerate(rows)
             ]
             out[b, 0] = propagate_volume(model, video, prompts).to(out.device)
         return out

@@ -19,17 +19,21 @@ class maps; videos as `LoadVideod` loads them, (B, 3, W, H, T), give (B, 1, W, H
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer
 
 from monaiseg.data.embedding_cache import EmbeddingCache
+from monaiseg.networks.sam_segmenter import SAMSegmenter
+from monaiseg.networks.surgical_sam import SurgicalSAM
 from monaiseg.utils.batch import plain_tensor, unwrap_model
 
 QUERY_MODES = ("gt", "all")
 
 
-def image_embeddings(model: torch.nn.Module, images: torch.Tensor, cache: EmbeddingCache | None = None) -> torch.Tensor:
+def image_embeddings(model: SAMSegmenter, images: torch.Tensor, cache: EmbeddingCache | None = None) -> torch.Tensor:
     """Frozen SAM image embeddings (B, 256, h, w) of images (B, 1|3, H, W) in [0, 1]: through
     `cache` (keyed by the normalised encoder input) when given, else the encoder without autograd."""
     inputs = model.normalize_images(plain_tensor(images))
@@ -77,14 +81,14 @@ class ClassPromptInferer(Inferer):
         self.cache, self.frames_per_batch = cache, frames_per_batch
 
     def __call__(
-        self, inputs: torch.Tensor, network: torch.nn.Module, labels: torch.Tensor | None = None, *args, **kwargs
+        self, inputs: torch.Tensor, network, labels: torch.Tensor | None = None, *args, **kwargs
     ) -> torch.Tensor:
         if self.query_mode == "gt" and labels is None:
             raise ValueError(
                 "query_mode 'gt' queries the classes of the ground truth, but no label was given; "
                 "give labels (datalist 'label') or use query_mode 'all'"
             )
-        model = unwrap_model(network)
+        model = cast(SurgicalSAM, unwrap_model(network))  # (or a network with its API)
         inputs = plain_tensor(inputs)
         labels = None if labels is None else plain_tensor(labels)
         if inputs.ndim == 4:
@@ -108,13 +112,15 @@ class ClassPromptInferer(Inferer):
         return maps.view(batch, frames, 1, height, width).permute(0, 2, 4, 3, 1)
 
     @torch.no_grad()
-    def class_maps(self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def class_maps(self, model: SurgicalSAM, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Frames (N, C, H, W) in [0, 1] (+ class-id maps (N, 1, H, W) for "gt") -> class maps (N, 1, H, W)."""
         embeddings = image_embeddings(model, images, self.cache)
         queries = model.all_classes(images.shape[0], images.device)
         low_res, quality = model.decode_classes(embeddings, queries)
         logits = F.interpolate(low_res, size=images.shape[-2:], mode="bilinear", align_corners=False)
         if self.query_mode == "gt":
+            if labels is None:
+                raise ValueError("query_mode 'gt' needs the class-id maps (labels) of the frames")
             if labels.shape[-2:] != images.shape[-2:]:
                 raise ValueError(
                     f"labels {tuple(labels.shape[-2:])} and frames {tuple(images.shape[-2:])} differ in size"

@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
+
+from monaiseg.utils.batch import unwrap_model
+
+
+class PromptableSegmenter(Protocol):
+    """What the prompted inferers call on a SAM-family network (`SAMSegmenter`, `SAM2Segmenter`, ...)."""
+
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]: ...
+
+    def predict_masks(
+        self,
+        images: torch.Tensor,
+        boxes: torch.Tensor | None = None,
+        points: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_inputs: torch.Tensor | None = None,
+        multimask_output: bool | None = None,
+        density: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def promptable_segmenter(network: Any) -> PromptableSegmenter:
+    """The network an engine passes (DistributedDataParallel unwrapped) as a `PromptableSegmenter`;
+    not checked at run time (any object with the methods an inferer calls will do)."""
+    return cast(PromptableSegmenter, unwrap_model(network))
 
 
 def decode_prompts(
@@ -45,4 +71,6 @@ def append_clicks(
     """Clicks so far (K, N, 2) / (K, N) (or None) plus one more each -> (K, N + 1, 2) / (K, N + 1)."""
     if points is None:
         return new_points, new_labels
+    if labels is None:
+        raise ValueError("clicks so far need their labels (1 foreground, 0 background)")
     return torch.cat([points, new_points], dim=1), torch.cat([labels, new_labels], dim=1)

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import torch
 from monai.inferers import Inferer
 
-from monaiseg.inferers.decoding import decode_prompts
-from monaiseg.utils.batch import unwrap_model
+from monaiseg.inferers.decoding import decode_prompts, promptable_segmenter
 
 
 class ObjectPromptInferer(Inferer):
@@ -26,7 +25,7 @@ class ObjectPromptInferer(Inferer):
         self.multimask_output = multimask_output
 
     def __call__(self, inputs: torch.Tensor, network, prompts: Sequence[str]) -> torch.Tensor:
-        model = unwrap_model(network)
+        model = promptable_segmenter(network)
         if len(prompts) != inputs.shape[0]:
             raise ValueError(f"got {len(prompts)} prompt lists for a batch of {inputs.shape[0]} images")
         out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)  # keeps MetaTensor metadata

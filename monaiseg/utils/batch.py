@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import Any, overload
 
 import torch
 from monai.data import MetaTensor
@@ -13,6 +13,14 @@ def unwrap_model(network: torch.nn.Module) -> torch.nn.Module:
     """The model inside a `DistributedDataParallel` (or `DataParallel`) wrapper, else `network` itself."""
     module = getattr(network, "module", None)
     return module if isinstance(module, torch.nn.Module) else network
+
+
+@overload
+def plain_tensor(x: torch.Tensor) -> torch.Tensor: ...
+
+
+@overload
+def plain_tensor(x: None) -> None: ...
 
 
 def plain_tensor(x: torch.Tensor | None) -> torch.Tensor | None:
