@@ -9,6 +9,7 @@ from .embedding_cache_logger import EmbeddingCacheLogger
 from .endovis_report import EndoVisReportWriter
 from .interactive_report import InteractiveReportWriter
 from .metrics_summary import MetricsSummaryWriter
+from .mlflow_run import add_to_mlflow_run
 from .model_saver import BestModelSaver, save_model_atomic
 from .nan_guard import NonFiniteLossError, StopOnNonFiniteLoss
 from .output_as_list import OutputAsList

@@ -1,0 +1,26 @@
+"""What a bundle adds to the MLflow run that `monai.bundle run --tracking mlflow` records.
+
+MONAI's tracking settings append an `MLFlowHandler` to `train#handlers` that logs the loss, the
+metrics, `max_epochs` / `epoch_length` and the executed config; they have no entry for a bundle's
+own parameters (e.g. the trainable-parameter count) or for the weights it writes. A bundle names
+those once, as `mlflow_params` and `mlflow_artifacts` in train.json, and passes them here in
+`initialize`; without `--tracking` there is no `MLFlowHandler` and nothing happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from monai.handlers import MLFlowHandler
+
+
+def add_to_mlflow_run(
+    handlers: Iterable[Any], params: Mapping[str, Any] | None = None, artifacts: Iterable[str] = ()
+) -> None:
+    """Every `MLFlowHandler` among `handlers` also logs `params` when its run starts and the files
+    `artifacts` when the run completes (after those it already logs)."""
+    for handler in handlers:
+        if isinstance(handler, MLFlowHandler):
+            handler.experiment_param = {**(handler.experiment_param or {}), **(params or {})}
+            handler.artifacts = (*handler.artifacts, *artifacts)
