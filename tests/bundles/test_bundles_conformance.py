@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import BUNDLE_IDS, BUNDLES, REPO
+
+from .bundle_training import EPOCHS, NO_VALIDATION_DURING_TRAINING, latest_resume, train_in_process
 
 spec = importlib.util.spec_from_file_location("verify_bundles", REPO / "scripts" / "verify_bundles.py")
 verify_bundles = importlib.util.module_from_spec(spec)
@@ -27,11 +27,6 @@ spec.loader.exec_module(verify_bundles)
 
 IDS = BUNDLE_IDS
 SCHEMA = verify_bundles.DEFAULT_SCHEMA
-EPOCHS = 2  # resume runs: epochs of full passes over the tiny data
-# bundles that do not validate during training (no per-epoch metrics), with the reason (also in their docs)
-NO_VALIDATION_DURING_TRAINING = {
-    "hf_sam": "as upstream SAMed / HF-SAM: Synapse has no validation split; evaluate.json scores the test volumes",
-}
 
 
 def tiny(bundle: Path) -> dict:
@@ -141,65 +136,16 @@ def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_run, mlflo
     assert any(a.endswith(".json") for a in artifacts), f"no executed config among {artifacts}"
 
 
-def latest_resume(root: Path):
-    """The newest resume checkpoint of a bundle root (or None)."""
-    from monaiseg.handlers import latest_checkpoint
-
-    return latest_checkpoint(root / "models" / "resume")
-
-
 # ---------------------------------------------------------------------------------------------
 # resume after SIGKILL, and determinism
 # ---------------------------------------------------------------------------------------------
-def train_in_process(bundle: Path, root: Path, data: dict, epochs: int = EPOCHS, **overrides) -> tuple[list[dict], int]:
-    """Run the tiny training (`data`: tiny_run overrides) in this process for `epochs` full passes over
-    the data, validating after epoch EPOCHS only, on one thread (the forked child runs on one thread,
-    and float sums depend on the thread count). Returns (validation metrics, iterations run)."""
-    from ignite.engine import Events
-    from monai.bundle import ConfigWorkflow
-
-    workflow = ConfigWorkflow(
-        config_file=[str(bundle / "configs" / n) for n in ("train.json", "tiny.json")],
-        logging_file=False,
-        bundle_root=str(root),
-        **data,
-        max_epochs=epochs,
-        epoch_length=None,
-        val_interval=EPOCHS,
-        **overrides,
-    )
-    workflow.initialize()
-    trainer = workflow.parser.get_parsed_content("train#trainer")
-    iterations, metrics = [], []
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(e.state.iteration))
-    if bundle.name not in NO_VALIDATION_DURING_TRAINING:
-        evaluator = workflow.parser.get_parsed_content("validate#evaluator")
-        evaluator.add_event_handler(Events.COMPLETED, lambda e: metrics.append(dict(e.state.metrics)))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        workflow.run()
-    finally:
-        torch.set_num_threads(threads)
-    workflow.finalize()
-    return metrics, len(iterations)
-
-
-def _train_then_exit(bundle: Path, root: Path, data: dict) -> None:
-    """Child process body (forked): train; never returns into pytest. One thread from the start: torch's
-    OpenMP pool does not survive a fork (the child would hang in its first parallel op)."""
-    code = 1
-    try:
-        torch.set_num_threads(1)
-        train_in_process(bundle, root, data)
-        code = 0
-    finally:
-        os._exit(code)
-
-
 def saved_state(root: Path, epoch: int) -> dict:
     path = latest_resume(root)
     assert path is not None and path.name == f"resume_checkpoint_epoch={epoch}.pt", path
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -226,33 +172,26 @@ def _tensors(tree, prefix="") -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
-def test_resume_after_sigkill_and_determinism(bundle, tiny_run, tmp_path):
-    """An uninterrupted reference (2 epochs, validated at the end); a run killed with SIGKILL after its
-    epoch-1 checkpoint; the same seed and config once more for 1 epoch (determinism: the same weights
-    and optimizer state as the killed run after epoch 1); the killed run resumed: it runs epoch 2
-    only and ends with the reference's weights and metrics."""
-    data = tiny_run(bundle)
-    reference_metrics, reference_iterations = train_in_process(bundle, tmp_path / "reference", data)
-    reference = saved_state(tmp_path / "reference", EPOCHS)
+def test_same_seed_and_config_train_the_same(bundle, kill_resume_runs):
+    """Determinism: two runs from scratch with the same seed and config (the uninterrupted reference and
+    the run killed later, in a forked child) hold the same weights and optimizer state after epoch 1."""
+    runs = kill_resume_runs(bundle)
+    assert runs.killed_checkpoint == "resume_checkpoint_epoch=1.pt", runs.killed_checkpoint
+    assert_same_training(load(runs.reference_epoch1), load(runs.killed_epoch1), "a second run from scratch")
 
-    killed = tmp_path / "killed"
-    child = multiprocessing.get_context("fork").Process(target=_train_then_exit, args=(bundle, killed, data))
-    child.start()
-    deadline = time.monotonic() + 600
-    while child.is_alive() and latest_resume(killed) is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(child.pid, signal.SIGKILL)
-    child.join()
-    assert child.exitcode == -signal.SIGKILL, f"the training ended (exit {child.exitcode}) before it could be killed"
-    assert not [p for p in (killed / "models" / "resume").iterdir() if not p.name.startswith("resume_checkpoint")]
-    after_kill = saved_state(killed, 1)
 
-    train_in_process(bundle, tmp_path / "again", data, epochs=1)
-    assert_same_training(saved_state(tmp_path / "again", 1), after_kill, "a second run from scratch")
-
-    metrics, iterations = train_in_process(bundle, killed, data, resume=True)
-    assert iterations == reference_iterations // EPOCHS  # epoch 2 only: continued after the checkpoint
-    assert len(metrics) == len(reference_metrics) == (0 if bundle.name in NO_VALIDATION_DURING_TRAINING else 1)
-    for got, expected in zip(metrics, reference_metrics):
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
+def test_resume_after_sigkill(bundle, kill_resume_runs):
+    """A run killed with SIGKILL after its epoch-1 checkpoint (no partial files left) and resumed runs
+    epoch 2 only and ends with the uninterrupted reference's weights, optimizer state and metrics."""
+    runs = kill_resume_runs(bundle)
+    assert runs.killed_exitcode == -signal.SIGKILL, f"the training ended (exit {runs.killed_exitcode}) before the kill"
+    assert runs.killed_checkpoint == "resume_checkpoint_epoch=1.pt" and not runs.killed_leftovers, runs
+    metrics, iterations = train_in_process(bundle, runs.killed, runs.data, resume=True)
+    assert iterations == runs.reference_iterations // EPOCHS  # epoch 2 only: continued after the checkpoint
+    expected_validations = 0 if bundle.name in NO_VALIDATION_DURING_TRAINING else 1
+    assert len(metrics) == len(runs.reference_metrics) == expected_validations
+    for got, expected in zip(metrics, runs.reference_metrics):
         assert got == pytest.approx(expected, abs=1e-5)
-    assert_same_training(saved_state(killed, EPOCHS), reference, "the resumed run")
+    assert_same_training(saved_state(runs.killed, EPOCHS), saved_state(runs.reference, EPOCHS), "the resumed run")
