@@ -66,21 +66,30 @@ def encoder_identity(encoder: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _leaves(output: Output) -> list[torch.Tensor]:
+def tensor_leaves(output: Output) -> list[torch.Tensor]:
+    """The tensors of an encoder output (a tensor, or dicts / lists / tuples of them), in a fixed order."""
     if isinstance(output, torch.Tensor):
         return [output]
     if isinstance(output, Mapping):
-        return [t for k in sorted(output) for t in _leaves(output[k])]
+        return [t for k in sorted(output) for t in tensor_leaves(output[k])]
     if isinstance(output, (list, tuple)):
-        return [t for item in output for t in _leaves(item)]
+        return [t for item in output for t in tensor_leaves(item)]
     raise TypeError(f"encoder outputs must be tensors or dicts/lists/tuples of tensors, got {type(output).__name__}")
 
 
 def _checksum(output: Output) -> str:
     digest = hashlib.sha256()
-    for tensor in _leaves(output):
+    for tensor in tensor_leaves(output):
         digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
         digest.update(_tensor_bytes(tensor))
+    return digest.hexdigest()
+
+
+def content_key(image: torch.Tensor, identity: str, preprocess: str) -> str:
+    """sha256 (hex) of one encoder input (its bytes, dtype and shape), the encoder `identity` and the
+    `preprocess` string: equal keys mean equal encoder outputs."""
+    digest = hashlib.sha256(f"{identity}|{preprocess}|{image.dtype}|{tuple(image.shape)}|".encode())
+    digest.update(_tensor_bytes(image))
     return digest.hexdigest()
 
 
@@ -131,9 +140,7 @@ class EmbeddingCache:
 
     def key(self, image: torch.Tensor) -> str:
         """Cache key (sha256 hex) of one encoder input (C, H, W)."""
-        digest = hashlib.sha256(f"{self.identity}|{self.preprocess}|{image.dtype}|{tuple(image.shape)}|".encode())
-        digest.update(_tensor_bytes(image))
-        return digest.hexdigest()
+        return content_key(image, self.identity, self.preprocess)
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.pt"

@@ -1,0 +1,85 @@
+"""Prompted SAM-family models whose image embeddings are computed once per image and reused.
+
+`EmbeddingReuse(model, cache, identity)` stands in for a `SAMSegmenter` (SAM, MedSAM,
+SAM-Med2D, LiteMedSAM) or `SAM2Segmenter` wherever an inferer takes the network: its
+`encode_images` looks each image up in a `MemoryLRU` and runs the image encoder only on a miss;
+`predict_masks` / `forward` are the model's own, run on the reused embeddings, so the first
+request on an image pays for the encoder and later clicks only for the prompt encoder and the
+mask decoder. Everything else is the model's (attribute access is forwarded).
+
+Key: `(identity, content_key(image, identity, preprocess))`: `identity` names the weights version
+(e.g. the bundle and its `model.pt` signature, or `encoder_identity(model)`), the content key hashes
+the encoder input (the image as the bundle's transforms made it, (C, H, W)) with the model's own
+preprocessing (class, input size, pixel mean / std). A retrained model gets a new identity, so its
+old entries are never met (`MemoryLRU.discard(identity)` frees them at once).
+
+Cached embeddings are shared between requests and never written: the same image and prompts give
+the same mask logits, byte for byte, whether the embedding was computed now or reused.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from monaiseg.data.embedding_cache import content_key, encoder_identity
+from monaiseg.data.memory_cache import MemoryLRU
+from monaiseg.utils.batch import plain_tensor
+
+
+class EmbeddingReuse:
+    """`model` with its image embeddings reused from `cache` (see the module docstring).
+
+    `identity`: the weights version in the key (default: `encoder_identity(model)`, a hash of
+    every weight). Images (B, 1|3, H, W) in [0, 1]; embeddings as `model.encode_images` returns them.
+    """
+
+    def __init__(self, model: torch.nn.Module, cache: MemoryLRU, identity: str | None = None):
+        self.model = model
+        self.cache = cache
+        self.identity = identity or encoder_identity(model)
+        self.preprocess = json.dumps(
+            {
+                "class": f"{type(model).__module__}.{type(model).__qualname__}",
+                "image_size": int(model.image_size),
+                "pixel_mean": model.pixel_mean.flatten().tolist(),
+                "pixel_std": model.pixel_std.flatten().tolist(),
+            },
+            sort_keys=True,
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def key(self, image: torch.Tensor) -> tuple[str, str]:
+        """Cache key of one image (C, H, W)."""
+        return self.identity, content_key(image, self.identity, self.preprocess)
+
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Image embeddings (B, 256, h, w) and high-res levels (SAM2; [] for SAM), each image
+        encoded only when the cache does not hold it. B = 1 returns the cached tensors themselves."""
+        images = plain_tensor(images)  # the key hashes values only
+        outputs = []
+        for image in images:
+            image = image.unsqueeze(0)
+
+            def encode(image=image):
+                embeddings, high_res = self.model.encode_images(image)
+                return embeddings[0], [level[0] for level in high_res]
+
+            outputs.append(self.cache.get_or_compute(self.key(image[0]), encode)[0])
+        if len(outputs) == 1:
+            return outputs[0][0].unsqueeze(0), [level.unsqueeze(0) for level in outputs[0][1]]
+        return torch.stack([o[0] for o in outputs]), [torch.stack(levels) for levels in zip(*(o[1] for o in outputs))]
+
+    def predict_masks(self, images: torch.Tensor, **prompts) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's `predict_masks` (mask logits (K, M, H, W), IoU (K, M)) on reused embeddings."""
+        return type(self.model).predict_masks(self, images, **prompts)
+
+    def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor:
+        """Mask logits (K, M, H, W) for 2D images (B, 1|3, H, W), as the model's `forward`."""
+        return self.predict_masks(images, **prompts)[0]
+
+    __call__ = forward
