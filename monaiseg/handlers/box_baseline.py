@@ -21,9 +21,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Events
+from monai.engines import Workflow
 from monai.metrics import compute_dice, compute_iou
 
+from monaiseg.networks.sam_segmenter import SAMSegmenter
 from monaiseg.prompts import mask_box
 from monaiseg.utils.batch import source_name
 from monaiseg.utils.files import atomic_outputs
@@ -41,7 +43,7 @@ def class_scores(pred: torch.Tensor, label: torch.Tensor) -> dict[str, torch.Ten
 
 
 @torch.no_grad()
-def box_prompt_masks(network: torch.nn.Module, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def box_prompt_masks(network: SAMSegmenter, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """SAM prediction (C, H, W) bool from the tight box of each non-empty mask of `masks` (C, H, W)
     on `image` (channels, H, W); classes with an empty mask stay empty."""
     pred = torch.zeros_like(masks, dtype=torch.bool)
@@ -62,7 +64,7 @@ class BoxPromptComparison:
 
     def __init__(
         self,
-        network: torch.nn.Module,
+        network: SAMSegmenter,
         output_dir: str,
         class_names: Sequence[str] | Mapping,
         method: str = "sam_automed",
@@ -76,20 +78,20 @@ class BoxPromptComparison:
         self.seconds = {method: 0.0, baseline: 0.0}
         self._start = 0.0
 
-    def attach(self, engine: Engine) -> None:
+    def attach(self, engine: Workflow) -> None:
         engine.add_event_handler(Events.STARTED, self.reset)
         engine.add_event_handler(Events.ITERATION_STARTED, self.start)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.COMPLETED, self.write)
 
-    def reset(self, engine: Engine) -> None:
+    def reset(self, engine: Workflow) -> None:
         self.rows.clear()
         self.seconds = dict.fromkeys(self.methods, 0.0)
 
-    def start(self, engine: Engine) -> None:
+    def start(self, engine: Workflow) -> None:
         self._start = time.perf_counter()
 
-    def collect(self, engine: Engine) -> None:
+    def collect(self, engine: Workflow) -> None:
         method, baseline = self.methods
         self.seconds[method] += time.perf_counter() - self._start
         for item in engine.state.output:
@@ -128,7 +130,7 @@ class BoxPromptComparison:
             out[m]["per_class"] = per_class
         return out
 
-    def write(self, engine: Engine) -> None:
+    def write(self, engine: Workflow) -> None:
         if not self.rows:
             raise ValueError("BoxPromptComparison: the evaluator produced no images to compare")
         csv_path, json_path = self.output_dir / "comparison.csv", self.output_dir / "summary.json"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Events
+from monai.engines import Workflow
 
 from monaiseg.data.ctc import write_ctc_result
 from monaiseg.metrics.cells import cell_type_scores, write_cell_type_scores
@@ -31,18 +32,18 @@ class _Timing:
     def __init__(self):
         self.seconds, self.items, self._start = 0.0, 0, 0.0
 
-    def attach(self, engine: Engine) -> None:
+    def attach(self, engine: Workflow) -> None:
         engine.add_event_handler(Events.STARTED, self.reset)
         engine.add_event_handler(Events.ITERATION_STARTED, self.start)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.stop)
 
-    def reset(self, engine: Engine) -> None:
+    def reset(self, engine: Workflow) -> None:
         self.seconds, self.items = 0.0, 0
 
-    def start(self, engine: Engine) -> None:
+    def start(self, engine: Workflow) -> None:
         self._start = time.perf_counter()
 
-    def stop(self, engine: Engine) -> None:
+    def stop(self, engine: Workflow) -> None:
         self.seconds += time.perf_counter() - self._start
         self.items += len(engine.state.output) if isinstance(engine.state.output, list) else 1
 
@@ -69,13 +70,13 @@ class CellReportWriter:
         self.timing = _Timing()
         self.records: list[tuple[str, int, int, int]] = []
 
-    def attach(self, engine: Engine) -> None:
+    def attach(self, engine: Workflow) -> None:
         self.timing.attach(engine)
         engine.add_event_handler(Events.STARTED, lambda e: self.records.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.COMPLETED, self.write)
 
-    def collect(self, engine: Engine) -> None:
+    def collect(self, engine: Workflow) -> None:
         for item, out in zip(engine.state.batch, engine.state.output):
             pred, label = torch.as_tensor(out["pred"])[1] > 0, torch.as_tensor(out["label"])[1] > 0
             name = self.cell_types.get(int(item.get("cell_type", 0)), UNKNOWN_TYPE)
@@ -83,11 +84,11 @@ class CellReportWriter:
                 (name, int((pred & label).sum()), int((pred & ~label).sum()), int((~pred & label).sum()))
             )
 
-    def write(self, engine: Engine) -> None:
+    def write(self, engine: Workflow) -> None:
         seen = {name for name, *_ in self.records}
         names = [n for n in [*self.cell_types.values(), UNKNOWN_TYPE] if n in seen]
         scores = cell_type_scores(self.records, names)
-        summary = {m: float(engine.state.metrics[m]) for m in self.metric_names}
+        summary: dict[str, object] = {m: float(engine.state.metrics[m]) for m in self.metric_names}
         summary["per_cell_type"] = scores
         summary["num_images"] = self.timing.items
         summary["fps"] = self.timing.items / self.timing.seconds if self.timing.seconds else 0.0
@@ -114,13 +115,13 @@ class TrackingReportWriter:
         self.timing = _Timing()
         self.rows: list[dict] = []
 
-    def attach(self, engine: Engine) -> None:
+    def attach(self, engine: Workflow) -> None:
         self.timing.attach(engine)
         engine.add_event_handler(Events.STARTED, lambda e: self.rows.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.COMPLETED, self.write)
 
-    def collect(self, engine: Engine) -> None:
+    def collect(self, engine: Workflow) -> None:
         for item, out in zip(engine.state.batch, engine.state.output):
             gt_dir = Path(str(item["label"].meta["filename_or_obj"])) if hasattr(item["label"], "meta") else None
             gt_dir = gt_dir if gt_dir is None or gt_dir.is_dir() else gt_dir.parent
@@ -136,7 +137,7 @@ class TrackingReportWriter:
                 {"video": name, "frames": int(pred.shape[0]), "cells": int(len(np.unique(gt)) - 1), "tra": tra}
             )
 
-    def write(self, engine: Engine) -> None:
+    def write(self, engine: Workflow) -> None:
         summary = {
             "mean_tra": float(np.nanmean([r["tra"] for r in self.rows])) if self.rows else float("nan"),
             "num_videos": len(self.rows),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Events
+from monai.engines import Workflow
 
 from monaiseg.metrics.classification import write_classification_report, write_predictions
 from monaiseg.networks.trainable import parameter_report
@@ -38,19 +39,19 @@ class ClassificationReportWriter:
         self.labels: list[int] = []
         self.seconds, self._start = 0.0, 0.0
 
-    def attach(self, engine: Engine) -> None:
+    def attach(self, engine: Workflow) -> None:
         engine.add_event_handler(Events.STARTED, self.reset)
         engine.add_event_handler(Events.ITERATION_STARTED, self.start)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.COMPLETED, self.write)
 
-    def reset(self, engine: Engine) -> None:
+    def reset(self, engine: Workflow) -> None:
         self.names, self.probs, self.labels, self.seconds = [], [], [], 0.0
 
-    def start(self, engine: Engine) -> None:
+    def start(self, engine: Workflow) -> None:
         self._start = time.perf_counter()
 
-    def collect(self, engine: Engine) -> None:
+    def collect(self, engine: Workflow) -> None:
         self.seconds += time.perf_counter() - self._start  # network and post-processing, not data loading
         for out in engine.state.output:
             logits = torch.as_tensor(out["pred"]).detach().float().flatten()
@@ -65,13 +66,13 @@ class ClassificationReportWriter:
             if self.with_labels:
                 self.labels.append(int(torch.as_tensor(out["label"]).flatten()[0]))
 
-    def write(self, engine: Engine) -> None:
+    def write(self, engine: Workflow) -> None:
         if not self.names:
             raise ValueError("no image was evaluated: the data list is empty")
         if not self.with_labels:
             write_predictions(self.output_dir, self.names, np.stack(self.probs), self.class_names)
             return
-        extra = {"images_per_second": len(self.names) / self.seconds if self.seconds else 0.0}
+        extra: dict[str, object] = {"images_per_second": len(self.names) / self.seconds if self.seconds else 0.0}
         if self.network is not None:
             extra["parameters"] = parameter_report(unwrap_model(self.network))
         write_classification_report(

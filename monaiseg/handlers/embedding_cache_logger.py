@@ -25,6 +25,7 @@ class EmbeddingCacheLogger:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine) -> None:
+        assert self.cache is not None  # attach() registers nothing without a cache
         summary = self.cache.summary()
         engine.state.embedding_cache = summary
         logger.info(

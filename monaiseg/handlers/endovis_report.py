@@ -8,7 +8,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ignite.engine import Engine, Events
+from ignite.engine import Events
+from monai.engines import Workflow
 
 from monaiseg.metrics.endovis import EndoVisIoU
 from monaiseg.utils.files import write_csv_atomic, write_json_atomic
@@ -32,16 +33,16 @@ class EndoVisReportWriter:
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.metric = EndoVisIoU(len(self.class_names))
 
-    def attach(self, engine: Engine) -> None:
+    def attach(self, engine: Workflow) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self.metric.reset())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
 
-    def collect(self, engine: Engine) -> None:
+    def collect(self, engine: Workflow) -> None:
         for item, out in zip(engine.state.batch, engine.state.output):
             self.metric.update(out["pred"], out["label"], name=_source(item, len(self.metric.frames)))
 
-    def write(self, engine: Engine) -> None:
+    def write(self, engine: Workflow) -> None:
         results = self.metric.aggregate()
         per_class = dict(zip(self.class_names, results["per_class_iou"]))
         scalars = {**{k: results[k] for k in SUMMARY_KEYS}, **{f"iou_{n}": v for n, v in per_class.items()}}

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Events
+from monai.engines import Workflow
 from monai.utils import CommonKeys
 
 from monaiseg.networks.trainable import parameter_report
@@ -41,16 +42,16 @@ class InteractiveReportWriter:
         self.network = network
         self.images: list[str] = []
 
-    def attach(self, engine: Engine) -> None:
+    def attach(self, engine: Workflow) -> None:
         engine.add_event_handler(Events.STARTED, lambda e: self.images.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
         engine.add_event_handler(Events.COMPLETED, self.write)
 
-    def collect(self, engine: Engine) -> None:
+    def collect(self, engine: Workflow) -> None:
         for item in engine.state.output:
             self.images.append(Path(str(item[CommonKeys.IMAGE].meta.get("filename_or_obj", "?"))).name)
 
-    def write(self, engine: Engine) -> None:
+    def write(self, engine: Workflow) -> None:
         num_classes = len(self.class_names)
         details = {
             column: torch.as_tensor(engine.state.metric_details[name])

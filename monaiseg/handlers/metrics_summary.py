@@ -6,7 +6,8 @@ import json
 import logging
 
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Events
+from monai.engines import Workflow
 
 from monaiseg.utils.files import atomic_outputs
 
@@ -21,10 +22,10 @@ class MetricsSummaryWriter:
         self.filename, self.metric_names = filename, list(metric_names)
         self.label_names = list(label_names.values()) if isinstance(label_names, dict) else list(label_names)
 
-    def attach(self, engine: Engine) -> None:
+    def attach(self, engine: Workflow) -> None:
         engine.add_event_handler(Events.COMPLETED, self)
 
-    def __call__(self, engine: Engine) -> None:
+    def __call__(self, engine: Workflow) -> None:
         summary: dict = {"num_cases": 0, "per_label": {name: {} for name in self.label_names}}
         for metric in self.metric_names:
             summary[metric] = float(engine.state.metrics[metric])

@@ -44,7 +44,9 @@ def latest_checkpoint(save_dir: str | Path) -> Path | None:
 
 
 def _numpy_state(rng: np.random.RandomState) -> dict:
-    name, keys, pos, has_gauss, cached = rng.get_state()
+    state = rng.get_state(legacy=True)
+    assert isinstance(state, tuple)  # legacy=True: (name, keys, pos, has_gauss, cached)
+    name, keys, pos, has_gauss, cached = state
     return {
         "name": name,
         "keys": torch.from_numpy(keys.astype(np.int64)),
@@ -194,7 +196,12 @@ class ResumableCheckpoint:
                 )
             else:
                 logger.info("resuming from %s", path)
-                CheckpointLoader(load_path=str(path), load_dict=to_save, map_location="cpu").attach(engine)
+                loader = CheckpointLoader(
+                    load_path=str(path),
+                    load_dict=to_save,
+                    map_location="cpu",  # type: ignore[arg-type]  # MONAI annotates dict | None; torch.load takes a str
+                )
+                loader.attach(engine)
         if self.interval <= 0:
             return
         if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
