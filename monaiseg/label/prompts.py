@@ -20,10 +20,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+from nibabel.spatialimages import SpatialImage
 from PIL import Image
 
 from monaiseg.label.runtime import RequestError
-from monaiseg.prompts import ObjectPrompt, ijk_to_xy
+from monaiseg.prompts import ObjectPrompt, ijk_box_to_xy, ijk_point_to_xy
 
 
 @dataclass
@@ -51,7 +52,10 @@ def image_shape(path: str | Path) -> tuple[int, ...]:
     name = path.name.lower()
     try:
         if name.endswith((".nii", ".nii.gz")):
-            shape = tuple(int(s) for s in nib.load(str(path)).shape)
+            nii = nib.load(str(path))
+            if not isinstance(nii, SpatialImage):
+                raise TypeError(f"a {type(nii).__name__}, not a volume")
+            shape = tuple(int(s) for s in nii.shape)
             return shape[:3] if len(shape) > 3 and all(s == 1 for s in shape[3:]) else shape
         if name.endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")):
             with Image.open(path) as img:
@@ -65,7 +69,9 @@ def image_shape(path: str | Path) -> tuple[int, ...]:
         raise RequestError(f"image {path.name} cannot be read: {exc}") from None
 
 
-def _label_value(label, labels: Mapping[str, int], strict: bool) -> tuple[int, str]:
+def label_value(label, labels: Mapping[str, int], strict: bool) -> tuple[int, str]:
+    """(value, name) of a request's "label": a name of `labels`, a value 1..255, or nothing (the
+    first label); another name is refused when `strict`, else taken as the first label."""
     names = {v: k for k, v in labels.items()}
     if label is None or label == "":
         value = min(labels.values())
@@ -109,7 +115,7 @@ def parse_objects(params: Mapping, shape: Sequence[int], labels: Mapping[str, in
         raise RequestError("'objects' must be a non-empty list")
     objects: dict[int, RequestObject] = {}
     for entry in entries:
-        value, name = _label_value(entry.get("label"), labels, strict)
+        value, name = label_value(entry.get("label"), labels, strict)
         if value in objects and strict:
             raise RequestError(f"label {name!r} is given for two objects")
         obj = objects.setdefault(value, RequestObject(value, name))
@@ -161,8 +167,8 @@ def object_prompts(objects: Sequence[RequestObject]) -> list[ObjectPrompt]:
                 ObjectPrompt(
                     obj_id=obj.value,
                     frame=k,
-                    box=ijk_to_xy(p.box) if p.box is not None else None,
-                    points=tuple(ijk_to_xy(q) for q in p.points) or None,
+                    box=ijk_box_to_xy(p.box) if p.box is not None else None,
+                    points=tuple(ijk_point_to_xy(q) for q in p.points) or None,
                     point_labels=tuple(p.labels) or None,
                 )
             )
@@ -188,4 +194,10 @@ def viewer_objects_json(objects: Sequence[RequestObject]) -> str:
 
 def box_rows(objects: Sequence[RequestObject]) -> torch.Tensor:
     """One box per object (K, 4) in the loaded array's (x, y) (`InstancePromptInferer`'s boxes)."""
-    return torch.as_tensor(np.asarray([ijk_to_xy(o.slices[0].box) for o in objects], dtype=np.float32).reshape(-1, 4))
+    rows = []
+    for obj in objects:
+        box = obj.slices[0].box
+        if box is None:
+            raise RequestError(f"object {obj.name!r}: one roi (box) per object, not points")
+        rows.append(ijk_box_to_xy(box))
+    return torch.as_tensor(np.asarray(rows, dtype=np.float32).reshape(-1, 4))

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import requests
@@ -44,7 +45,7 @@ def tiny_copy(
         )
         parser["bundle_root"] = str(target)
         for key in ("foundation_checkpoint", "checkpoint", "backbone_weights"):
-            if key in parser.config:
+            if key in parser:
                 parser[key] = None
         torch.manual_seed(seed)
         network = parser.get_parsed_content("network_def")
@@ -55,16 +56,18 @@ def tiny_copy(
 
 class LabelServer:
     """`with LabelServer(studies, bundles, overrides) as server:` a running server on a free
-    loopback port (`server.url`); on exit it is stopped and waited for, nothing left running."""
+    loopback port (`server.url`); on exit it is stopped and waited for, nothing left running.
+    `options`: more `label serve` arguments (e.g. ["--cache-mib", "64", "--max-sessions", "2"])."""
 
     def __init__(
         self,
         studies: str | Path,
         bundles: list[str | Path],
-        overrides: list[str] = (),
+        overrides: Sequence[str] = (),
         port: int | None = None,
         startup_timeout: float = 300,
         log: str | Path | None = None,
+        options: Sequence[str] = (),
     ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -83,6 +86,7 @@ class LabelServer:
         ]
         if overrides:
             self.cmd += ["--overrides", *overrides]
+        self.cmd += list(options)
         self.startup_timeout = startup_timeout
         self.log = Path(log) if log else Path(studies).parent / f"label_server_{self.port}.log"
         self.process: subprocess.Popen | None = None
