@@ -20,12 +20,15 @@ the same mask logits, byte for byte, whether the embedding was computed now or r
 from __future__ import annotations
 
 import json
+from types import MethodType
 from typing import Any
 
 import torch
 
 from monaiseg.data.embedding_cache import content_key, encoder_identity
 from monaiseg.data.memory_cache import MemoryLRU
+from monaiseg.networks.sam2_segmenter import SAM2Segmenter
+from monaiseg.networks.sam_segmenter import SAMSegmenter
 from monaiseg.utils.batch import plain_tensor
 
 
@@ -36,7 +39,7 @@ class EmbeddingReuse:
     every weight). Images (B, 1|3, H, W) in [0, 1]; embeddings as `model.encode_images` returns them.
     """
 
-    def __init__(self, model: torch.nn.Module, cache: MemoryLRU, identity: str | None = None):
+    def __init__(self, model: SAMSegmenter | SAM2Segmenter, cache: MemoryLRU, identity: str | None = None):
         self.model = model
         self.cache = cache
         self.identity = identity or encoder_identity(model)
@@ -76,7 +79,8 @@ class EmbeddingReuse:
 
     def predict_masks(self, images: torch.Tensor, **prompts) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's `predict_masks` (mask logits (K, M, H, W), IoU (K, M)) on reused embeddings."""
-        return type(self.model).predict_masks(self, images, **prompts)
+        # the model's own method, bound to this stand-in (so it calls the reusing `encode_images`)
+        return MethodType(type(self.model).predict_masks, self)(images, **prompts)
 
     def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor:
         """Mask logits (K, M, H, W) for 2D images (B, 1|3, H, W), as the model's `forward`."""
