@@ -9,7 +9,8 @@ viewers show the image (x = column, y = row).
 Prompt file (JSON, 2D and 3D alike):
     {"objects": [{"label": 1, "box": [x0, y0, x1, y1]},
                  {"label": 2, "points": [[x, y], ...], "point_labels": [1, 0, ...]}, ...]}
-with "slice": k per object in a volume (and voxel indices as above); "name" is optional.
+with "slice": k per object in a volume (and voxel indices as above); "name" is optional; a box
+object in a volume may add "slice_range": [k0, k1], the slices the object spans (a 3D box).
 
 `ObjectPrompt` is what transforms, inferers and the MONAI Label app exchange; `prompts_to_json` /
 `prompts_from_json` carry a list of them through MONAI's batch collation as one string.
@@ -32,6 +33,8 @@ class ObjectPrompt:
 
     Coordinates are pixels of the frame (x = column, y = row): `box` (x0, y0, x1, y1);
     `points` ((x, y), ...) with `point_labels` (1 foreground, 0 background); or `mask` (H, W).
+    `frame_range` (first, last): the frames the object spans, when known (a 3D box; box carry
+    then covers exactly these frames, see `monaiseg.inferers.box_carry`).
     """
 
     obj_id: int
@@ -40,15 +43,24 @@ class ObjectPrompt:
     points: tuple[tuple[float, float], ...] | None = None
     point_labels: tuple[int, ...] | None = None
     mask: np.ndarray | None = field(default=None, compare=False)
+    frame_range: tuple[int, int] | None = None
 
-    def validate(self, num_frames: int, height: int, width: int) -> None:
-        """Raise ValueError when the prompt lies outside a (num_frames, height, width) volume."""
+    def validate(self, num_frames: int, height: int, width: int, require_area: bool = False) -> None:
+        """Raise ValueError when the prompt lies outside a (num_frames, height, width) volume;
+        `require_area`: a box must also have x0 < x1 and y0 < y1."""
         if self.obj_id <= 0:
             raise ValueError(f"object id must be a positive label value, got {self.obj_id}")
         if not 0 <= self.frame < num_frames:
             raise ValueError(
                 f"object {self.obj_id}: key slice {self.frame} is outside the volume (0..{num_frames - 1})"
             )
+        if self.frame_range is not None:
+            first, last = self.frame_range
+            if not 0 <= first <= self.frame <= last < num_frames:
+                raise ValueError(
+                    f"object {self.obj_id}: slice range {tuple(self.frame_range)} is outside the volume "
+                    f"(0..{num_frames - 1}) or does not hold the key slice {self.frame}"
+                )
         if self.box is None and self.points is None and self.mask is None:
             raise ValueError(f"object {self.obj_id}: a prompt needs a box, points or a mask")
         if self.mask is not None:
@@ -67,6 +79,8 @@ class ObjectPrompt:
                     f"object {self.obj_id}: box {tuple(self.box)} is outside the {width}x{height} (x, y) slice"
                     " or not (x0, y0, x1, y1)"
                 )
+            if require_area and not (x0 < x1 and y0 < y1):
+                raise ValueError(f"object {self.obj_id}: box {tuple(self.box)} has zero area (x0 = x1 or y0 = y1)")
         if self.points is not None:
             if self.point_labels is None or len(self.point_labels) != len(self.points) or not self.points:
                 raise ValueError(f"object {self.obj_id}: points need one label (1 fg, 0 bg) each")
@@ -92,7 +106,7 @@ def prompts_from_json(text: str) -> list[ObjectPrompt]:
     """Inverse of `prompts_to_json`."""
     prompts = []
     for item in json.loads(text):
-        for key in ("box", "point_labels"):
+        for key in ("box", "point_labels", "frame_range"):
             if key in item:
                 item[key] = tuple(item[key])
         if "points" in item:
@@ -138,12 +152,14 @@ def key_slice(mask: np.ndarray) -> int:
     return int(best[np.argmin(np.abs(best - middle))])
 
 
-def read_prompt_file(path: str | Path, shape: Sequence[int]) -> list[ObjectPrompt]:
+def read_prompt_file(path: str | Path, shape: Sequence[int], require_area: bool = False) -> list[ObjectPrompt]:
     """Prompts from a JSON sidecar for a volume of spatial `shape` (I, J, K).
 
     Format: {"objects": [{"label": 1, "slice": k, "box": [i0, j0, i1, j1]}
                          | {"label": 2, "slice": k, "points": [[i, j], ...], "point_labels": [1, 0]}]}
-    (an optional "name" per object is ignored). Raises ValueError naming the file.
+    (an optional "name" per object is ignored). A box object may give "slice_range": [k0, k1]
+    (the object's slices, a 3D box); "slice" then defaults to the middle, int((k1 - k0) / 2 + k0).
+    `require_area`: refuse boxes with i0 = i1 or j0 = j1. Raises ValueError naming the file.
     """
     path = Path(path)
     try:
@@ -157,16 +173,25 @@ def read_prompt_file(path: str | Path, shape: Sequence[int]) -> list[ObjectPromp
     prompts = []
     for n, obj in enumerate(objects):
         try:
+            span = obj.get("slice_range")
+            if span is not None:
+                first, last = (int(k) for k in span)
+                span = (first, last)
+            if "slice" in obj or "frame" in obj or span is None:
+                frame = int(obj["slice"] if "slice" in obj else obj["frame"])
+            else:
+                frame = int((span[1] - span[0]) / 2 + span[0])
             prompt = ObjectPrompt(
                 obj_id=int(obj["label"]),
-                frame=int(obj["slice"] if "slice" in obj else obj["frame"]),
+                frame=frame,
+                frame_range=span,
                 box=ijk_box_to_xy(obj["box"]) if obj.get("box") is not None else None,
                 points=tuple(ijk_point_to_xy(p) for p in obj["points"]) if obj.get("points") is not None else None,
                 point_labels=tuple(int(v) for v in obj["point_labels"])
                 if obj.get("point_labels") is not None
                 else None,
             )
-            prompt.validate(num_frames=shape[2], height=shape[0], width=shape[1])
+            prompt.validate(num_frames=shape[2], height=shape[0], width=shape[1], require_area=require_area)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ValueError(f"prompt file {path}, object #{n}: {exc}") from None
         prompts.append(prompt)

@@ -17,7 +17,15 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from monaiseg.prompts import ObjectPrompt, ijk_to_xy, key_slice, mask_box, read_prompt_file
+from monaiseg.prompts import (
+    ObjectPrompt,
+    ijk_box_to_xy,
+    ijk_to_xy,
+    key_slice,
+    mask_box,
+    read_object_prompts,
+    read_prompt_file,
+)
 from monaiseg.utils.batch import source_name
 
 
@@ -94,14 +102,18 @@ class InstanceBoxesd(MapTransform):
 
 
 class LoadBoxesd(MapTransform):
-    """Read a JSON file of boxes `[[x0, y0, x1, y1], ...]` (pixels of the 2D image as a viewer
-    shows it: x = column, y = row) into `keys` (K, 4) in the coordinates of the loaded array
-    (MONAI loads PNG/BMP x first, (C, X, Y), so x and y swap; see `ijk_to_xy`). Boxes outside the
-    image or not (x0, y0, x1, y1) raise one error naming the file. A missing key passes through."""
+    """Read a JSON box file (pixels of the 2D image as a viewer shows it: x = column, y = row) into
+    `keys`, in the coordinates of the loaded array (MONAI loads PNG/BMP x first, (C, X, Y), so x
+    and y swap; see `ijk_to_xy`). Two layouts:
+    - a list of boxes `[[x0, y0, x1, y1], ...]` -> (K, 4) float32;
+    - the prompt sidecar `{"objects": [{"label": v, "box": [x0, y0, x1, y1]}, ...]}`
+      (`read_object_prompts`; boxes only) -> a list of `ObjectPrompt` on slice 0, object v = its label.
+    Boxes outside the image, not (x0, y0, x1, y1) or, with `require_area`, of zero area (x0 = x1
+    or y0 = y1) raise one error naming the file. A missing key and prompt lists pass through."""
 
-    def __init__(self, keys: KeysCollection = "boxes", image_key: str = "image"):
+    def __init__(self, keys: KeysCollection = "boxes", image_key: str = "image", require_area: bool = False):
         super().__init__(keys, allow_missing_keys=True)
-        self.image_key = image_key
+        self.image_key, self.require_area = image_key, require_area
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
@@ -111,17 +123,38 @@ class LoadBoxesd(MapTransform):
                 continue
             size_x, size_y = d[self.image_key].shape[1:3]
             try:
-                boxes = np.asarray(json.loads(Path(path).read_text()), dtype=np.float32).reshape(-1, 4)
+                content = json.loads(Path(path).read_text())
             except (OSError, ValueError) as exc:
+                raise ValueError(f"{path}: not a readable JSON box file ({exc})") from exc
+            if isinstance(content, dict):
+                d[key] = self._objects(path, size_x, size_y)
+                continue
+            try:
+                boxes = np.asarray(content, dtype=np.float32).reshape(-1, 4)
+            except ValueError as exc:
                 raise ValueError(f"{path}: not a JSON list of [x0, y0, x1, y1] boxes ({exc})") from exc
-            for x0, y0, x1, y1 in boxes:
-                if not (0 <= x0 <= x1 < size_x and 0 <= y0 <= y1 < size_y):
-                    raise ValueError(
-                        f"{path}: box {[float(v) for v in (x0, y0, x1, y1)]} is outside the "
-                        f"{size_x}x{size_y} image or not (x0, y0, x1, y1)"
-                    )
+            for box in boxes:
+                self._check(path, box, size_x, size_y)
             d[key] = torch.as_tensor(np.asarray([ijk_to_xy(b) for b in boxes], dtype=np.float32).reshape(-1, 4))
         return d
+
+    def _check(self, path, box: Sequence[float], size_x: int, size_y: int) -> None:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if not (0 <= x0 <= x1 < size_x and 0 <= y0 <= y1 < size_y):
+            raise ValueError(
+                f"{path}: box {[x0, y0, x1, y1]} is outside the {size_x}x{size_y} image or not (x0, y0, x1, y1)"
+            )
+        if self.require_area and not (x0 < x1 and y0 < y1):
+            raise ValueError(f"{path}: box {[x0, y0, x1, y1]} has zero area (x0 = x1 or y0 = y1)")
+
+    def _objects(self, path, size_x: int, size_y: int) -> list[ObjectPrompt]:
+        prompts = []
+        for n, obj in enumerate(read_object_prompts(path, width=size_x, height=size_y)):
+            if obj["box"] is None or obj["points"] is not None:
+                raise ValueError(f"{path}, object #{n}: give a 'box' only (this model is box-prompted)")
+            self._check(path, obj["box"], size_x, size_y)
+            prompts.append(ObjectPrompt(obj_id=obj["label"], frame=0, box=ijk_box_to_xy(obj["box"])))
+        return prompts
 
 
 class KeySlicePromptsd(MapTransform):
@@ -175,18 +208,25 @@ class KeySlicePromptsd(MapTransform):
 
 class LoadPromptsd(MapTransform):
     """Replace the prompt-file path under `keys` by its `ObjectPrompt` list, checked against `image_key`
-    (values that are already prompt lists, e.g. from `KeySlicePromptsd`, are left as they are)."""
+    (values that are already prompt lists, e.g. from `KeySlicePromptsd`, are left as they are);
+    `require_area`: boxes of zero area are refused (`read_prompt_file`)."""
 
-    def __init__(self, keys: KeysCollection = "prompts", image_key: str = "image", allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection = "prompts",
+        image_key: str = "image",
+        allow_missing_keys: bool = False,
+        require_area: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
-        self.image_key = image_key
+        self.image_key, self.require_area = image_key, require_area
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         shape = tuple(d[self.image_key].shape[1:])
         for key in self.key_iterator(d):
             if not isinstance(d[key], list):
-                d[key] = read_prompt_file(d[key], shape)
+                d[key] = read_prompt_file(d[key], shape, require_area=self.require_area)
         return d
 
 
