@@ -2,7 +2,9 @@
 
 A bundle is served when its `configs/metadata.json` sets `"supported_apps": {"monai-label": TASK}`
 (TASK: interactive-2d, interactive-3d, segmentation, classification) and `models/model.pt`
-exists; otherwise it is skipped with a reason (the app answers requests to it with a 4xx).
+exists, or when it also sets `"monai-label-default-weights": "network_def"` (its `network_def`
+loads released weights by itself, e.g. lite_medsam: until a `model.pt` is trained, that network is
+served as configured); otherwise it is skipped with a reason (the app answers requests to it with a 4xx).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TASK_TYPES = ("interactive-2d", "interactive-3d", "segmentation", "classification")
+DEFAULT_WEIGHTS_KEY = "monai-label-default-weights"  # in supported_apps; value "network_def"
 MAX_LABEL_NAME = 40  # longer channel_def entries are descriptions, not label names
 
 
@@ -28,6 +31,7 @@ class BundleInfo:
     classes: list[str] = field(default_factory=list)
     description: str = ""
     dimension: int = 2
+    default_weights: bool = False  # without models/model.pt, serve network_def with its own checkpoint
 
     @property
     def weights(self) -> Path:
@@ -47,7 +51,8 @@ def read_bundle(root: str | Path) -> BundleInfo:
         metadata = json.loads(meta_file.read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"{meta_file}: not a readable metadata file ({exc})") from None
-    task = (metadata.get("supported_apps") or {}).get("monai-label")
+    apps = metadata.get("supported_apps") or {}
+    task = apps.get("monai-label")
     if task is None:
         raise ValueError(f'{meta_file}: no "supported_apps": {{"monai-label": ...}} entry')
     if task not in TASK_TYPES:
@@ -60,6 +65,7 @@ def read_bundle(root: str | Path) -> BundleInfo:
         task=task,
         description=str(metadata.get("task", root.name)),
         dimension=3 if task == "interactive-3d" or len(image.get("spatial_shape", [])) == 3 else 2,
+        default_weights=apps.get(DEFAULT_WEIGHTS_KEY) == "network_def",
     )
     if task == "classification":
         info.classes = [channels[k] for k in sorted(channels)]
@@ -71,7 +77,7 @@ def read_bundle(root: str | Path) -> BundleInfo:
         }
         if not info.labels:
             info.labels = {"object": 1}
-    if not info.weights.is_file():
+    if not info.weights.is_file() and not info.default_weights:
         raise FileNotFoundError(f"{info.weights} not found (train the bundle or place its weights there)")
     return info
 

@@ -34,9 +34,11 @@ class RequestError(ValueError):
 
 def root_cause(exc: BaseException) -> BaseException:
     """The innermost exception of a chain (MONAI wraps transform errors in RuntimeError)."""
-    while exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__):
-        exc = exc.__cause__ or exc.__context__
-    return exc
+    while True:
+        inner = exc.__cause__ if exc.__cause__ is not None else None if exc.__suppress_context__ else exc.__context__
+        if inner is None:
+            return exc
+        exc = inner
 
 
 class BundleRuntime:
@@ -67,12 +69,20 @@ class BundleRuntime:
         return key in self.config()
 
     def _weights_signature(self) -> tuple:
-        st = os.stat(self.info.weights)
+        """(inode, mtime, size) of `models/model.pt`; ("network_def",) when it is absent and the bundle
+        serves its network's own default weights (`BundleInfo.default_weights`)."""
+        try:
+            st = os.stat(self.info.weights)
+        except FileNotFoundError:
+            if self.info.default_weights:
+                return ("network_def",)
+            raise
         return st.st_ino, st.st_mtime_ns, st.st_size
 
     def network(self) -> torch.nn.Module:
-        """The network with `models/model.pt` loaded, in eval mode; rebuilt when the file changes
-        (training from the server replaces it atomically). Requests in flight keep the old one."""
+        """The network with `models/model.pt` loaded (or, without one, `network_def` as configured for
+        bundles with default weights), in eval mode; rebuilt when the file changes (training from the
+        server replaces it atomically). Requests in flight keep the old one."""
         with self._lock:
             try:
                 signature = self._weights_signature()
@@ -82,20 +92,25 @@ class BundleRuntime:
                 ) from None
             if self._network is None or signature != self._signature:
                 parser = ConfigParser(self.config())
+                default = signature == ("network_def",)
                 for key in ("foundation_checkpoint", "checkpoint", "backbone_weights"):
-                    if key in parser.config:
+                    if key in parser and not default:
                         parser[key] = None  # built with random init, then model.pt is loaded
                 network = parser.get_parsed_content("network_def")
-                load_model_weights(network, self.info.weights)
-                device = parser.get_parsed_content("device") if "device" in parser.config else torch.device("cpu")
+                if not default:
+                    load_model_weights(network, self.info.weights)
+                device = parser.get_parsed_content("device") if "device" in parser else torch.device("cpu")
                 self._network, self._signature = network.to(device).eval(), signature
-                logger.info("bundle %s: weights %s loaded", self.info.name, self.info.weights)
+                source = "the network's default checkpoint" if default else self.info.weights
+                logger.info("bundle %s: weights from %s loaded", self.info.name, source)
             return self._network
 
     @property
     def weights_version(self) -> int | None:
-        """mtime (ns) of the `model.pt` the current network was loaded from."""
-        return None if self._signature is None else self._signature[1]
+        """mtime (ns) of the `model.pt` the current network was loaded from (0: default weights)."""
+        if self._signature is None:
+            return None
+        return 0 if self._signature == ("network_def",) else self._signature[1]
 
     def run(self, item: dict, output_dir: str | Path, image_2d: bool = False, **overrides) -> dict:
         """Run the bundle's evaluator on one `item` ({"image": path, prompt keys...}) with outputs
@@ -113,7 +128,7 @@ class BundleRuntime:
             **overrides,
         }
         for key, value in settings.items():
-            if key in parser.config or key in ("data", "network"):
+            if key in parser or key in ("data", "network"):
                 parser[key] = value
         evaluator = parser.get_parsed_content("evaluator")
         evaluator.logger.setLevel(logging.WARNING)
