@@ -169,7 +169,7 @@ def test_logger_reports_size_per_epoch(tmp_path, caplog):
     x = images(3)
     engine = Engine(lambda e, batch: cache.encode(batch))
     EmbeddingCacheLogger(cache).attach(engine)
-    with caplog.at_level(logging.INFO, logger="monaiseg.data.embedding_cache"):
+    with caplog.at_level(logging.INFO, logger="monaiseg.handlers.embedding_cache_logger"):
         engine.run([x[:2], x[1:]], max_epochs=2)
     lines = [r.getMessage() for r in caplog.records if "embedding cache" in r.getMessage()]
     assert len(lines) == 2
