@@ -98,7 +98,8 @@ def main() -> None:
             return f"{min(frames)}..{max(frames)} ({len(set(frames))} of {args.slices})" if frames else "none"
 
         print(
-            f"volume {args.size}x{args.size}x{args.slices}, click on slice {key}, sam2.1 hiera-tiny at 1024, {args.device}"
+            f"volume {args.size}x{args.size}x{args.slices}, click on slice {key}, "
+            f"sam2.1 hiera-tiny at 1024, {args.device}"
         )
         print(f"ours (bidirectional, in-memory frames): {ours_s:.2f} s/volume, slices {span(ours_frames)}")
         print(f"MONAI Label Sam2InferTask 3D:           {theirs_s:.2f} s/volume, slices {span(theirs_frames)}")

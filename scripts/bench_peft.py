@@ -145,11 +145,13 @@ def main() -> None:
     for mode, r in results.items():
         print(
             f"{mode:>4}: trainable {r['trainable']:>11,} / {r['total']:,} ({r['trainable_percent']:.2f} %)  "
-            f"step {r['step_s']:.3f} s  {memory} {r['peak_mib']:.0f} MiB (+{r['peak_increase_mib']:.0f} MiB in training)"
+            f"step {r['step_s']:.3f} s  {memory} {r['peak_mib']:.0f} MiB "
+            f"(+{r['peak_increase_mib']:.0f} MiB in training)"
         )
     peft, full = results["peft"], results["full"]
     print(
-        f"full / PEFT: step time x{full['step_s'] / peft['step_s']:.2f}, peak memory x{full['peak_mib'] / peft['peak_mib']:.2f}, "
+        f"full / PEFT: step time x{full['step_s'] / peft['step_s']:.2f}, "
+        f"peak memory x{full['peak_mib'] / peft['peak_mib']:.2f}, "
         f"training memory increase x{full['peak_increase_mib'] / max(peft['peak_increase_mib'], 1e-9):.2f}"
     )
     if not args.device.startswith("cuda"):

@@ -14,6 +14,7 @@ The masks of each pass are merged into labels the way `propagate_volume` merges 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import os
@@ -29,7 +30,7 @@ import torch
 from PIL import Image
 
 from monaiseg.data import make_synthetic_ct
-from monaiseg.inferers.propagation import LazyFrames, _new_state, _owns, memory_window, propagate_volume
+from monaiseg.inferers.propagation import LazyFrames, memory_window, new_tracking_state, owns_frame, propagate_volume
 from monaiseg.networks.sam2_builder import build_sam2_segmenter
 from monaiseg.prompts import ObjectPrompt, key_slice, mask_box
 from monaiseg.transforms.intensity import CTWindow
@@ -59,7 +60,7 @@ def write_jpeg_slices(volume: torch.Tensor, folder: Path) -> None:
 def memory_state(model, volume: torch.Tensor) -> dict:
     """What `init_state` builds, but over our in-memory frames stacked into one tensor."""
     frames = LazyFrames(volume, model)
-    state = _new_state(model, frames, volume.shape[1], volume.shape[2], offload=True)
+    state = new_tracking_state(model, frames, volume.shape[1], volume.shape[2], offload=True)
     state["images"] = torch.stack([frames[k].cpu() for k in range(len(frames))])
     model._get_image_feature(state, frame_idx=0, batch_size=1)  # init_state's warm-up
     return state
@@ -81,7 +82,7 @@ def reference_propagate(model, state: dict, prompts, stats: dict | None = None) 
             model.add_new_points_or_box(state, frame_idx=p.frame, obj_id=p.obj_id, box=np.asarray(p.box, np.float32))
         for frame, obj_ids, masks in model.propagate_in_video(state, start_frame_idx=starts[reverse], reverse=reverse):
             logits = masks[:, 0].float().cpu()
-            own = [i for i, obj in enumerate(obj_ids) if _owns(keys_per_obj[obj], frame, reverse)]
+            own = [i for i, obj in enumerate(obj_ids) if owns_frame(keys_per_obj[obj], frame, reverse)]
             if own:
                 best, winner = logits[own].max(dim=0)
                 ids = torch.tensor([obj_ids[i] for i in own], dtype=labels.dtype)[winner]
@@ -158,10 +159,8 @@ class PeakMemory:
 
 def _trim_heap() -> None:
     """Give freed heap memory back to the OS (glibc), so RSS growth is not hidden by reuse."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _status_kib(field: str) -> int:
@@ -221,7 +220,8 @@ def main(argv=None) -> None:
     depth = volume.shape[-1]
     print(
         f"sam2.1 {args.size} @ {args.image_size}, {'random init' if args.checkpoint is None else args.checkpoint}, "
-        f"{device}, {torch.get_num_threads()} threads; volume {tuple(volume.shape[1:])}, memory window {memory_window(model)}"
+        f"{device}, {torch.get_num_threads()} threads; volume {tuple(volume.shape[1:])}, "
+        f"memory window {memory_window(model)}"
     )
     for p in prompts:
         print(f"  object {p.obj_id}: key slice {p.frame}, box {p.box}")

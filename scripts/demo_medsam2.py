@@ -60,7 +60,8 @@ def main() -> None:
     )
 
     step(
-        f"2/4 fine-tuning medsam2 (tiny: Hiera-tiny at 256, random init) for {args.epochs} x {args.iterations} iterations"
+        f"2/4 fine-tuning medsam2 (tiny: Hiera-tiny at 256, random init) "
+        f"for {args.epochs} x {args.iterations} iterations"
     )
     run(
         config_file=configs,
@@ -100,7 +101,8 @@ def main() -> None:
     for value, name in SYNTHETIC_CT_LABELS.items():
         print(f"{name:<14}{scores[value]['dsc']:>8.3f}{scores[value]['nsd']:>8.3f}")
     print(
-        f"{'mean':<14}{np.mean([s['dsc'] for s in scores.values()]):>8.3f}{np.mean([s['nsd'] for s in scores.values()]):>8.3f}"
+        f"{'mean':<14}{np.mean([s['dsc'] for s in scores.values()]):>8.3f}"
+        f"{np.mean([s['nsd'] for s in scores.values()]):>8.3f}"
     )
     image = np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
     montage = save_montage(np.clip((image + 160) / 400, 0, 1), pred, out / "overlay_montage.png", gt=gt)

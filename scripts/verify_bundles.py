@@ -1,7 +1,8 @@
 """Model-zoo conformance of every bundle in bundles/ (what the MONAI model zoo's CI checks).
 
 For each bundle: the contract's files are present; metadata.json validates against the schema
-(the MONAI model zoo's meta_schema_20240725.json, copied into scripts/schemas/ for offline checks) and its version is a key of its changelog;
+(the MONAI model zoo's meta_schema_20240725.json, copied into scripts/schemas/ for offline checks)
+and its version is a key of its changelog;
 `verify_net_in_out` passes with the tiny override; the network exports to TorchScript with
 `ckpt_export` (tracing the prompt-free forward) and the reloaded module gives the eager output;
 the JSON files are formatted like the zoo's pre-commit (4-space indent, key order kept); no
