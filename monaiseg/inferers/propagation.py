@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import overload
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from monaiseg.prompts import ObjectPrompt, prompts_from_json
 from monaiseg.utils.batch import unwrap_model
 
 
-class LazyFrames(Sequence):
+class LazyFrames(Sequence[torch.Tensor]):
     """Frames of a (C, H, W, D) volume in [0, 1], made into SAM2 input (3, S, S) on access."""
 
     def __init__(self, volume: torch.Tensor, model):
@@ -35,12 +36,20 @@ class LazyFrames(Sequence):
     def __len__(self) -> int:
         return self.volume.shape[-1]
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    @overload
+    def __getitem__(self, index: int) -> torch.Tensor: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[torch.Tensor]: ...
+
+    def __getitem__(self, index: int | slice) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
         frame = self.volume[..., index].unsqueeze(0).to(self.model.device, torch.float32)
         return self.model.normalize_images(frame)[0]
 
 
-def _new_state(model, frames: LazyFrames, height: int, width: int, offload: bool) -> dict:
+def new_tracking_state(model, frames: LazyFrames, height: int, width: int, offload: bool) -> dict:
     """A sam2 video-predictor state (the dict `init_state` builds) over lazy in-memory frames."""
     device = model.device
     return {
@@ -65,7 +74,8 @@ def _new_state(model, frames: LazyFrames, height: int, width: int, offload: bool
     }
 
 
-def _add_prompt(model, state: dict, prompt: ObjectPrompt) -> None:
+def add_prompt(model, state: dict, prompt: ObjectPrompt) -> None:
+    """Give sam2's tracking `state` one prompt (a mask, or points and / or a box on its frame)."""
     if prompt.mask is not None:
         model.add_new_mask(state, prompt.frame, prompt.obj_id, torch.as_tensor(np.asarray(prompt.mask, dtype=bool)))
         return
@@ -92,7 +102,7 @@ def _drop_stale_outputs(state: dict, frame: int, reverse: bool, window: int) -> 
             del stored[t]
 
 
-def _owns(keys: Sequence[int], frame: int, reverse: bool) -> bool:
+def owns_frame(keys: Sequence[int], frame: int, reverse: bool) -> bool:
     """Whether the pass in this direction gives the object's mask on `frame`: its nearest
     prompted frame behind `frame` is closer than the one ahead (ties go to the forward pass)."""
     forward = min((frame - k for k in keys if k <= frame), default=float("inf"))
@@ -132,14 +142,14 @@ def propagate_volume(
     key_features: dict = {}  # image features of the prompted frames, encoded once for both passes
     starts = {False: min(p.frame for p in prompts), True: max(p.frame for p in prompts)}
     for reverse in (False, True):
-        state = _new_state(model, frames, height, width, offload_to_cpu)
+        state = new_tracking_state(model, frames, height, width, offload_to_cpu)
         state["kept_features"], state["keep_frames"] = key_features, {p.frame for p in prompts}
         for prompt in prompts:
-            _add_prompt(model, state, prompt)
+            add_prompt(model, state, prompt)
         for frame, obj_ids, masks in model.propagate_in_video(state, start_frame_idx=starts[reverse], reverse=reverse):
             logits = masks[:, 0].float().cpu()  # (objects, H, W)
             # objects whose mask on this frame belongs to this direction
-            own = [i for i, obj in enumerate(obj_ids) if _owns(keys_per_obj[obj], frame, reverse)]
+            own = [i for i, obj in enumerate(obj_ids) if owns_frame(keys_per_obj[obj], frame, reverse)]
             if own:
                 best, winner = logits[own].max(dim=0)
                 ids = torch.tensor([obj_ids[i] for i in own], dtype=labels.dtype)[winner]
@@ -173,7 +183,8 @@ class PropagationInferer(Inferer):
             raise ValueError(f"got {len(prompts)} prompt lists for a batch of {inputs.shape[0]} volumes")
         out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)  # keeps MetaTensor metadata
         for b, volume in enumerate(inputs):
-            volume_prompts = prompts_from_json(prompts[b]) if isinstance(prompts[b], str) else prompts[b]
+            given = prompts[b]
+            volume_prompts = prompts_from_json(given) if isinstance(given, str) else given
             out[b, 0] = propagate_volume(model, volume, volume_prompts, offload_to_cpu=self.offload_to_cpu).to(
                 out.device
             )

@@ -23,7 +23,7 @@ from monai.data import MetaTensor
 from monaiseg.data.collate import collate_with_prompts
 from monaiseg.handlers.metrics_summary import MetricsSummaryWriter
 from monaiseg.handlers.model_saver import BestModelSaver, save_model_atomic
-from monaiseg.inferers.propagation import PropagationInferer, _owns, memory_window, propagate_volume
+from monaiseg.inferers.propagation import PropagationInferer, memory_window, owns_frame, propagate_volume
 from monaiseg.networks import build_sam2_segmenter
 from monaiseg.prompts import ObjectPrompt
 
@@ -194,15 +194,15 @@ def test_owns_with_two_key_frames():
         29: False,
     }
     for frame, reverse in cases.items():  # True: the reverse pass owns the frame
-        assert _owns(keys, frame, reverse=reverse), frame
-        assert not _owns(keys, frame, reverse=not reverse), frame
-    assert [f for f in range(20) if _owns([15, 5], f, reverse=True)] == [0, 1, 2, 3, 4, 11, 12, 13, 14]
+        assert owns_frame(keys, frame, reverse=reverse), frame
+        assert not owns_frame(keys, frame, reverse=not reverse), frame
+    assert [f for f in range(20) if owns_frame([15, 5], f, reverse=True)] == [0, 1, 2, 3, 4, 11, 12, 13, 14]
     for keys in ([5, 15], [0], [29], [3, 4, 20]):  # exactly one pass owns every frame
         for f in range(30):
-            assert _owns(keys, f, False) != _owns(keys, f, True)
-            assert _owns(keys, f, True) == owner_is_reverse(keys, f)
-    assert not any(_owns([0], f, True) for f in range(30))
-    assert [f for f in range(30) if not _owns([29], f, True)] == [29]
+            assert owns_frame(keys, f, False) != owns_frame(keys, f, True)
+            assert owns_frame(keys, f, True) == owner_is_reverse(keys, f)
+    assert not any(owns_frame([0], f, True) for f in range(30))
+    assert [f for f in range(30) if not owns_frame([29], f, True)] == [29]
 
 
 # --------------------------------------------------------------------------- validation

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO
 
-from monaiseg.inferers.propagation import _owns, memory_window, propagate_volume
+from monaiseg.inferers.propagation import memory_window, owns_frame, propagate_volume
 from monaiseg.networks.sam2_builder import build_sam2_segmenter
 from monaiseg.prompts import ObjectPrompt, mask_box
 
@@ -82,5 +82,5 @@ def test_every_owned_slice_is_tracked(model, monkeypatch):
     propagate_volume(model, volume, prompts)
     for p in prompts:
         keys = [p.frame]
-        missing = [k for k in range(10) if k not in visited[_owns(keys, k, reverse=True)]]
+        missing = [k for k in range(10) if k not in visited[owns_frame(keys, k, reverse=True)]]
         assert not missing, f"object {p.obj_id} (key slice {p.frame}): slices {missing} never tracked"
