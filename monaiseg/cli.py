@@ -1,6 +1,7 @@
 """`monaiseg` command line. `monaiseg label serve --studies DIR [--host 127.0.0.1] [--port 8000]
-[--bundles PATH ...] [--overrides FILE ...]` starts a MONAI Label server on the monaiseg app
-(`monaiseg.label.main`) for the bundles found (default: the repository's bundles/)."""
+[--bundles PATH ...] [--overrides FILE ...] [--cache-mib 1024] [--max-sessions 8] [--session-idle-s 1800]`
+starts a MONAI Label server on the monaiseg app (`monaiseg.label.main`) for the bundles found
+(default: the repository's bundles/)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def server_command(args: argparse.Namespace) -> list[str]:
         cmd += ["--conf", "bundles", ",".join(str(Path(b).resolve()) for b in args.bundles)]
     if args.overrides:
         cmd += ["--conf", "overrides", ",".join(args.overrides)]
+    cmd += ["--conf", "cache_mib", str(args.cache_mib), "--conf", "max_sessions", str(args.max_sessions)]
+    cmd += ["--conf", "session_idle_s", str(args.session_idle_s)]
     return cmd
 
 
@@ -60,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
         help="config files merged after each bundle's inference.json where the bundle has them, e.g. tiny.json",
     )
     serve.add_argument("--app-dir", help="MONAI Label app folder (default: STUDIES/.monaiseg-label-app)")
+    serve.add_argument(
+        "--cache-mib", type=float, default=1024, help="bound of the in-memory image-embedding cache (0: off)"
+    )
+    serve.add_argument("--max-sessions", type=int, default=8, help="interactive sessions kept (least recent first out)")
+    serve.add_argument("--session-idle-s", type=float, default=1800, help="idle seconds after which a session expires")
     return p
 
 
@@ -68,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.group == "label" and args.action == "serve":
         Path(args.studies).mkdir(parents=True, exist_ok=True)
         cmd = server_command(args)
+        app_dir = Path(cmd[cmd.index("--app") + 1])
+        os.environ.setdefault("MONAI_LABEL_SESSION_PATH", str(app_dir / "sessions"))  # not the user's home
         sys.stdout.flush()
         os.execv(cmd[0], cmd)  # the server replaces this process: stopping its pid stops the server
 

@@ -1,4 +1,4 @@
-"""Inference from user prompts: boxes and / or points per object, merged into one label map."""
+"""Inference from user prompts: boxes, points and / or a mask per object, merged into one label map."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ from monai.inferers import Inferer
 
 from monaiseg.inferers.decoding import decode_prompts, promptable_segmenter
 
+MASK_LOGIT = 8.0  # a binary mask prompt as decoder mask logits +-8 (sigmoid 0.9997 / 0.0003)
+
 
 class ObjectPromptInferer(Inferer):
     """`inferer(images, network, prompts=...)` -> label maps (B, 1, H, W): each pixel takes the
     label of the object with the highest positive logit, 0 elsewhere.
 
     images (B, C, H, W) in [0, 1] (rows x columns, as the prompts' x / y); prompts: per image
-    the JSON list of `read_object_prompts`. The image is encoded once; each object is decoded
-    with its own box and / or points.
+    the JSON list of `read_object_prompts`, where an object may also carry "mask": (H, W) 0 / 1
+    rows (e.g. the current segment, to refine), given to the decoder as its mask prompt (logits
+    +-`MASK_LOGIT`) with the object's box and / or points. The image is encoded once; each object is
+    decoded with its own prompts.
     """
 
     def __init__(self, multimask_output: bool = True):
@@ -40,8 +44,14 @@ class ObjectPromptInferer(Inferer):
                 if obj["points"] is not None:
                     points = torch.tensor([obj["points"]], device=device)
                     labels = torch.tensor([obj["point_labels"]], device=device)
+                mask = None
+                if obj.get("mask") is not None:
+                    mask = torch.tensor(obj["mask"], dtype=torch.float32, device=device)
+                    if tuple(mask.shape) != size:
+                        raise ValueError(f"mask prompt of shape {tuple(mask.shape)} for an image of {size}")
+                    mask = ((2 * mask - 1) * MASK_LOGIT)[None, None]
                 masks = decode_prompts(
-                    model, embeddings, size, points, labels, box, multimask_output=self.multimask_output
+                    model, embeddings, size, points, labels, box, mask, multimask_output=self.multimask_output
                 )[0]
                 logits.append(masks[0, 0])
                 values.append(obj["label"])

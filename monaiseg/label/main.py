@@ -5,6 +5,10 @@ subclass. App conf (`--conf KEY VALUE`, set by `monaiseg label serve`):
 - `bundles`: comma-separated bundle folders or folders of bundles (default: the repo's bundles/)
 - `overrides`: comma-separated config file names merged after each bundle's inference.json when
   the bundle has them (e.g. "tiny.json")
+- `cache_mib`: bound of the in-memory image-embedding cache shared by the interactive bundles
+  (MiB, default 1024; 0: no reuse)
+- `max_sessions`, `session_idle_s`: how many interactive sessions are kept (default 8) and after
+  how many idle seconds one expires (default 1800)
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from pathlib import Path
 from fastapi import HTTPException
 from monailabel.interfaces.app import MONAILabelApp
 
+from monaiseg.data.memory_cache import MemoryLRU
 from monaiseg.label.bundles import discover
+from monaiseg.label.reuse import ReusedNetworks
 from monaiseg.label.runtime import BundleRuntime
-from monaiseg.label.tasks import TASKS
+from monaiseg.label.sessions import EXPIRED, SessionStore
+from monaiseg.label.tasks import TASKS, InteractiveTask
 from monaiseg.label.train import BundleTrainTask
 
 logger = logging.getLogger(__name__)
@@ -35,6 +42,9 @@ class MonaisegApp(MONAILabelApp):
         for name, reason in self.skipped.items():
             logger.warning("bundle %s not served: %s", name, reason)
         self.runtimes = {name: BundleRuntime(info, overrides) for name, info in self.bundles.items()}
+        cache_mib = float(conf.get("cache_mib", 1024))
+        self.embedding_cache = MemoryLRU(int(cache_mib * 2**20)) if cache_mib > 0 else None
+        self.session_store = SessionStore(int(conf.get("max_sessions", 8)), float(conf.get("session_idle_s", 1800)))
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -45,7 +55,13 @@ class MonaisegApp(MONAILabelApp):
         )
 
     def init_infers(self):
-        return {name: TASKS[rt.info.task](rt) for name, rt in self.runtimes.items()}
+        networks = ReusedNetworks(self.embedding_cache)
+        return {
+            name: InteractiveTask(rt, networks, self.session_store)
+            if rt.info.task.startswith("interactive")
+            else TASKS[rt.info.task](rt)
+            for name, rt in self.runtimes.items()
+        }
 
     def init_trainers(self):
         return {name: BundleTrainTask(rt) for name, rt in self.runtimes.items()}
@@ -61,11 +77,15 @@ class MonaisegApp(MONAILabelApp):
     def info(self):
         meta = super().info()
         meta["skipped"] = self.skipped
+        meta["embedding_cache"] = None if self.embedding_cache is None else self.embedding_cache.summary()
+        meta["interactive_sessions"] = self.session_store.summary()
         return meta
 
     def infer(self, request, datastore=None):
         self._require(request.get("model"))
         image = request.get("image")
+        if not image:  # MONAI Label passes no image when the named session_id is unknown or expired
+            raise HTTPException(410, detail=f"{EXPIRED} (MONAI Label session unknown or expired) with the image")
         if isinstance(image, str) and image and not Path(image).exists():
             store = datastore or self.datastore()
             if image not in store.list_images():

@@ -69,6 +69,32 @@ def image_shape(path: str | Path) -> tuple[int, ...]:
         raise RequestError(f"image {path.name} cannot be read: {exc}") from None
 
 
+def mask_prompt(path: str | Path, shape: Sequence[int], value: int, frame: int = 0) -> np.ndarray:
+    """An uploaded label (MONAI Label's `label` file: the client's current segment) as a mask prompt
+    for object `value`: (I, J) bool on slice `frame` of a volume (or the 2D image), the voxels equal
+    to `value`, or every nonzero one when the file is binary. RequestError (400) when the file cannot
+    be read, is shaped unlike the image, or holds no voxel of the object there."""
+    from monai.transforms import LoadImage
+
+    try:
+        array = np.asarray(LoadImage(image_only=True)(str(path)))
+    except Exception as exc:  # any reader error means the file is not a label we can read
+        raise RequestError(f"mask prompt {Path(path).name} cannot be read: {exc}") from None
+    while array.ndim > len(shape) and array.shape[-1] == 1:
+        array = array[..., 0]
+    if tuple(array.shape) != tuple(shape):
+        raise RequestError(f"mask prompt shape {tuple(array.shape)} differs from the image's {tuple(shape)}")
+    if len(shape) == 3:
+        if not 0 <= frame < shape[2]:
+            raise RequestError(f"slice {frame} is outside the image of shape {tuple(shape)} (axis k)")
+        array = array[..., frame]
+    binary = set(np.unique(array).tolist()) <= {0, 1}
+    mask = array > 0 if binary else array == value
+    if not mask.any():
+        raise RequestError(f"mask prompt for label {value} is empty on slice {frame}")
+    return mask
+
+
 def label_value(label, labels: Mapping[str, int], strict: bool) -> tuple[int, str]:
     """(value, name) of a request's "label": a name of `labels`, a value 1..255, or nothing (the
     first label); another name is refused when `strict`, else taken as the first label."""
@@ -175,20 +201,21 @@ def object_prompts(objects: Sequence[RequestObject]) -> list[ObjectPrompt]:
     return prompts
 
 
-def viewer_objects_json(objects: Sequence[RequestObject]) -> str:
+def viewer_objects_json(objects: Sequence[RequestObject], masks: Mapping[int, np.ndarray] | None = None) -> str:
     """The objects as `read_object_prompts` returns them (pixels of a 2D image, x = i, y = j), JSON
-    (`ObjectPromptInferer`'s input)."""
+    (`ObjectPromptInferer`'s input); `masks`: {label value: (I, J) mask prompt}, given as rows (j)."""
     items = []
     for obj in objects:
         p = obj.slices[0]
-        items.append(
-            {
-                "label": obj.value,
-                "box": list(p.box) if p.box is not None else None,
-                "points": [list(q) for q in p.points] or None,
-                "point_labels": list(p.labels) or None,
-            }
-        )
+        item = {
+            "label": obj.value,
+            "box": list(p.box) if p.box is not None else None,
+            "points": [list(q) for q in p.points] or None,
+            "point_labels": list(p.labels) or None,
+        }
+        if masks and obj.value in masks:
+            item["mask"] = np.asarray(masks[obj.value], dtype=np.uint8).T.tolist()
+        items.append(item)
     return json.dumps(items)
 
 

@@ -2,6 +2,11 @@
 automatic segmentation and classification. Each request runs the bundle's own inference
 pipeline (`BundleRuntime.run`) on its own objects and folder; errors of the request (bad prompts,
 unreadable image, wrong dimensions) become HTTP 4xx with the message, the server keeps serving.
+
+Interactive tasks reuse image embeddings between requests (`ReusedNetworks`) and keep sessions
+for 3D propagation (`SessionStore`): request params "action" ("new", the default; "correct",
+"undo", "reset"), "interaction" (true on a new request: keep a session; its id on later ones;
+MONAI Label's `session_id` names one too) and "label" (the object to undo or reset).
 """
 
 from __future__ import annotations
@@ -15,14 +20,32 @@ from pathlib import Path
 
 import torch
 from fastapi import HTTPException
+from monai.inferers import Inferer
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from monaiseg.label.prompts import box_rows, image_shape, object_prompts, parse_objects, viewer_objects_json
+from monaiseg.inferers.volume_session import VolumeSession
+from monaiseg.label.prompts import (
+    RequestObject,
+    SlicePrompt,
+    box_rows,
+    image_shape,
+    label_value,
+    mask_prompt,
+    object_prompts,
+    parse_objects,
+    viewer_objects_json,
+)
+from monaiseg.label.reuse import ReusedNetworks
 from monaiseg.label.runtime import BundleRuntime, RequestError, root_cause
+from monaiseg.label.sessions import EXPIRED, Session, SessionStore, new_session_id
+from monaiseg.prompts import ObjectPrompt, prompts_from_json
+from monaiseg.utils.batch import unwrap_model
 
 logger = logging.getLogger(__name__)
 
 INPUT_ERRORS = (ValueError, FileNotFoundError, IndexError, KeyError)
+ACTIONS = ("new", "correct", "undo", "reset")
+PLACEHOLDER = [ObjectPrompt(obj_id=1, frame=0, points=((0.0, 0.0),), point_labels=(1,))]  # pipelines require one
 
 
 class BundleInferTask(InferTask):
@@ -68,7 +91,8 @@ class BundleInferTask(InferTask):
         except Exception as exc:
             cause = root_cause(exc)
             if isinstance(cause, INPUT_ERRORS):
-                raise HTTPException(400, detail=f"{self.runtime.info.name}: {cause}") from None
+                status = getattr(cause, "status", 400)
+                raise HTTPException(status, detail=f"{self.runtime.info.name}: {cause}") from None
             raise
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -109,28 +133,58 @@ class ClassificationTask(BundleInferTask):
         return None, {"scores": dict(zip(classes, scores)), "prediction": classes[int(torch.argmax(logits))]}
 
 
+class VolumeStep(Inferer):
+    """The bundle pipeline's inferer replaced by one session step: `step(model, volume (C, I, J, K),
+    prompts)` -> labels (I, J, K), returned as (1, 1, I, J, K) with the input's metadata."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def __call__(self, inputs: torch.Tensor, network, prompts) -> torch.Tensor:
+        out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)  # keeps MetaTensor metadata
+        given = prompts[0] if not isinstance(prompts[0], str) else prompts_from_json(prompts[0])
+        out[0, 0] = self.step(unwrap_model(network), inputs[0], given).to(out.device)
+        return out
+
+
 class InteractiveTask(BundleInferTask):
     """Prompted segmentation. The prompt form follows the bundle's inferer:
-    PropagationInferer (3D, points and boxes, bidirectional from the prompted slices),
-    BoxCarryInferer (boxes; 2D or a volume by box carry), ObjectPromptInferer (2D points and boxes),
-    InstancePromptInferer (2D boxes, one cell each; no prompt: automatic)."""
+    PropagationInferer (3D, points and boxes, bidirectional from the prompted slices; sessions with
+    corrections, undo and reset), BoxCarryInferer (boxes; 2D or a volume by box carry),
+    ObjectPromptInferer (2D points and boxes), InstancePromptInferer (2D boxes, one cell each; no
+    prompt: automatic). Image embeddings are reused between requests (`networks`)."""
 
     infer_type = InferType.DEEPGROW
 
-    def __init__(self, runtime: BundleRuntime):
+    def __init__(
+        self, runtime: BundleRuntime, networks: ReusedNetworks | None = None, sessions: SessionStore | None = None
+    ):
         super().__init__(runtime)
         self.inferer = str(runtime.config()["inferer"]["_target_"]).rsplit(".", 1)[-1]
+        self.networks = networks if networks is not None else ReusedNetworks(None)
+        self.sessions = sessions if sessions is not None else SessionStore()
 
     def infer(self, request, workdir):
         name, path = self.runtime.info.name, request["image"]
+        action = str(request.get("action") or "new")
+        if action not in ACTIONS:
+            raise RequestError(f"unknown action {action!r}; one of {ACTIONS}")
         shape = image_shape(path)
         if len(shape) not in (2, 3):
             raise RequestError(f"image {Path(path).name} has shape {shape}: not a 2D image or a 3D volume")
         is_2d = len(shape) == 2
+        if action != "new":
+            if self.inferer != "PropagationInferer":
+                raise RequestError(f"{name} keeps no sessions: send all prompts again (its embeddings are reused)")
+            return self.continue_session(action, request, workdir, shape)
+        masks = {}
         if self.inferer == "InstancePromptInferer" and not any(
             request.get(k) for k in ("foreground", "roi", "objects")
         ):
             objects = []  # no prompt: the bundle's automatic mode
+        elif self.uploaded_mask(request) and self.inferer == "ObjectPromptInferer" and is_2d:
+            objects, masks = self.mask_objects(request, shape)
         else:
             objects = parse_objects(request, shape, self.runtime.info.labels)
         has_points = any(p.points for o in objects for p in o.slices.values())
@@ -150,7 +204,7 @@ class InteractiveTask(BundleInferTask):
             if not is_2d:
                 raise RequestError(f"{name} segments 2D images; image {Path(path).name} is 3D {shape}")
             if self.inferer == "ObjectPromptInferer":
-                item = {"image": path, "prompts": viewer_objects_json(objects)}
+                item = {"image": path, "prompts": viewer_objects_json(objects, masks)}
             else:
                 if has_points:
                     raise RequestError(f"{name} takes one roi (box) per cell, not points")
@@ -159,11 +213,135 @@ class InteractiveTask(BundleInferTask):
             raise RequestError(f"{name}: inferer {self.inferer} takes no prompts", 501)
         if request.get("largest_cc") in (True, "true", "True", 1):
             overrides["largest_component"] = True
-        output = self.runtime.run(item, workdir, image_2d=is_2d, **overrides)
+        session_id = self.session_id(request) if self.inferer == "PropagationInferer" else None
+        started: list[VolumeSession] = []
+        if session_id is not None:
+            self.sessions.check_owner(session_id, name, self.client(request))  # before any work
+
+            def start(model, volume, prompts):
+                started.append(VolumeSession(model, volume))
+                return started[0].start(prompts)
+
+            overrides["inferer"] = VolumeStep(start)
+        network = self.networks.network(self.runtime)
+        output = self.runtime.run(item, workdir, image_2d=is_2d, network=network, **overrides)
         result = {"labels": {o.name: o.value for o in objects} or self.runtime.info.labels}
         pred = torch.as_tensor(output["pred"])
         if pred.ndim == 4:  # (1, I, J, K): which slices hold a label
             result["slices"] = torch.nonzero(pred[0].reshape(-1, pred.shape[-1]).any(0)).flatten().tolist()
+        if session_id is not None:
+            session = Session(session_id, self.client(request), name, path, self.runtime.weights_version, started[0])
+            self.sessions.put(session)
+            result["interaction"] = self.session_json(session, "new", list(range(shape[-1])))
+        return self.saved_label(workdir), result
+
+    @staticmethod
+    def uploaded_mask(request: dict) -> str | None:
+        """MONAI Label's uploaded `label` file (the client's current segment: a temporary file, by its
+        absolute path), if the request has one; a "label" param (an object name) replaces it."""
+        label = request.get("label")
+        return label if isinstance(label, str) and Path(label).is_absolute() and Path(label).is_file() else None
+
+    def mask_objects(self, request: dict, shape: tuple[int, ...]) -> tuple[list[RequestObject], dict]:
+        """2D refine: the object named by "object" with the uploaded mask as its mask prompt and the
+        request's clicks / roi, if any -> ([object], {value: (I, J) mask})."""
+        value, name = label_value(request.get("object"), self.runtime.info.labels, strict=True)
+        mask = mask_prompt(self.uploaded_mask(request), shape, value)
+        if any(request.get(k) for k in ("foreground", "background", "roi")):
+            objects = parse_objects({**request, "label": value, "objects": None}, shape, self.runtime.info.labels)
+        else:
+            objects = [RequestObject(value, name, {0: SlicePrompt()})]
+        return objects, {value: mask}
+
+    @staticmethod
+    def client(request: dict) -> str:
+        return str(request.get("client_id") or "")
+
+    @staticmethod
+    def session_id(request: dict, new: bool = True) -> str | None:
+        """The session a request names: MONAI Label's session, else our "interaction" id; a new
+        request with "interaction": true gets a fresh id; None: no session."""
+        ml_session = request.get("session")
+        if isinstance(ml_session, dict) and ml_session.get("name"):
+            return str(ml_session["name"])
+        given = request.get("interaction")
+        if given in (None, "", False, "false", "False"):
+            return None
+        if given in (True, "true", "True"):
+            return new_session_id() if new else None
+        return str(given)
+
+    def session_json(self, session: Session, action: str, changed: list[int]) -> dict:
+        state: VolumeSession = session.state
+        names = {v: k for k, v in self.runtime.info.labels.items()}
+        return {
+            "id": session.id,
+            "action": action,
+            "changed_slices": changed,
+            "objects": {names.get(o, str(o)): o for o in state.objects},
+            "history": {names.get(o, str(o)): len(state.history[o]) for o in state.objects},
+            "bytes": state.nbytes(),
+        }
+
+    def correction(self, request: dict, shape: tuple[int, ...]) -> ObjectPrompt:
+        """The one object prompt of a correction: clicks and / or a box on one slice, or a mask
+        (an uploaded `label` file, for the object named by "object", on "slice")."""
+        uploaded = self.uploaded_mask(request)
+        if uploaded is not None:
+            if request.get("slice") is None:
+                raise RequestError("a mask correction names its 'slice'")
+            value, _ = label_value(request.get("object"), self.runtime.info.labels, strict=True)
+            frame = int(request["slice"])
+            return ObjectPrompt(obj_id=value, frame=frame, mask=mask_prompt(uploaded, shape, value, frame))
+        prompts = object_prompts(parse_objects(request, shape, self.runtime.info.labels))
+        if len(prompts) != 1:
+            raise RequestError("a correction gives prompts for one object on one slice")
+        return prompts[0]
+
+    def continue_session(self, action: str, request: dict, workdir: Path, shape: tuple[int, ...]):
+        """A correction, undo or reset on the session the request names (checked before anything changes)."""
+        name = self.runtime.info.name
+        session_id = self.session_id(request, new=False)
+        if session_id is None:  # MONAI Label drops an expired session_id when the request also names an image
+            raise RequestError(f"{EXPIRED}: {action} names no live session (session_id or 'interaction')", 410)
+        self.networks.network(self.runtime)  # a changed model.pt is loaded now, so the version check sees it
+        session = self.sessions.get(
+            session_id, name, self.client(request), request["image"], self.runtime.weights_version
+        )
+        with session.lock:
+            state: VolumeSession = session.state
+            if action == "correct":
+                target = self.correction(request, shape)
+                if target.obj_id not in state.objects:
+                    raise RequestError(f"object {target.obj_id} is not in session {session_id} ({state.objects})", 404)
+
+                def step(model, volume, _prompts):
+                    return state.correct(target), state.labels
+
+            else:
+                value, label = label_value(request.get("label"), self.runtime.info.labels, strict=True)
+                if value not in state.objects:
+                    raise RequestError(f"object {label!r} is not in session {session_id} ({state.objects})", 404)
+                if action == "undo" and not state.history[value]:
+                    raise RequestError(f"nothing to undo for {label!r} in session {session_id}", 409)
+
+                def step(model, volume, _prompts):
+                    return (state.undo(value) if action == "undo" else state.reset(value)), state.labels
+
+            changed: list[int] = []
+
+            def apply(model, volume, prompts):
+                slices, labels = step(model, volume, prompts)
+                changed.extend(slices)
+                return labels
+
+            overrides = {"inferer": VolumeStep(apply)}
+            if request.get("largest_cc") in (True, "true", "True", 1):
+                overrides["largest_component"] = True
+            self.runtime.run({"image": request["image"], "prompts": PLACEHOLDER}, workdir, **overrides)
+        result = {"labels": {k: v for k, v in self.runtime.info.labels.items() if v in state.objects}}
+        result["slices"] = torch.nonzero(state.labels.reshape(-1, shape[-1]).any(0)).flatten().tolist()
+        result["interaction"] = self.session_json(session, action, changed)
         return self.saved_label(workdir), result
 
 

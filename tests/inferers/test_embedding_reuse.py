@@ -105,3 +105,31 @@ def test_sam2_prompted_masks_equal_with_reuse():
         reused = [reuse(image, boxes=b) for b in (boxes, boxes[:1])]
     assert all(torch.equal(a, b) for a, b in zip(plain, reused))
     assert reuse.cache.summary()["misses"] == 1
+
+
+def test_mask_prompt_reaches_the_decoder_with_the_clicks(sam):
+    """A mask sent with the clicks is the decoder's mask prompt: the label changes with the mask,
+    equals decoding with the mask logits directly, and a mask of another shape is refused."""
+    from monaiseg.inferers.decoding import decode_prompts
+    from monaiseg.inferers.object_prompt import MASK_LOGIT
+
+    image = torch.rand(1, 3, 40, 48)
+    mask = torch.zeros(40, 48)
+    mask[5:30, 10:40] = 1
+    click = {"label": 2, "box": None, "points": [[20.0, 15.0]], "point_labels": [1]}
+    plain = ObjectPromptInferer()(image, sam, [json.dumps([click])])
+    refined = ObjectPromptInferer()(image, sam, [json.dumps([click | {"mask": mask.int().tolist()}])])
+    with torch.no_grad():
+        embeddings, _ = sam.encode_images(image)
+        logits = decode_prompts(
+            sam,
+            embeddings,
+            (40, 48),
+            torch.tensor([[[20.0, 15.0]]]),
+            torch.tensor([[1]]),
+            mask_inputs=((2 * mask - 1) * MASK_LOGIT)[None, None],
+        )[0]
+    expected = torch.where(logits[0, 0] > 0, 2.0, 0.0)
+    assert torch.equal(refined[0, 0], expected) and not torch.equal(refined, plain)
+    with pytest.raises(ValueError, match="mask prompt of shape"):
+        ObjectPromptInferer()(image, sam, [json.dumps([click | {"mask": mask[:20].int().tolist()}])])

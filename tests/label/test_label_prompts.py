@@ -67,4 +67,6 @@ def test_serve_command_is_loopback_monailabel_with_app_folder(tmp_path):
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("-p") + 1] == "8000"
     app = tmp_path / "s" / ".monaiseg-label-app" / "main.py"
     assert "MonaisegApp" in app.read_text() and cmd[cmd.index("--app") + 1] == str(app.parent)
-    assert cmd[-3:] == ["--conf", "overrides", "tiny.json"]
+    conf = {cmd[i + 1]: cmd[i + 2] for i, a in enumerate(cmd) if a == "--conf"}
+    assert conf["overrides"] == "tiny.json" and conf["bundles"].endswith("medsam2")
+    assert (float(conf["cache_mib"]), int(conf["max_sessions"]), float(conf["session_idle_s"])) == (1024, 8, 1800)
