@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--out", default="demo_output", help="output folder")
     parser.add_argument("--cases", type=int, default=6, help="synthetic CT cases (2 are held out)")
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs")
-    parser.add_argument("--iterations", type=int, default=8, help="fine-tuning iterations per epoch")
+    parser.add_argument("--iterations", type=int, default=4, help="fine-tuning iterations per epoch")
     parser.add_argument("--image", help="your own 2D image or volume instead of the synthetic demo")
     parser.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="box for --image")
     parser.add_argument("--slice", type=int, help="key slice of the box for a volume")
