@@ -28,6 +28,8 @@ from ignite.handlers import Checkpoint, DiskSaver
 from monai.handlers import CheckpointLoader
 from torch.utils.data import DataLoader, Dataset
 
+from monaiseg.utils import as_bool
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "resume"
@@ -181,10 +183,10 @@ class ResumableCheckpoint:
             warning, and training starts from scratch).
     """
 
-    def __init__(self, save_dir: str | Path, objects: Mapping[str, Any], interval: int = 1, resume: bool = False):
+    def __init__(self, save_dir: str | Path, objects: Mapping[str, Any], interval: int = 1, resume: bool | str = False):
         self.save_dir = Path(save_dir)
         self.objects = {name: obj for name, obj in objects.items() if obj is not None}
-        self.interval, self.resume = int(interval), bool(resume)
+        self.interval, self.resume = int(interval), as_bool(resume, "resume")  # '--resume false' is False
 
     def attach(self, engine: Engine) -> None:
         to_save = {**self.objects, "trainer": engine, "rng": RandomStates(find_generators(engine))}
