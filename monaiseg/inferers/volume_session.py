@@ -82,7 +82,7 @@ class VolumeSession:
             raise ValueError(f"propagation expects a (C, H, W, D) volume with C = 1 or 3, got {tuple(volume.shape)}")
         self.model = model
         self.volume = volume.as_tensor() if hasattr(volume, "as_tensor") else volume
-        self.height, self.width, self.depth = self.volume.shape[1:]
+        self.height, self.width, self.depth = (int(s) for s in self.volume.shape[1:])
         self.settle = max(1, int(settle))
         frames = LazyFrames(self.volume, model)
         self.states = {
@@ -105,6 +105,13 @@ class VolumeSession:
     def _output(self, reverse: bool, obj_id: int, frame: int) -> dict | None:
         outputs = self._outputs(reverse, obj_id)
         return outputs["cond_frame_outputs"].get(frame) or outputs["non_cond_frame_outputs"].get(frame)
+
+    def _stored_output(self, reverse: bool, obj_id: int, frame: int) -> dict:
+        """`_output` where the sources say one exists (KeyError naming the object and slice otherwise)."""
+        out = self._output(reverse, obj_id, frame)
+        if out is None:
+            raise KeyError(f"object {obj_id} has no tracking output on slice {frame}")
+        return out
 
     def _logits(self, reverse: bool, out: dict) -> torch.Tensor:
         """(H, W) mask logits of one stored output at the volume's resolution."""
@@ -149,7 +156,7 @@ class VolumeSession:
                 objs = [o for o in self.objects if self.sources[o].get(frame) is reverse]
                 if not objs:
                     continue
-                outs = [self._output(reverse, o, frame)["pred_masks"] for o in objs]
+                outs = [self._stored_output(reverse, o, frame)["pred_masks"] for o in objs]
                 logits = self.model._get_orig_video_res_output(self.states[reverse], torch.cat(outs))[1]
                 best, winner = logits[:, 0].float().cpu().max(dim=0)
                 ids = torch.tensor(objs, dtype=labels.dtype)[winner]
@@ -164,7 +171,7 @@ class VolumeSession:
         reverse = self.sources[obj_id].get(frame)
         if reverse is None:
             return None
-        return self._logits(reverse, self._output(reverse, obj_id, frame)) > 0
+        return self._logits(reverse, self._stored_output(reverse, obj_id, frame)) > 0
 
     def _set(self, step: _Step, reverse: bool, store: str, frame: int, out: dict | None) -> None:
         outputs = self._outputs(reverse, step.obj_id)[store]

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from fastapi import HTTPException
@@ -246,7 +247,10 @@ class InteractiveTask(BundleInferTask):
         """2D refine: the object named by "object" with the uploaded mask as its mask prompt and the
         request's clicks / roi, if any -> ([object], {value: (I, J) mask})."""
         value, name = label_value(request.get("object"), self.runtime.info.labels, strict=True)
-        mask = mask_prompt(self.uploaded_mask(request), shape, value)
+        uploaded = self.uploaded_mask(request)
+        if uploaded is None:
+            raise RequestError("a mask refinement needs the current segment uploaded as the request's label")
+        mask = mask_prompt(uploaded, shape, value)
         if any(request.get(k) for k in ("foreground", "background", "roi")):
             objects = parse_objects({**request, "label": value, "objects": None}, shape, self.runtime.info.labels)
         else:
@@ -335,11 +339,11 @@ class InteractiveTask(BundleInferTask):
                 changed.extend(slices)
                 return labels
 
-            overrides = {"inferer": VolumeStep(apply)}
+            overrides: dict[str, Any] = {"inferer": VolumeStep(apply)}
             if request.get("largest_cc") in (True, "true", "True", 1):
                 overrides["largest_component"] = True
             self.runtime.run({"image": request["image"], "prompts": PLACEHOLDER}, workdir, **overrides)
-        result = {"labels": {k: v for k, v in self.runtime.info.labels.items() if v in state.objects}}
+        result: dict[str, Any] = {"labels": {k: v for k, v in self.runtime.info.labels.items() if v in state.objects}}
         result["slices"] = torch.nonzero(state.labels.reshape(-1, shape[-1]).any(0)).flatten().tolist()
         result["interaction"] = self.session_json(session, action, changed)
         return self.saved_label(workdir), result
