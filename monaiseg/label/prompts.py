@@ -6,7 +6,9 @@ Client conventions (both in voxel indices of the image as MONAI / ITK read it, I
   (a box on slices k0..k1; it prompts the middle slice); "label": the segment name.
 - OHIF: "foreground" / "background" per slice: [[i, j], ...] with "slice": k (or [i, j, k]).
 - Several objects in one request (our extension): "objects": [{"label": name or value,
-  "foreground": ..., "background": ..., "roi": ..., "slice": ...}, ...], one label each.
+  "foreground": ..., "background": ..., "roi": ..., "slice": ...}, ...], one label value per object;
+  entries of one label on other slices add key slices to that object (a volume's object prompted
+  on several slices, e.g. with one box each).
 On a 2D image k is 0 (or absent).
 """
 
@@ -142,9 +144,7 @@ def parse_objects(params: Mapping, shape: Sequence[int], labels: Mapping[str, in
     objects: dict[int, RequestObject] = {}
     for entry in entries:
         value, name = label_value(entry.get("label"), labels, strict)
-        if value in objects and strict:
-            raise RequestError(f"label {name!r} is given for two objects")
-        obj = objects.setdefault(value, RequestObject(value, name))
+        obj = RequestObject(value, name)
         slice_idx = entry.get("slice")
         slice_idx = None if slice_idx is None or int(slice_idx) < 0 else int(slice_idx)
         for key, flag in (("foreground", 1), ("background", 0)):
@@ -169,6 +169,11 @@ def parse_objects(params: Mapping, shape: Sequence[int], labels: Mapping[str, in
             _check(f"roi {list(roi)}", (i0, j0, k), shape)
             _check(f"roi {list(roi)}", (i1, j1, k), shape)
             obj.slices.setdefault(k, SlicePrompt()).box = (i0, j0, i1, j1)
+        merged = objects.setdefault(value, RequestObject(value, name))
+        clash = sorted(set(obj.slices) & set(merged.slices))
+        if clash:
+            raise RequestError(f"label {name!r} is given twice on slice {clash[0]}")
+        merged.slices.update(obj.slices)
     objects = {v: o for v, o in objects.items() if o.slices}
     if not objects:
         raise RequestError("no prompt: give foreground / background points or an roi")

@@ -40,6 +40,13 @@ def test_several_objects_and_2d_forms():
     assert box_rows(objects[:1]).tolist() == [[2.0, 1.0, 6.0, 5.0]]
 
 
+def test_entries_of_one_label_on_other_slices_are_one_object_with_several_key_slices():
+    params = {"objects": [{"label": "spleen", "roi": [1, 2, 5, 6, 3, 3]}, {"label": 3, "foreground": [[4, 4, 7]]}]}
+    objects = parse_objects(params, (8, 9, 10), LABELS)
+    assert len(objects) == 1 and objects[0].value == 3 and sorted(objects[0].slices) == [3, 7]
+    assert [(p.obj_id, p.frame) for p in object_prompts(objects)] == [(3, 3), (3, 7)]
+
+
 @pytest.mark.parametrize(
     "params, shape, words",
     [
@@ -51,6 +58,11 @@ def test_several_objects_and_2d_forms():
         ({}, (8, 9), "no prompt"),
         ({"objects": [{"label": "kidney", "foreground": [[1, 1]]}]}, (8, 9), "unknown label"),
         ({"foreground": [[1, 2, 1]]}, (8, 9), "2D image"),
+        (
+            {"objects": [{"label": 3, "foreground": [[1, 1, 2]]}, {"label": "spleen", "roi": [0, 0, 3, 3, 2, 2]}]},
+            (8, 9, 5),
+            "twice on slice 2",
+        ),
     ],
 )
 def test_bad_prompts_raise_one_clear_error(params, shape, words):
