@@ -94,6 +94,7 @@ def test_key_holds_weights_version_and_preprocessing(sam):
     assert EmbeddingReuse(sam, cache).identity != EmbeddingReuse(other, cache).identity  # default: weights hash
 
 
+@pytest.mark.slow
 def test_sam2_prompted_masks_equal_with_reuse():
     torch.manual_seed(0)
     model = build_sam2_segmenter("tiny", image_size=64).eval()

@@ -87,6 +87,7 @@ def one_object(model):
     return run_recorded(model, volume, prompts)
 
 
+@pytest.mark.slow
 def test_one_object_labels_shape_dtype_values(one_object):
     labels = one_object.labels
     assert labels.shape == (48, 40, 30)
@@ -94,6 +95,7 @@ def test_one_object_labels_shape_dtype_values(one_object):
     assert set(labels.unique().tolist()) <= {0, 3}
 
 
+@pytest.mark.slow
 def test_both_passes_run_from_the_key_slice(one_object):
     forward = [f for r, f, _, _ in one_object.yields if not r]
     backward = [f for r, f, _, _ in one_object.yields if r]
@@ -109,6 +111,7 @@ def test_both_passes_run_from_the_key_slice(one_object):
     assert all(m.shape == (1, 48, 40) for _, _, _, m in one_object.yields)
 
 
+@pytest.mark.slow
 def test_one_object_labels_follow_owning_pass(one_object):
     expected = expected_labels(one_object, {3: [12]}, (48, 40, 30), torch.uint8)
     assert torch.equal(one_object.labels, expected)
@@ -119,6 +122,7 @@ def test_one_object_labels_follow_owning_pass(one_object):
     assert torch.equal(one_object.labels[..., 4] == 3, backward[4][0] > 0)
 
 
+@pytest.mark.slow
 def test_one_object_memory_bounded(model, one_object):
     assert memory_window(model) == max(model.num_maskmem, model.max_obj_ptrs_in_encoder) == 16
     assert 1 <= one_object.stats["max_stored_frames"] <= memory_window(model)
@@ -141,6 +145,7 @@ def two_objects(model):
     return run_recorded(model, volume, prompts)
 
 
+@pytest.mark.slow
 def test_two_objects_values_and_both_tracked(two_objects):
     labels = two_objects.labels
     assert labels.shape == (32, 32, 40) and labels.dtype == torch.uint8
@@ -151,6 +156,7 @@ def test_two_objects_values_and_both_tracked(two_objects):
     assert set(range(5, 40)) <= forward
 
 
+@pytest.mark.slow
 def test_two_objects_every_slice_visited_by_its_owning_pass(two_objects):
     visited = {(r, f) for r, f, _, _ in two_objects.yields}
     not_visited = [
@@ -159,11 +165,13 @@ def test_two_objects_every_slice_visited_by_its_owning_pass(two_objects):
     assert not_visited == [], f"(object, slice) never produced by the pass that owns it: {not_visited}"
 
 
+@pytest.mark.slow
 def test_two_objects_labels_follow_ownership_and_highest_logit(two_objects):
     expected = expected_labels(two_objects, KEYS_2, (32, 32, 40), torch.uint8)
     assert torch.equal(two_objects.labels, expected)
 
 
+@pytest.mark.slow
 def test_two_objects_memory_bounded_by_window(model, two_objects):
     """Without dropping stale outputs the forward pass alone would hold 34 + 34 frames."""
     window = memory_window(model)
@@ -250,6 +258,7 @@ def test_second_object_invalid_is_reported_with_its_id(model):
 # --------------------------------------------------------------------------- output dtype
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("obj_ids, dtype", [((255,), torch.uint8), ((256,), torch.int32), ((1, 300), torch.int32)])
 def test_label_dtype_follows_max_object_id(model, obj_ids, dtype):
     volume = torch.rand(1, 16, 16, 1)  # one slice: only the prompted frame is decoded
@@ -262,6 +271,7 @@ def test_label_dtype_follows_max_object_id(model, obj_ids, dtype):
 # --------------------------------------------------------------------------- inferer
 
 
+@pytest.mark.slow
 def test_propagation_inferer_on_collated_meta_batch(model):
     torch.manual_seed(5)
     mask = np.zeros((24, 20), dtype=bool)

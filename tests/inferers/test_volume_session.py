@@ -42,6 +42,7 @@ def started(model, volume):
     return session, labels
 
 
+@pytest.mark.slow
 def test_start_equals_propagate_volume(model, volume, started):
     session, labels = started
     assert torch.equal(labels, propagate_volume(model, volume, PROMPTS))
@@ -49,6 +50,7 @@ def test_start_equals_propagate_volume(model, volume, started):
     assert session.nbytes() > volume.nbytes
 
 
+@pytest.mark.slow
 def test_correction_changes_only_slices_it_retracked_and_undo_restores(started):
     session, labels = started
     before = session.labels.clone()
@@ -80,6 +82,7 @@ def test_clicks_add_to_the_slice_and_a_box_or_mask_replaces_it():
     assert merge_prompt(merged, mask) is mask and merge_prompt(mask, click) is click
 
 
+@pytest.mark.slow
 def test_mask_seeds_the_object_on_its_slice_and_reset_drops_the_object(model, volume):
     session = VolumeSession(model, volume)
     session.start(PROMPTS)

@@ -8,6 +8,7 @@ import torch
 from monaiseg.networks import build_sam2_segmenter
 
 
+@pytest.mark.slow
 def test_forward_clip_tracks_with_memory_and_is_differentiable():
     torch.manual_seed(0)
     model = build_sam2_segmenter("tiny", 256).train()

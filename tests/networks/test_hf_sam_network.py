@@ -62,6 +62,7 @@ def samed_reference(model, images):
     )
 
 
+@pytest.mark.slow
 def test_outputs_and_training_steps(model, images):
     with torch.no_grad():
         logits = model(images)
@@ -75,6 +76,7 @@ def test_outputs_and_training_steps(model, images):
     assert torch.allclose(logits, steps[0], atol=1e-5)  # final step already at S = input size
 
 
+@pytest.mark.slow
 def test_lora_only_on_q_and_v(model, images):
     blocks = model.image_encoder.blocks
     assert all(isinstance(b.attn.qkv, FusedQKVLoRA) and b.attn.qkv.targets == ("q", "v") for b in blocks)
@@ -121,6 +123,7 @@ def test_lora_only_on_q_and_v(model, images):
     model.load_state_dict({**model.state_dict(), **before})
 
 
+@pytest.mark.slow
 def test_switches_are_exact_identity_paths(images):
     model = tiny()
     with torch.no_grad():

@@ -138,6 +138,7 @@ def test_lora_layer_bad_arguments(kwargs, match):
 # --------------------------------------------------------------------------- LoRA injection
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_lora_goes_to_the_last_four_hiera_blocks_and_starts_as_identity(base, images):
     model = copy.deepcopy(base)
@@ -183,6 +184,7 @@ def test_lora_on_segment_anything_vit_blocks():
         add_qkv_lora([nn.Linear(4, 12)], rank=2, alpha=2)
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_merge_equals_unmerged_and_restores_the_official_layout(base, images):
     model = copy.deepcopy(base)
@@ -287,6 +289,7 @@ def test_density_encoder_shapes_and_zero_init():
         DensityPromptEncoder(hidden_channels=6)
 
 
+@pytest.mark.slow
 def test_density_branch_adds_to_the_dense_prompt(base, images):
     model = copy.deepcopy(base)
     density = torch.rand(2, 1, 24, 24)
@@ -333,6 +336,7 @@ def test_build_peft_sam2_loads_foundation_and_adds_every_part(base, peft_model):
     )
 
 
+@pytest.mark.slow
 def test_freezing_policies_train_only_their_parameters(peft_model, images):
     model = copy.deepcopy(peft_model).train()
     freeze_except(model, BLOODCELL_STAGE1_TRAINABLE)
@@ -363,6 +367,7 @@ def test_freezing_policies_train_only_their_parameters(peft_model, images):
         assert name in changed, name
 
 
+@pytest.mark.slow
 def test_peft_weights_round_trip(peft_model, foundation, images, tmp_path):
     model = copy.deepcopy(peft_model)
     randomize(p for n, p in model.named_parameters() if is_peft_key(n))
@@ -388,6 +393,7 @@ def test_peft_weights_round_trip(peft_model, foundation, images, tmp_path):
             assert torch.equal(other(images, boxes=BOXES, density=density), expected)
 
 
+@pytest.mark.slow
 def test_bad_peft_files_raise_naming_the_file(peft_model, foundation, tmp_path):
     state = peft_state_dict(peft_model)
     renamed = dict(state)
@@ -422,6 +428,7 @@ def test_bad_peft_files_raise_naming_the_file(peft_model, foundation, tmp_path):
         build_peft_sam2("tiny", SIZE, checkpoint=foundation)
 
 
+@pytest.mark.slow
 def test_merged_peft_model_loads_without_lora(peft_model, images):
     model = copy.deepcopy(peft_model)
     randomize(p for n, p in model.named_parameters() if is_peft_key(n))
@@ -439,6 +446,7 @@ def test_merged_peft_model_loads_without_lora(peft_model, images):
 # --------------------------------------------------------------------------- clips
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_one_clip_several_objects_equals_repeated_clip(base):
     torch.manual_seed(3)
@@ -452,6 +460,7 @@ def test_one_clip_several_objects_equals_repeated_clip(base):
         base(clip.expand(2, -1, -1, -1, -1), boxes=torch.cat([BOXES, BOXES[:1]]))
 
 
+@pytest.mark.slow
 def test_return_memory_gives_differentiable_memory_features(base):
     model = copy.deepcopy(base)  # eval: no dropout in memory attention, so calls are comparable
     torch.manual_seed(4)

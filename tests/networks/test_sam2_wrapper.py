@@ -133,6 +133,7 @@ def images():
     return torch.rand(2, 1, 100, 120)
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_forward_shapes_for_every_prompt_kind(model, images):
     boxes = torch.tensor([[10.0, 20.0, 60.0, 80.0], [0.0, 0.0, 119.0, 99.0]])
@@ -156,6 +157,7 @@ def test_forward_shapes_for_every_prompt_kind(model, images):
         assert not torch.allclose(logits, none), prompts.keys()
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_one_image_several_objects_shares_features(model, images):
     boxes = torch.tensor([[10.0, 20.0, 60.0, 80.0], [30.0, 5.0, 90.0, 40.0], [0.0, 0.0, 119.0, 99.0]])
@@ -167,6 +169,7 @@ def test_one_image_several_objects_shares_features(model, images):
         model.predict_masks(images[:2], boxes=boxes)
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_multimask_gives_three_masks(model, images):
     boxes = torch.tensor([[10.0, 20.0, 60.0, 80.0]])
@@ -179,6 +182,7 @@ def test_multimask_gives_three_masks(model, images):
         model.multimask_output = False
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_grey_input_equals_three_copies(model, images):
     boxes = torch.tensor([[10.0, 20.0, 60.0, 80.0]])
@@ -207,6 +211,7 @@ def test_points_without_labels_raise(model):
         model(torch.rand(1, 1, 64, 64), points=torch.tensor([[[3.0, 4.0]]]))
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_box_coordinates_are_input_pixels(model):
     """Same picture at 128 x 128 with box b and upsampled to 256 x 256 with box 2b -> same logits."""
@@ -254,6 +259,7 @@ def test_freeze_except_decoder_gets_grads_only_on_decoder():
     assert parameter_report(net) == {"trainable": total, "total": total, "trainable_percent": 100.0}
 
 
+@pytest.mark.slow
 def test_trainable_encoder_receives_gradients():
     """encode_images must not silently run the encoder without grad when it is trainable."""
     net = build_sam2_segmenter("tiny", image_size=SIZE)
@@ -279,6 +285,7 @@ def test_checkpoint_null_strings_mean_random_init(value):
     assert isinstance(build_sam2_segmenter("tiny", image_size=SIZE, checkpoint=value), SAM2Segmenter)
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip(model, tmp_path):
     path = tmp_path / "ours.pt"
     torch.save({"model": model.state_dict(), "epoch": 3}, path)  # extra top-level keys are ignored

@@ -203,6 +203,7 @@ def test_deepcopy_uses_the_copied_adapters(med2d, images):
 # --------------------------------------------------------------------------- forward contract
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_predict_masks_shapes_for_every_prompt_kind(model, images):
     boxes = torch.tensor([[5.0, 10.0, 40.0, 45.0], [0.0, 0.0, 69.0, 49.0]])
@@ -352,6 +353,7 @@ def _grad_mode_of_encoder(net, images, boxes):
     return modes
 
 
+@pytest.mark.slow
 def test_frozen_encoder_runs_without_grad_and_gets_none():
     net = build_sam_segmenter("vit_b", image_size=SIZE, encoder_adapter=True, **TINY)
     box = torch.tensor([[4.0, 4.0, 30.0, 40.0]])

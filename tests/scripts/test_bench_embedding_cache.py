@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_benchmark_script_smoke(capsys):
     """The benchmark on a 1-block ViT at 64 px: the warm epoch reads every frame from the cache."""
     sys.path.insert(0, str(REPO / "scripts"))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import runpy
 
+import pytest
 from conftest import REPO
 
 SCRIPT = runpy.run_path(str(REPO / "scripts" / "report_sam_family.py"))
 
 
+@pytest.mark.slow
 def test_table_rows_match_the_tiny_networks(capsys):
     SCRIPT["main"](["--tiny", "--repeats", "1"])
     rows = [
