@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import torch
@@ -80,3 +81,22 @@ def train_then_exit(bundle: Path, root: Path, data: dict) -> None:
         code = 0
     finally:
         os._exit(code)
+
+
+def run_torchrun(cmd: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """subprocess.run for a `torch.distributed.run` command line (one thread per process) that leaves no
+    worker behind when the test is interrupted or times out: the workers run in their own sessions, so
+    the launcher gets SIGTERM (it stops its workers) instead of subprocess.run's SIGKILL."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)

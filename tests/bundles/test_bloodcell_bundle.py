@@ -15,6 +15,8 @@ import torch
 from conftest import REPO, SHARED
 from PIL import Image
 
+from .bundle_training import run_torchrun
+
 BUNDLE = REPO / "bundles" / "bloodcell_sam2"
 CONFIGS = BUNDLE / "configs"
 WBC = SHARED / "data" / "wbc_cellavision"
@@ -298,7 +300,6 @@ def test_real_wbc_images(tmp_path):
 def test_torchrun_stage2_videos(trained, synthetic_cells, tmp_path):
     """Stage 2 (videos) under torchrun (gloo on CPU): rank 0 alone logs and saves (stage 1: the
     parametrised torchrun test of tests/bundles/test_bundles_conformance.py)."""
-    import os
     import shutil
 
     shutil.copytree(trained / "models", tmp_path / "models")  # stage 2 starts from stage 1's checkpoint
@@ -325,9 +326,7 @@ def test_torchrun_stage2_videos(trained, synthetic_cells, tmp_path):
         "--logging_file",
         str(CONFIGS / "logging.conf"),
     ]
-    proc = subprocess.run(
-        cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+    proc = run_torchrun(cmd, cwd=BUNDLE)
     assert proc.returncode == 0, proc.stderr[-5000:]
     log = proc.stdout + proc.stderr
     assert log.count("train_loss:") == 2  # StatsHandler on rank 0 only: 2 iterations
