@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -19,16 +18,6 @@ SHARED = REPO.parent / "shared"
 MEDSAM2 = REPO / "bundles" / "medsam2"
 BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
 BUNDLE_IDS = [b.name for b in BUNDLES]
-
-
-@pytest.fixture(autouse=True)
-def _loggers_enabled():
-    """Every test starts with all loggers enabled: a bundle run in this process applies its logging.conf
-    (logging.config.fileConfig), which disables every logger created before it, so tests that read log
-    records (caplog) would depend on which tests ran first."""
-    for logger in logging.Logger.manager.loggerDict.values():
-        if isinstance(logger, logging.Logger) and logger.disabled:
-            logger.disabled = False
 
 
 def error_chain(exc: BaseException) -> str:
