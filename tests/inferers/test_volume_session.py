@@ -96,6 +96,7 @@ def test_mask_seeds_the_object_on_its_slice_and_reset_drops_the_object(model, vo
     assert all(torch.equal(session.labels[..., k] == 1, session.object_mask(1, k)) for k in range(DEPTH))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "action, status, words",
     [
