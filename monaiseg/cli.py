@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
         cmd = server_command(args)
         app_dir = Path(cmd[cmd.index("--app") + 1])
         os.environ.setdefault("MONAI_LABEL_SESSION_PATH", str(app_dir / "sessions"))  # not the user's home
+        # blocks of 1 MiB and more (embeddings, activations) are mapped and unmapped when freed, so the
+        # embeddings the cache evicts leave the server's memory instead of fragmenting glibc's heap
+        os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(2**20))
         sys.stdout.flush()
         os.execv(cmd[0], cmd)  # the server replaces this process: stopping its pid stops the server
 

@@ -1,0 +1,231 @@
+"""Interactive annotation on the MONAI Label server, end to end through `MONAILabelClient`: one run,
+three figures.
+
+1. Clicks on one 2D image: the first click (image encoder + decoder) against the median of the next
+   `--clicks` clicks (decoder only: the embedding is reused), for sam_med2d with tiny random weights,
+   sam_med2d at its default size (ViT-B 256, random weights; `--no-full-sam-med2d` skips it) and
+   lite_medsam with its released weights (when the bundle is there). Client wall time and the
+   server's own `latencies.total`; also the model alone (in this process: encoder + decoder against
+   decoder on the reused embedding).
+2. A correction on one slice of a propagated volume against propagating the whole volume again with
+   all prompts (medsam2 tiny, hiera-tiny at 128, a `--slices`-slice synthetic CT): seconds, ratio, and
+   how far the labels agree outside the slices the correction re-tracked.
+3. Server memory: RSS after clicks on `--images` different images against `--cache-mib` plus the
+   model size (sam_med2d with a tiny encoder at 1024, so each embedding holds 4 MiB).
+
+    .venv/bin/python scripts/bench_label_interactive.py --slices 64 --images 50 --cache-mib 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_SAM = {"image_size": 64, "encoder_depth": 2, "encoder_embed_dim": 64, "encoder_num_heads": 2}
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children (MiB)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+
+
+def timed(call) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = call()
+    return time.perf_counter() - start, out
+
+
+def write_png(path: Path, seed: int, size: int = 256) -> Path:
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0, 1, size)
+    disc = ((grid[:, None] - 0.5) ** 2 + (grid[None] - 0.45) ** 2 < 0.08).astype(float)
+    image = 0.6 * disc[..., None] + 0.4 * rng.random((size, size, 3))
+    Image.fromarray((image * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def clicks(client, model: str, image_id: str, warm_id: str, count: int, box: bool) -> dict:
+    """First prompt on `image_id` (after a warm-up request on another image) and `count` more."""
+    prompt = (lambda n: {"roi": [60 + n, 70, 180 + n, 190]}) if box else (lambda n: {"foreground": [[120 + n, 115]]})
+    client.infer(model, warm_id, prompt(0))  # the network is built and loaded here, not in the first click
+    first_s, (_, first) = timed(lambda: client.infer(model, image_id, prompt(0)))
+    walls, servers = [], []
+    for n in range(1, count + 1):
+        wall, (_, result) = timed(lambda n=n: client.infer(model, image_id, prompt(n)))
+        walls.append(wall)
+        servers.append(result["latencies"]["total"])
+    return {
+        "first_s": round(first_s, 3),
+        "next_median_s": round(statistics.median(walls), 3),
+        "ratio": round(first_s / statistics.median(walls), 1),
+        "server_first_s": first["latencies"]["total"],
+        "server_next_median_s": statistics.median(servers),
+        "server_ratio": round(first["latencies"]["total"] / statistics.median(servers), 1),
+    }
+
+
+def model_only(bundle: Path, overrides: list[str], repeats: int) -> dict:
+    """In this process: the bundle's network on one 256 x 256 image, encoder + decoder against the
+    decoder on the reused embedding (`EmbeddingReuse`)."""
+    from monai.bundle import ConfigParser
+
+    from monaiseg.data.memory_cache import MemoryLRU
+    from monaiseg.inferers.embedding_reuse import EmbeddingReuse
+    from monaiseg.networks.checkpoint import load_model_weights
+
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / f) for f in ["inference.json", *overrides]])
+    parser["bundle_root"] = str(bundle)
+    if (bundle / "models" / "model.pt").is_file():
+        for key in ("foundation_checkpoint", "checkpoint"):
+            if key in parser:
+                parser[key] = None
+    network = parser.get_parsed_content("network_def").eval()
+    load_model_weights(network, bundle / "models" / "model.pt" if (bundle / "models" / "model.pt").is_file() else None)
+    image, box = torch.rand(1, 3, 256, 256), torch.tensor([[60.0, 70.0, 180.0, 190.0]])
+    with torch.no_grad():
+        network(image, boxes=box)  # warm-up
+        full = statistics.median(timed(lambda: network(image, boxes=box))[0] for _ in range(repeats))
+        reuse = EmbeddingReuse(network, MemoryLRU(1 << 30), identity="bench")
+        reuse(image, boxes=box)
+        decode = statistics.median(timed(lambda: reuse(image, boxes=box))[0] for _ in range(repeats))
+    return {"encoder_and_decoder_s": round(full, 4), "decoder_s": round(decode, 4), "ratio": round(full / decode, 1)}
+
+
+def correction_vs_full(client, image_id: str, depth: int) -> dict:
+    """medsam2: propagate, correct one slice, and propagate again with all prompts."""
+    key, fix = depth // 2, depth // 2 + depth // 8
+    spleen = {"label": "spleen", "roi": [34, 16, 52, 36, key, key]}
+    first_s, (_, start) = timed(lambda: client.infer("medsam2", image_id, {"interaction": True, "objects": [spleen]}))
+    interaction = start["interaction"]["id"]
+    box = [32, 14, 54, 38, fix, fix]
+    correct = {"action": "correct", "interaction": interaction, "label": "spleen", "roi": box}
+    correct_s, (corrected_file, corrected) = timed(lambda: client.infer("medsam2", image_id, correct))
+    everything = {"objects": [spleen, {**spleen, "roi": box}]}
+    full_s, (full_file, _) = timed(lambda: client.infer("medsam2", image_id, everything))
+    changed = corrected["interaction"]["changed_slices"]
+    a, b = np.asarray(nib.load(corrected_file).dataobj), np.asarray(nib.load(full_file).dataobj)
+    outside = [k for k in range(depth) if k not in changed]
+    same = float((a[..., outside] == b[..., outside]).mean()) if outside else 1.0
+    fg_a, fg_b = a[..., outside] > 0, b[..., outside] > 0
+    dice = 2 * (fg_a & fg_b).sum() / max(int(fg_a.sum() + fg_b.sum()), 1)
+    return {
+        "slices": depth,
+        "propagate_s": round(first_s, 2),
+        "correction_s": round(correct_s, 2),
+        "full_again_s": round(full_s, 2),
+        "ratio": round(full_s / correct_s, 1),
+        "retracked_slices": len(changed),
+        "outside_voxels_equal": round(same, 4),
+        "outside_dice": round(float(dice), 4),
+        "session_mib": round(corrected["interaction"]["bytes"] / 2**20, 2),
+    }
+
+
+def memory(client, pid: int, data: Path, images: int, cache_mib: float, model_mib: float) -> dict:
+    """RSS after one click on each of `images` different images (sam_med2d_mem: 4 MiB embeddings)."""
+    write_png(data / "mem_warm.png", seed=999)
+    client.upload_image(str(data / "mem_warm.png"), "mem_warm")
+    client.infer("sam_med2d_mem", "mem_warm", {"foreground": [[100, 100]]})
+    before = rss_mib(pid)
+    for n in range(images):
+        client.upload_image(str(write_png(data / f"mem_{n}.png", seed=1000 + n)), f"mem_{n}")
+        client.infer("sam_med2d_mem", f"mem_{n}", {"foreground": [[100, 100]]})
+        if n == images // 2:
+            half = rss_mib(pid)
+    after = rss_mib(pid)
+    cache = client.info()["embedding_cache"]
+    return {
+        "images": images,
+        "rss_after_first_mib": round(before, 1),
+        "rss_after_half_mib": round(half, 1),
+        "rss_after_all_mib": round(after, 1),
+        "growth_mib": round(after - before, 1),
+        "cache_mib": round(cache["bytes"] / 2**20, 1),
+        "bound_mib": cache_mib,
+        "model_mib": round(model_mib, 1),
+        "evictions": cache["evictions"],
+        "within_bound_plus_model": after - before <= cache_mib + model_mib,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--slices", type=int, default=64)
+    p.add_argument("--clicks", type=int, default=10)
+    p.add_argument("--images", type=int, default=50)
+    p.add_argument("--cache-mib", type=float, default=64)
+    p.add_argument("--no-full-sam-med2d", action="store_true", help="skip sam_med2d at its default size")
+    p.add_argument("--parts", default="clicks,correction,memory", help="which figures (comma-separated)")
+    p.add_argument("--json", help="also write the figures to this file")
+    args = p.parse_args()
+
+    from monailabel.client import MONAILabelClient
+
+    from monaiseg.data.synthetic_ct import make_synthetic_ct
+    from monaiseg.label.server import LabelServer, tiny_copy
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-label-interactive-"))
+    bundles, data = tmp / "bundles", tmp / "data"
+    data.mkdir()
+    tiny_copy(REPO / "bundles" / "sam_med2d", bundles / "sam_med2d")
+    tiny_copy(REPO / "bundles" / "sam_med2d", bundles / "sam_med2d_mem", {"image_size": 1024})
+    tiny_copy(REPO / "bundles" / "medsam2", bundles / "medsam2")
+    if not args.no_full_sam_med2d:
+        default = dict.fromkeys(TINY_SAM) | {"image_size": 256}
+        tiny_copy(REPO / "bundles" / "sam_med2d", bundles / "sam_med2d_b", default)
+    lite = (REPO / "bundles" / "lite_medsam" / "configs" / "metadata.json").is_file()
+    if lite:  # its released weights: no model.pt, no tiny.json
+        tiny_copy(REPO / "bundles" / "lite_medsam", bundles / "lite_medsam", weights=False)
+        (bundles / "lite_medsam" / "configs" / "tiny.json").unlink(missing_ok=True)
+    image, _ = make_synthetic_ct((64, 64, args.slices), seed=0)
+    nib.save(nib.Nifti1Image(image.astype(np.int16), np.diag([0.8, 0.8, 2.5, 1.0])), data / "ct.nii.gz")
+    mem_weights = bundles / "sam_med2d_mem" / "models" / "model.pt"
+    model_mib = mem_weights.stat().st_size / 2**20
+
+    figures: dict = {}
+    options = ["--cache-mib", str(args.cache_mib)]
+    with LabelServer(tmp / "studies", [bundles], ["tiny.json", "label_test.json"], options=options) as server:
+        client = MONAILabelClient(server.url, tmpdir=str(tmp), client_id="bench")
+        for name, seed in (("warm", 1), ("click", 2)):
+            client.upload_image(str(write_png(data / f"{name}.png", seed)), name)
+        client.upload_image(str(data / "ct.nii.gz"), "ct")
+        parts = args.parts.split(",")
+        models = [("sam_med2d", False)] + ([] if args.no_full_sam_med2d else [("sam_med2d_b", False)])
+        models = (models + ([("lite_medsam", True)] if lite else [])) if "clicks" in parts else []
+        for model, box in models:
+            figures[f"clicks {model}"] = clicks(client, model, "click", "warm", args.clicks, box)
+            overrides = ["images_2d.json"] if box else ["tiny.json", "label_test.json"]
+            overrides = [o for o in overrides if (bundles / model / "configs" / o).is_file()]
+            figures[f"model only {model}"] = model_only(bundles / model, overrides, args.clicks)
+            print(model, json.dumps(figures[f"clicks {model}"]), json.dumps(figures[f"model only {model}"]), flush=True)
+        if "correction" in parts:
+            figures["correction medsam2"] = correction_vs_full(client, "ct", args.slices)
+            print("medsam2", json.dumps(figures["correction medsam2"]), flush=True)
+        if "memory" in parts:
+            figures["memory"] = memory(client, server.process.pid, data, args.images, args.cache_mib, model_mib)
+            print("memory", json.dumps(figures["memory"]), flush=True)
+
+    print("\nratios (goal: clicks >= 10x, correction >= 3x, memory within bound + model)")
+    for name, values in figures.items():
+        keys = [k for k in ("ratio", "server_ratio", "outside_dice", "within_bound_plus_model") if k in values]
+        print(f"  {name:28s} " + "  ".join(f"{k}={values[k]}" for k in keys))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
