@@ -3,7 +3,10 @@
 Default: synthetic abdominal CT -> zero-shot segmentation of a held-out volume from one box per organ
 on its key slice, carried slice to slice through the volume -> DSC / NSD (2 mm) per organ -> a short
 fine-tune on the synthetic training cases (`configs/train.json`) -> the same volume and scores again
--> the prediction NIfTI (input geometry) and a PNG overlay montage.
+-> the prediction NIfTI (input geometry) and a PNG overlay montage (prediction filled in each organ's
+colour, ground truth outlined in white, a legend of the colours below; the synthetic aorta is a tube
+through the whole volume, so its small round cross-section is coloured on every slice, in the ground
+truth too).
 
 Your own image: `--image FILE --box X0 Y0 X1 Y1 [--slice K]` segments a 2D image (PNG / JPEG / BMP /
 TIFF; x = column, y = row) or a volume (NIfTI / NRRD / DICOM folder; x, y are the voxel indices i, j
@@ -19,6 +22,7 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import nibabel as nib
 import numpy as np
 from monai.bundle import run
@@ -26,7 +30,8 @@ from monai.bundle import run
 from monaiseg.data import SYNTHETIC_CT_LABELS, make_synthetic_ct_dataset
 from monaiseg.metrics import label_volume_scores
 from monaiseg.prompts import key_slice, mask_box
-from monaiseg.visualize import save_montage
+from monaiseg.utils import atomic_outputs
+from monaiseg.visualize import overlay, save_montage
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "lite_medsam"
 IMAGE_2D = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -64,6 +69,24 @@ def segment_volume(image: Path, prompts: Path, out_dir: Path, checkpoint: str, c
         **common,
     )
     return np.asarray(nib.load(out_dir / image.name.replace(".nii.gz", "_seg.nii.gz")).dataobj).astype(np.int32)
+
+
+def save_legend_montage(image: np.ndarray, pred: np.ndarray, gt: np.ndarray, path: Path) -> Path:
+    """`save_montage` of the (I, J, K) volume with a legend bar below: each organ's colour and name."""
+    with atomic_outputs(path) as (temp,):
+        save_montage(image, pred, temp, gt=gt)
+        montage = cv2.imread(str(temp))  # BGR
+        bar = np.zeros((24, montage.shape[1], 3), np.uint8)
+        x = 4
+        for value, name in SYNTHETIC_CT_LABELS.items():
+            swatch = overlay(np.zeros((12, 12)), np.full((12, 12), value), alpha=1.0)  # the label's colour, RGB
+            bar[6:18, x : x + 12] = swatch[..., ::-1]
+            cv2.putText(bar, name, (x + 16, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+            x += 16 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] + 14
+        cv2.putText(bar, "white: ground truth", (x, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+        if not cv2.imwrite(str(temp), np.concatenate([montage, bar])):
+            raise OSError(f"could not write {path}")
+    return path
 
 
 def print_scores(title: str, pred: np.ndarray, gt: np.ndarray, spacing) -> float:
@@ -154,7 +177,7 @@ def main() -> None:
 
     step("5/5 outputs")
     image = np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
-    montage = save_montage(np.clip((image + 160) / 400, 0, 1), after, out / "overlay_montage.png", gt=gt)
+    montage = save_legend_montage(np.clip((image + 160) / 400, 0, 1), after, gt, out / "overlay_montage.png")
     pred_path = out / "prediction" / image_path.name.replace(".nii.gz", "_seg.nii.gz")
     same_geometry = np.allclose(nib.load(pred_path).affine, nib.load(image_path).affine) and after.shape == gt.shape
     print(f"mean DSC zero-shot {dsc_before:.3f} -> after fine-tuning {dsc_after:.3f}")
