@@ -1,7 +1,10 @@
-"""PNG overlays of label predictions on images (for demos, docs and bundle outputs)."""
+"""PNG overlays of label predictions on images (for demos, docs, bundle outputs and reports) and the
+matplotlib figures of the evaluation report (per-case metric plot, confusion matrix)."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -37,10 +40,151 @@ def overlay(image: np.ndarray, pred: np.ndarray, gt: np.ndarray | None = None, a
         mask = pred == value
         rgb[mask] = ((1 - alpha) * rgb[mask] + alpha * colour).astype(np.uint8)
     if gt is not None:
-        for value in np.unique(gt[gt > 0]):
-            contours, _ = cv2.findContours((gt == value).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-            cv2.drawContours(rgb, contours, -1, (255, 255, 255), 1)
+        draw_contours(rgb, gt, (255, 255, 255))
     return rgb
+
+
+def draw_contours(rgb: np.ndarray, labels: np.ndarray, colour: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Outline each label of `labels` (H, W) on `rgb` (H, W, 3) uint8 in place, in `colour` or the
+    label's own colour; returns `rgb`."""
+    for value in np.unique(labels[labels > 0]):
+        contours, _ = cv2.findContours((labels == value).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        c = colour if colour is not None else tuple(int(v) for v in _COLOURS[(int(value) - 1) % len(_COLOURS)])
+        cv2.drawContours(rgb, contours, -1, c, 1)
+    return rgb
+
+
+def key_index(*label_volumes: np.ndarray | None) -> int:
+    """The index along the last axis with the most foreground in the first of `label_volumes` that has
+    any (e.g. ground truth, then prediction); the middle one when all are empty."""
+    for labels in label_volumes:
+        if labels is not None and labels.any():
+            return int(np.argmax((labels.reshape(-1, labels.shape[-1]) > 0).sum(0)))
+    shape = next(v.shape for v in label_volumes if v is not None)
+    return shape[-1] // 2
+
+
+def case_picture(
+    image: np.ndarray,
+    pred: np.ndarray,
+    gt: np.ndarray | None = None,
+    title: str = "",
+    frames: int = 1,
+    size: int = 256,
+) -> np.ndarray:
+    """RGB (H', W', 3) uint8 picture of one case: `image` (C, I, J[, K]) (C = 3: RGB, else channel 0),
+    label maps `pred` / `gt` (I, J[, K]) as the image; prediction filled and outlined in label colours,
+    ground truth outlined in white, `title` on a bar above. Arrays are x first (as MONAI loads them) and
+    shown rows = J. With a last axis K: its key slice (`key_index`, ground truth first) when `frames` is
+    1, else a strip of up to `frames` slices spread over K. Each tile is scaled to `size` pixels on its
+    longer side. Raises ValueError when the arrays cannot be drawn (shapes, empty image)."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim not in (3, 4) or image.size == 0 or 0 in image.shape:
+        raise ValueError(f"image of shape {image.shape}: expected (C, I, J) or (C, I, J, K)")
+    spatial = image.shape[1:]
+    for name, labels in (("prediction", pred), ("ground truth", gt)):
+        if labels is not None and labels.shape != spatial:
+            raise ValueError(f"{name} of shape {labels.shape} does not match the image's {spatial}")
+    grey = image[:3] if image.shape[0] == 3 else image[:1]
+    picks: list[int | None]
+    if image.ndim == 3:
+        picks = [None]
+    elif frames <= 1:
+        picks = [key_index(gt, pred)]
+    else:
+        picks = list(np.unique(np.linspace(0, spatial[-1] - 1, num=min(frames, spatial[-1])).round().astype(int)))
+    tiles = []
+    for k in picks:
+        img = grey if k is None else grey[..., k]
+        p = pred if k is None else pred[..., k]
+        g = None if gt is None else gt if k is None else gt[..., k]
+        img = np.moveaxis(img, 0, -1).transpose(1, 0, 2)  # (J, I, C)
+        low, high = float(img.min()), float(img.max())
+        if not np.isfinite([low, high]).all():
+            raise ValueError("image holds NaN or infinite values")
+        img = (img - low) / max(high - low, 1e-8)
+        tile = overlay(img[..., 0] if img.shape[-1] == 1 else img, p.T, alpha=0.3)
+        draw_contours(tile, np.ascontiguousarray(p.T))
+        if g is not None:
+            draw_contours(tile, np.ascontiguousarray(g.T), (255, 255, 255))
+        scale = size / max(tile.shape[:2])
+        interp = cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA
+        tile = cv2.resize(tile, None, fx=scale, fy=scale, interpolation=interp)
+        if k is not None:
+            cv2.putText(tile, f"k={k}", (4, tile.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
+        tiles.append(tile)
+    height = max(t.shape[0] for t in tiles)
+    tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 2), (0, 0))) for t in tiles]
+    body = np.concatenate(tiles, axis=1)
+    bar = np.zeros((22, body.shape[1], 3), np.uint8)
+    cv2.putText(bar, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+    return np.concatenate([bar, body], axis=0)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """PNG encoding of an RGB (H, W, 3) uint8 picture."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"could not encode a picture of shape {rgb.shape} as PNG")
+    return buf.tobytes()
+
+
+def _figure_png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def metric_plot_png(values: Mapping[str, Mapping[str, Sequence[float]]]) -> bytes:
+    """PNG of one box + strip plot panel per metric: `values[metric][label]` = per-case values (NaN
+    skipped), one box per label with the cases as jittered points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(values)
+    width = max(4.0, 0.6 * max((len(values[m]) for m in metrics), default=1) + 1.5)
+    fig, axes = plt.subplots(
+        1, max(len(metrics), 1), figsize=(width * max(len(metrics), 1), 3.6), squeeze=False, layout="constrained"
+    )
+    rng = np.random.default_rng(0)
+    for ax, metric in zip(axes[0], metrics):
+        labels = list(values[metric])
+        data = [np.asarray([v for v in values[metric][n] if np.isfinite(v)], dtype=float) for n in labels]
+        ax.boxplot([d if d.size else [np.nan] for d in data], showfliers=False)
+        for i, d in enumerate(data, start=1):
+            ax.scatter(i + rng.uniform(-0.15, 0.15, d.size), d, s=10, alpha=0.7)
+        ax.set_xticks(range(1, len(labels) + 1), labels, rotation=45, ha="right", fontsize=8)
+        ax.set_title(metric)
+        ax.grid(axis="y", alpha=0.3)
+    return _figure_png(fig)
+
+
+def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> bytes:
+    """PNG of a (K, K) confusion matrix (rows: true class, columns: predicted) with the counts written in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix)
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * k, 1.2 + 0.6 * k), layout="constrained")
+    ax.imshow(matrix, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            colour = "white" if matrix[i, j] > matrix.max() / 2 else "black"
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=colour)
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return _figure_png(fig)
 
 
 def save_montage(

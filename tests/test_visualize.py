@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from monaiseg.visualize import overlay, save_montage
 
@@ -29,3 +30,22 @@ def test_montage_spans_the_slices_with_foreground(tmp_path):
     path = save_montage(volume, gt.copy(), tmp_path / "m.png", gt=gt, num_slices=4, scale=2)
     png = cv2.imread(str(path))
     assert png.shape == (10 * 2, 12 * 2 * 4, 3)  # 4 tiles of (J, I) slices, scaled x2
+
+
+def test_case_picture_titles_a_key_slice_and_refuses_what_it_cannot_draw():
+    from monaiseg.visualize import case_picture, key_index
+
+    gt = np.zeros((12, 10, 5), int)
+    gt[2:8, 2:8, 3] = 1
+    gt[4:5, 4:5, 1] = 1
+    assert key_index(None, np.zeros_like(gt)) == 2  # nothing anywhere: the middle slice
+    assert key_index(gt, np.zeros_like(gt)) == 3  # the slice with the most ground truth
+    picture = case_picture(np.random.default_rng(0).random((1, 12, 10, 5)), gt, gt, title="case", size=24)
+    assert picture.shape == (22 + 20, 24 + 2, 3)  # title bar over the (J, I) slice scaled to 24 on its long side
+    for image, pred, match in [
+        (np.zeros((1, 12)), np.zeros(12, int), "expected"),
+        (np.zeros((1, 12, 10)), np.zeros((10, 12), int), "does not match"),
+        (np.full((1, 12, 10), np.nan), np.zeros((12, 10), int), "NaN"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            case_picture(image, pred)

@@ -1,5 +1,6 @@
 """Event handlers (ignite / MONAI style, `attach(engine)`): model saving, resumable checkpoints, the
-NaN-loss stop, evaluation report writers, the clip-length curriculum and logging helpers."""
+NaN-loss stop, evaluation report writers (report.html), validation overlays, the clip-length curriculum and
+logging helpers."""
 
 from .box_baseline import BoxPromptComparison
 from .cell_reports import CellReportWriter, TrackingReportWriter
@@ -7,10 +8,12 @@ from .classification_report import ClassificationReportWriter
 from .clip_curriculum import ClipCurriculum
 from .embedding_cache_logger import EmbeddingCacheLogger
 from .endovis_report import EndoVisReportWriter
+from .evaluation_report import EvaluationReport
 from .interactive_report import InteractiveReportWriter
 from .metrics_summary import MetricsSummaryWriter
-from .mlflow_run import add_to_mlflow_run
+from .mlflow_run import add_to_mlflow_run, log_to_mlflow_run
 from .model_saver import BestModelSaver, save_model_atomic
 from .nan_guard import NonFiniteLossError, StopOnNonFiniteLoss
 from .output_as_list import OutputAsList
 from .resume import RandomStates, ResumableCheckpoint, find_generators, latest_checkpoint
+from .validation_overlays import ValidationOverlays, check_writable

@@ -10,6 +10,7 @@ those once, as `mlflow_params` and `mlflow_artifacts` in train.json, and passes 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from monai.handlers import MLFlowHandler
@@ -24,3 +25,14 @@ def add_to_mlflow_run(
         if isinstance(handler, MLFlowHandler):
             handler.experiment_param = {**(handler.experiment_param or {}), **(params or {})}
             handler.artifacts = (*handler.artifacts, *artifacts)
+
+
+def log_to_mlflow_run(handlers: Iterable[Any], paths: Iterable[str | Path], artifact_path: str | None = None) -> bool:
+    """Log the files `paths` as artifacts (under `artifact_path`) of the run of the first `MLFlowHandler`
+    among `handlers` that has one; False when there is none (no `--tracking`, or a rank other than 0)."""
+    for handler in handlers:
+        if isinstance(handler, MLFlowHandler) and handler.cur_run is not None:
+            for path in paths:
+                handler.client.log_artifact(handler.cur_run.info.run_id, str(path), artifact_path)
+            return True
+    return False
