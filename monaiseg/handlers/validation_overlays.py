@@ -95,6 +95,7 @@ class ValidationOverlays:
                         self.confusion[label, int(probs.argmax())] += 1
                     elif len(self.pictures) < self.num_cases:
                         name = case_name(out, index)
+                        name = name if name not in self.pictures else f"{name}_{index}"  # frames of other videos
                         self.pictures[name] = png_bytes(segmentation_view(out, self.frames, self.size)[1])
                 except Exception as e:  # a picture is never worth a failed training
                     logger.warning("validation overlay: case %s skipped: %s", case_name(out, index), e)
