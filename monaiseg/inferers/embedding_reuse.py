@@ -62,17 +62,26 @@ class EmbeddingReuse:
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Image embeddings (B, 256, h, w) and high-res levels (SAM2; [] for SAM), each image
-        encoded only when the cache does not hold it. B = 1 returns the cached tensors themselves."""
+        encoded only when the cache does not hold it; the images it lacks are encoded in one call.
+        B = 1 returns the cached tensors themselves."""
         images = plain_tensor(images)  # the key hashes values only
+        keys = [self.key(image) for image in images]
+        missing = [n for n, key in enumerate(keys) if self.cache.get(key) is None]
+        batch: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        if len(missing) > 1:
+            embeddings, high_res = self.model.encode_images(images[missing])
+            for i, n in enumerate(missing):  # copies: a cached view would hold the whole batch
+                batch[n] = embeddings[i].clone(), [level[i].clone() for level in high_res]
         outputs = []
-        for image in images:
-            image = image.unsqueeze(0)
+        for n, key in enumerate(keys):
 
-            def encode(image=image):
-                embeddings, high_res = self.model.encode_images(image)
+            def encode(n=n):
+                if n in batch:
+                    return batch[n]
+                embeddings, high_res = self.model.encode_images(images[n : n + 1])
                 return embeddings[0], [level[0] for level in high_res]
 
-            outputs.append(self.cache.get_or_compute(self.key(image[0]), encode)[0])
+            outputs.append(self.cache.get_or_compute(key, encode)[0])
         if len(outputs) == 1:
             return outputs[0][0].unsqueeze(0), [level.unsqueeze(0) for level in outputs[0][1]]
         return torch.stack([o[0] for o in outputs]), [torch.stack(levels) for levels in zip(*(o[1] for o in outputs))]

@@ -129,9 +129,26 @@ def test_bad_prompts(prompt, match):
         box_carry_volume(BoxInterior(), moving_square(), [prompt])
 
 
-def test_two_boxes_for_one_object_are_refused():
-    prompts = [ObjectPrompt(obj_id=1, frame=2, box=(1, 1, 3, 3)), ObjectPrompt(obj_id=1, frame=5, box=(1, 1, 3, 3))]
-    with pytest.raises(ValueError, match="more than one key-slice box"):
+def test_an_object_prompted_on_two_slices_is_carried_from_the_nearer_one():
+    net = BoxInterior()
+    prompts = [ObjectPrompt(obj_id=1, frame=2, box=(6, 5, 10, 9)), ObjectPrompt(obj_id=1, frame=6, box=(10, 5, 14, 9))]
+    labels = box_carry_volume(net, moving_square(), prompts, box_margin=1)
+    for k in range(2, 7):
+        assert columns(labels, 1, k) == list(range(4 + k, 9 + k))
+    # up: 2, 3, 4 (the tie goes up), 6, 7 (empty: ends); down: 5 from 6, 1 (empty: ends) from 2
+    assert called_slices(net, moving_square()) == [2, 3, 4, 6, 7, 5, 1]
+
+
+@pytest.mark.parametrize(
+    "second, match",
+    [
+        (ObjectPrompt(obj_id=1, frame=2, box=(1, 1, 3, 3)), "more than one box on slice 2"),
+        (ObjectPrompt(obj_id=1, frame=5, box=(1, 1, 3, 3), frame_range=(3, 6)), "only prompt"),
+    ],
+)
+def test_two_boxes_on_one_slice_or_beside_a_3d_box_are_refused(second, match):
+    prompts = [ObjectPrompt(obj_id=1, frame=2, box=(1, 1, 3, 3)), second]
+    with pytest.raises(ValueError, match=match):
         box_carry_volume(BoxInterior(), moving_square(), prompts)
 
 
