@@ -9,6 +9,14 @@ from .auto_prompt import MobileNetPromptGenerator, mobilenet_v3_features
 from .awffm import AWFFM
 from .checkpoint import CheckpointMismatchError, load_model_weights, load_state_dict_strict, read_checkpoint
 from .density import DensityPromptEncoder
+from .encoder_runtime import (
+    RUNTIMES,
+    ExportedEncoder,
+    RuntimeUnavailableError,
+    default_runtime,
+    resolve_runtime,
+    runtime_installed,
+)
 from .hf_sam import (
     HF_SAM_TRAINABLE,
     HFSAM,

@@ -24,6 +24,7 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
 from .checkpoint import CheckpointMismatchError, load_state_dict_strict
+from .encoder_runtime import resolve_runtime
 from .sam_builder import SAM_VARIANTS, read_sam_checkpoint
 from .sam_segmenter import SAMSegmenter
 from .tiny_vit import TinyViT
@@ -134,12 +135,18 @@ def build_lite_medsam(
     checkpoint: str | Path | None = "default",
     device: str | torch.device = "cpu",
     multimask_output: bool = False,
+    runtime: str = "eager",
+    precision: str = "f32",
 ) -> SAMSegmenter:
     """LiteMedSAM as a `SAMSegmenter` (eval mode): images (B, 1|3, H, W) in [0, 1] -> mask logits (K, M, H, W).
 
     `checkpoint`: "default" = the official weights (`lite_medsam_asset()`); a path (official or own
     `{'model': ...}` file); None or "none"/"null"/"" = random weights, with a warning.
+    `runtime`: the image encoder's inference runtime on `device` ("eager", "openvino", "onnxruntime", or
+    "auto": OpenVINO on CPU, eager on CUDA; `encoder_runtime.resolve_runtime`), with `precision` "f32" (or
+    "bf16" for OpenVINO). Any runtime but eager makes an inference network: the encoder is frozen.
     """
+    runtime = resolve_runtime(runtime, device, precision)
     image_encoder = TinyViT(img_size=IMAGE_SIZE)
     prompt_encoder = PromptEncoder(
         embed_dim=PROMPT_DIM,
@@ -162,4 +169,6 @@ def build_lite_medsam(
         logger.warning("LiteMedSAM built with RANDOM weights (checkpoint is null): for tests and smoke runs only")
     else:
         load_lite_medsam_checkpoint(model, lite_medsam_asset() if checkpoint == "default" else checkpoint)
+    if runtime != "eager":
+        image_encoder.set_runtime(runtime, precision, device).requires_grad_(False)
     return model.to(device).eval()

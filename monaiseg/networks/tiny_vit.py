@@ -29,12 +29,18 @@ and it ends in a classifier head instead of SAM's neck.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
+
+from .encoder_runtime import ExportedEncoder, resolve_runtime
+
+logger = logging.getLogger(__name__)
 
 
 class ConvBN(nn.Sequential):
@@ -174,13 +180,25 @@ class Stage(nn.Module):
         return x if self.downsample is None else self.downsample(x)
 
 
+def _drop_export(module: TinyViT, incompatible_keys: object) -> None:
+    """`load_state_dict` post hook (a module-level function, so that the encoder pickles)."""
+    module.drop_export()
+
+
 class TinyViT(nn.Module):
     """TinyViT encoder with SAM's neck: (B, 3, S, S) -> (B, out_chans, S / r, S / r); defaults: LiteMedSAM.
 
     `merge_strides[i]` is the stride of the merge after stage i (LiteMedSAM / MobileSAM: 2, 2, 1, r = 4).
     `img_size` is the input side S the prompt encoder and `SAMSegmenter` are built for. Parameters
     keep PyTorch's default initialisation: the encoder is meant to be loaded with released weights.
+
+    `set_runtime("openvino" | "onnxruntime", precision)` runs inference (eval mode, no autograd, float32
+    CPU input of side S) through an `ExportedEncoder`, exported at the first such call and again after
+    `load_state_dict` or training mode; other calls, and a failed export (logged), use the eager module.
     """
+
+    runtime: str = "eager"
+    precision: str = "f32"
 
     def __init__(
         self,
@@ -217,9 +235,60 @@ class TinyViT(nn.Module):
             nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False),
             LayerNorm2d(out_chans),
         )
+        self.in_chans = in_chans
+        self._exported: ExportedEncoder | None = None
+        self.register_load_state_dict_post_hook(_drop_export)
+
+    def set_runtime(
+        self, runtime: str = "eager", precision: str = "f32", device: str | torch.device = "cpu"
+    ) -> TinyViT:
+        """Run inference with `runtime` on `device` ("eager", "openvino", "onnxruntime", "auto": `resolve_runtime`)."""
+        self.runtime, self.precision = resolve_runtime(runtime, device, precision), precision
+        self.drop_export()
+        return self
+
+    def drop_export(self) -> None:
+        """Forget the exported copy (the weights changed): the next inference call exports again."""
+        self._exported = None
+
+    def train(self, mode: bool = True) -> TinyViT:
+        if mode:
+            self.drop_export()
+        return super().train(mode)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        return {**state, "_exported": None}  # a compiled runtime neither pickles nor deep-copies
+
+    def _exported_forward(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The exported runtime's output for `x`, or None when the eager module has to run."""
+        shape = (self.in_chans, self.img_size, self.img_size)
+        if (
+            self.runtime == "eager"
+            or torch.jit.is_tracing()  # the export itself, or a TorchScript trace of the network
+            or self.training
+            or torch.is_grad_enabled()
+            or x.device.type != "cpu"
+            or x.dtype != torch.float32
+            or tuple(x.shape[1:]) != shape
+        ):
+            return None
+        if self._exported is None:
+            try:
+                self._exported = ExportedEncoder(self, (1, *shape), self.runtime, self.precision)
+            except Exception as exc:  # noqa: BLE001 - any export / compile failure falls back, logged
+                logger.warning(
+                    "TinyViT: %s runtime failed (%s: %s); running eager", self.runtime, type(exc).__name__, exc
+                )
+                self.runtime = "eager"
+                return None
+        return self._exported(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> image embedding (B, out_chans, S / r, S / r), r = product of `merge_strides`."""
+        fast = self._exported_forward(x)
+        if fast is not None:
+            return fast
         x = self.patch_embed(x)
         for layer in self.layers:
             x = layer(x)

@@ -1,0 +1,99 @@
+"""Encoder runtimes of LiteMedSAM (`encoder_runtime`, `TinyViT.set_runtime`, `build_lite_medsam(runtime=...)`):
+names and devices refused before any data, each runtime built on a tiny TinyViT and equal to eager, the
+export kept fresh (weights loaded, training), a failed export logged and run eager, the bundle's switch.
+Masks of the real weights on the shared data: tests/scripts/test_bench_lite_medsam_runtime.py."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import pickle
+
+import pytest
+import torch
+from conftest import REPO
+from monai.bundle import ConfigParser
+
+from monaiseg.networks import RuntimeUnavailableError, TinyViT, build_lite_medsam, resolve_runtime
+from monaiseg.networks import encoder_runtime as er
+from monaiseg.networks import tiny_vit as tv
+
+TINY = {"img_size": 64, "embed_dims": (16, 32, 32, 64), "depths": (1, 1, 1, 1), "num_heads": (1, 2, 2, 2)}
+EXPORTED = [r for r in er.RUNTIMES if r != "eager"]
+
+
+def tiny_encoder(seed: int = 0) -> TinyViT:
+    torch.manual_seed(seed)
+    encoder = TinyViT(**TINY, out_chans=32).eval()
+    for module in encoder.modules():  # BN statistics away from identity, so that folding them matters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    return encoder
+
+
+def test_names_precisions_and_devices_are_checked(monkeypatch):
+    assert resolve_runtime("EAGER") == "eager" and resolve_runtime(" openvino ") == "openvino"
+    assert resolve_runtime("auto", "cpu") == "openvino" and resolve_runtime("auto", "cuda") == "eager"
+    with pytest.raises(ValueError, match=r"'onnx' is unknown: choose one of 'auto', 'eager', 'openvino'"):
+        resolve_runtime("onnx")
+    with pytest.raises(ValueError, match="'onnxruntime' has no precision 'bf16'"):
+        resolve_runtime("onnxruntime", precision="bf16")
+    with pytest.raises(RuntimeUnavailableError, match="'openvino' runs on CPU only, the device is cuda:0"):
+        resolve_runtime("openvino", "cuda:0")
+    monkeypatch.setattr(er.importlib.util, "find_spec", lambda name: None)  # nothing installed
+    with pytest.raises(RuntimeUnavailableError, match="needs the packages onnxruntime and onnx, not installed"):
+        resolve_runtime("onnxruntime")
+    assert resolve_runtime("auto", "cpu") == "eager"  # auto never fails
+
+
+@pytest.mark.parametrize("runtime", EXPORTED)
+def test_each_runtime_equals_eager_and_stays_fresh(runtime):
+    encoder, x = tiny_encoder(), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = encoder(x)
+        encoder.set_runtime(runtime)
+        assert encoder._exported is None  # exported at the first inference call
+        got = encoder(x)
+        assert isinstance(encoder._exported, er.ExportedEncoder) and encoder._exported.runtime == runtime
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        encoder.load_state_dict(tiny_encoder(seed=1).state_dict())  # new weights: exported again
+        assert encoder._exported is None
+        torch.testing.assert_close(encoder(x), tiny_encoder(seed=1)(x), rtol=1e-4, atol=1e-4)
+        encoder.train()
+        assert encoder._exported is None and encoder.training
+    encoder.eval()
+    assert encoder(x).requires_grad  # autograd: the eager module, never the export
+    clone = pickle.loads(pickle.dumps(copy.deepcopy(encoder)))
+    assert clone.runtime == runtime and clone._exported is None
+
+
+def test_failed_export_is_logged_and_runs_eager(monkeypatch, caplog):
+    def fail(*args, **kwargs):
+        raise RuntimeError("no CPU plugin")
+
+    encoder, x = tiny_encoder(), torch.rand(1, 3, 64, 64)
+    monkeypatch.setattr(tv, "ExportedEncoder", fail)
+    with torch.no_grad(), caplog.at_level(logging.WARNING, logger=tv.__name__):
+        expected = encoder(x)
+        got = encoder.set_runtime("openvino")(x)
+    assert "openvino runtime failed (RuntimeError: no CPU plugin); running eager" in caplog.text
+    assert encoder.runtime == "eager" and torch.equal(got, expected)
+
+
+def test_bundle_switch_builds_the_runtime():
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "lite_medsam" / "configs" / "inference.json"))
+    parser.update({"checkpoint": None, "device": "$torch.device('cpu')"})
+    assert parser["runtime"] == "auto" and parser["runtime_precision"] == "f32"
+    network = parser.get_parsed_content("network_def", instantiate=True)
+    assert network.image_encoder.runtime == "openvino" and not any(
+        p.requires_grad for p in network.image_encoder.parameters()
+    )
+    assert build_lite_medsam(None, runtime="onnxruntime").image_encoder.runtime == "onnxruntime"
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "bundles" / "lite_medsam" / "configs" / "inference.json"))
+    parser.update({"checkpoint": None, "runtime": "tensorrt"})
+    with pytest.raises(Exception) as caught:
+        parser.get_parsed_content("network_def", instantiate=True)
+    assert "encoder runtime 'tensorrt' is unknown" in str(caught.value) + str(caught.value.__cause__)
