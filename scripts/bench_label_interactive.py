@@ -9,7 +9,9 @@ three figures.
    decoder on the reused embedding).
 2. A correction on one slice of a propagated volume against propagating the whole volume again with
    all prompts (medsam2 tiny, hiera-tiny at 128, a `--slices`-slice synthetic CT): seconds, ratio, and
-   how far the labels agree outside the slices the correction re-tracked.
+   how far the labels agree outside the slices the correction re-tracked. The same for a box-carry
+   correction (lite_medsam with its released weights, `--carry-slices` slices): a box on one slice
+   against carrying both boxes again (embeddings already cached) and against the first carry.
 3. Server memory: RSS after clicks on `--images` different images against `--cache-mib` plus the
    model size (sam_med2d with a tiny encoder at 1024, so each embedding holds 4 MiB).
 
@@ -105,17 +107,17 @@ def model_only(bundle: Path, overrides: list[str], repeats: int) -> dict:
     return {"encoder_and_decoder_s": round(full, 4), "decoder_s": round(decode, 4), "ratio": round(full / decode, 1)}
 
 
-def correction_vs_full(client, image_id: str, depth: int) -> dict:
-    """medsam2: propagate, correct one slice, and propagate again with all prompts."""
+def correction_vs_full(client, model: str, image_id: str, depth: int) -> dict:
+    """Propagate (medsam2) or carry (lite_medsam), correct one slice, and run again with all prompts."""
     key, fix = depth // 2, depth // 2 + depth // 8
     spleen = {"label": "spleen", "roi": [34, 16, 52, 36, key, key]}
-    first_s, (_, start) = timed(lambda: client.infer("medsam2", image_id, {"interaction": True, "objects": [spleen]}))
+    first_s, (_, start) = timed(lambda: client.infer(model, image_id, {"interaction": True, "objects": [spleen]}))
     interaction = start["interaction"]["id"]
     box = [32, 14, 54, 38, fix, fix]
     correct = {"action": "correct", "interaction": interaction, "label": "spleen", "roi": box}
-    correct_s, (corrected_file, corrected) = timed(lambda: client.infer("medsam2", image_id, correct))
+    correct_s, (corrected_file, corrected) = timed(lambda: client.infer(model, image_id, correct))
     everything = {"objects": [spleen, {**spleen, "roi": box}]}
-    full_s, (full_file, _) = timed(lambda: client.infer("medsam2", image_id, everything))
+    full_s, (full_file, _) = timed(lambda: client.infer(model, image_id, everything))
     changed = corrected["interaction"]["changed_slices"]
     a, b = np.asarray(nib.load(corrected_file).dataobj), np.asarray(nib.load(full_file).dataobj)
     outside = [k for k in range(depth) if k not in changed]
@@ -128,7 +130,9 @@ def correction_vs_full(client, image_id: str, depth: int) -> dict:
         "correction_s": round(correct_s, 2),
         "full_again_s": round(full_s, 2),
         "ratio": round(full_s / correct_s, 1),
+        "ratio_to_first": round(first_s / correct_s, 1),
         "retracked_slices": len(changed),
+        "all_voxels_equal": round(float((a == b).mean()), 4),
         "outside_voxels_equal": round(same, 4),
         "outside_dice": round(float(dice), 4),
         "session_mib": round(corrected["interaction"]["bytes"] / 2**20, 2),
@@ -165,11 +169,12 @@ def memory(client, pid: int, data: Path, images: int, cache_mib: float, model_mi
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--slices", type=int, default=64)
+    p.add_argument("--carry-slices", type=int, default=32, help="slices of the lite_medsam box-carry volume")
     p.add_argument("--clicks", type=int, default=10)
     p.add_argument("--images", type=int, default=50)
     p.add_argument("--cache-mib", type=float, default=64)
     p.add_argument("--no-full-sam-med2d", action="store_true", help="skip sam_med2d at its default size")
-    p.add_argument("--parts", default="clicks,correction,memory", help="which figures (comma-separated)")
+    p.add_argument("--parts", default="clicks,correction,carry,memory", help="which figures (comma-separated)")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
 
@@ -193,6 +198,8 @@ def main() -> None:
         (bundles / "lite_medsam" / "configs" / "tiny.json").unlink(missing_ok=True)
     image, _ = make_synthetic_ct((64, 64, args.slices), seed=0)
     nib.save(nib.Nifti1Image(image.astype(np.int16), np.diag([0.8, 0.8, 2.5, 1.0])), data / "ct.nii.gz")
+    image, _ = make_synthetic_ct((64, 64, args.carry_slices), seed=0)
+    nib.save(nib.Nifti1Image(image.astype(np.int16), np.diag([0.8, 0.8, 2.5, 1.0])), data / "carry.nii.gz")
     mem_weights = bundles / "sam_med2d_mem" / "models" / "model.pt"
     model_mib = mem_weights.stat().st_size / 2**20
 
@@ -203,6 +210,7 @@ def main() -> None:
         for name, seed in (("warm", 1), ("click", 2)):
             client.upload_image(str(write_png(data / f"{name}.png", seed)), name)
         client.upload_image(str(data / "ct.nii.gz"), "ct")
+        client.upload_image(str(data / "carry.nii.gz"), "carry")
         parts = args.parts.split(",")
         models = [("sam_med2d", False)] + ([] if args.no_full_sam_med2d else [("sam_med2d_b", False)])
         models = (models + ([("lite_medsam", True)] if lite else [])) if "clicks" in parts else []
@@ -213,15 +221,26 @@ def main() -> None:
             figures[f"model only {model}"] = model_only(bundles / model, overrides, args.clicks)
             print(model, json.dumps(figures[f"clicks {model}"]), json.dumps(figures[f"model only {model}"]), flush=True)
         if "correction" in parts:
-            figures["correction medsam2"] = correction_vs_full(client, "ct", args.slices)
+            figures["correction medsam2"] = correction_vs_full(client, "medsam2", "ct", args.slices)
             print("medsam2", json.dumps(figures["correction medsam2"]), flush=True)
+        if "carry" in parts and lite:
+            figures["correction lite_medsam"] = correction_vs_full(client, "lite_medsam", "carry", args.carry_slices)
+            print("lite_medsam", json.dumps(figures["correction lite_medsam"]), flush=True)
         if "memory" in parts:
             figures["memory"] = memory(client, server.process.pid, data, args.images, args.cache_mib, model_mib)
             print("memory", json.dumps(figures["memory"]), flush=True)
 
     print("\nratios (goal: clicks >= 10x, correction >= 3x, memory within bound + model)")
     for name, values in figures.items():
-        keys = [k for k in ("ratio", "server_ratio", "outside_dice", "within_bound_plus_model") if k in values]
+        keys = (
+            "ratio",
+            "server_ratio",
+            "ratio_to_first",
+            "outside_dice",
+            "all_voxels_equal",
+            "within_bound_plus_model",
+        )
+        keys = [k for k in keys if k in values]
         print(f"  {name:28s} " + "  ".join(f"{k}={values[k]}" for k in keys))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

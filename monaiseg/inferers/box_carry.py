@@ -218,14 +218,15 @@ class _Letterboxed(_WholeSlice):
 
 
 class _Encoded:
-    """A prompted model whose image encoder is replaced by one slice's features (`encode_images`'s
-    output): its `predict_masks` runs the prompt encoder and the mask decoder only."""
+    """A prompted network whose image encoder is replaced by one slice's features (`encode_images`'s
+    output): its `predict_masks` (the model's own) runs the prompt encoder and the mask decoder only."""
 
-    def __init__(self, model, features: tuple[torch.Tensor, list[torch.Tensor]]):
-        self.model, self.features = model, features
+    def __init__(self, network, features: tuple[torch.Tensor, list[torch.Tensor]]):
+        self.network, self.features = network, features
+        self.model = network.model if isinstance(network, EmbeddingReuse) else network
 
     def __getattr__(self, name: str):
-        return getattr(self.model, name)
+        return getattr(self.network, name)
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return self.features
@@ -293,9 +294,8 @@ class _SliceFeatures:
 
     def __init__(self, network, volume: torch.Tensor, slices: _WholeSlice, batch: int):
         self.network, self.volume, self.slices, self.batch = network, volume, slices, max(1, int(batch))
-        self.model = network.model if isinstance(network, EmbeddingReuse) else network
         self.kept: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
-        self.device = next(self.model.parameters(), torch.empty(0)).device
+        self.device = next(network.parameters(), torch.empty(0)).device
         self.encoder_calls = 0
 
     def get(self, k: int, ahead: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -314,7 +314,7 @@ class _SliceFeatures:
 
     def masks(self, k: int, ahead: Sequence[int], prompt: _Prompt) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (1, 1, H, W) and predicted IoU (1,) of one object's prompt on slice k."""
-        encoded = _Encoded(self.model, self.get(k, ahead))
+        encoded = _Encoded(self.network, self.get(k, ahead))
         size = self._size()
         rows: dict[str, torch.Tensor] = {}
         if prompt.box is not None:

@@ -5,7 +5,8 @@ SAM-Med2D, LiteMedSAM) or `SAM2Segmenter` wherever an inferer takes the network:
 `encode_images` looks each image up in a `MemoryLRU` and runs the image encoder only on a miss;
 `predict_masks` / `forward` are the model's own, run on the reused embeddings, so the first
 request on an image pays for the encoder and later clicks only for the prompt encoder and the
-mask decoder. Everything else is the model's (attribute access is forwarded).
+mask decoder. Everything else is the model's (attribute access is forwarded), except that the
+prompt encoder's dense positional encoding (fixed by the weights) is computed once, not per call.
 
 Key: `(identity, content_key(image, identity, preprocess))`: `identity` names the weights version
 (e.g. the bundle and its `model.pt` signature, or `encoder_identity(model)`), the content key hashes
@@ -32,6 +33,27 @@ from monaiseg.networks.sam_segmenter import SAMSegmenter
 from monaiseg.utils.batch import plain_tensor
 
 
+class CachedDensePE:
+    """A SAM prompt encoder whose `get_dense_pe()` (1, C, h, w), a function of its weights only, is
+    computed on the first call and returned after; everything else is the encoder's."""
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+        self._dense_pe: torch.Tensor | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.encoder, name)
+
+    def __call__(self, *args, **kwargs):
+        return self.encoder(*args, **kwargs)
+
+    def get_dense_pe(self) -> torch.Tensor:
+        if self._dense_pe is None:
+            with torch.no_grad():
+                self._dense_pe = self.encoder.get_dense_pe()
+        return self._dense_pe
+
+
 class EmbeddingReuse:
     """`model` with its image embeddings reused from `cache` (see the module docstring).
 
@@ -52,6 +74,8 @@ class EmbeddingReuse:
             },
             sort_keys=True,
         )
+        if hasattr(model, "prompt_encoder"):  # SAM v1 family
+            self.prompt_encoder = CachedDensePE(model.prompt_encoder)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)

@@ -4,9 +4,9 @@ pipeline (`BundleRuntime.run`) on its own objects and folder; errors of the requ
 unreadable image, wrong dimensions) become HTTP 4xx with the message, the server keeps serving.
 
 Interactive tasks reuse image embeddings between requests (`ReusedNetworks`) and keep sessions
-for 3D propagation (`SessionStore`): request params "action" ("new", the default; "correct",
-"undo", "reset"), "interaction" (true on a new request: keep a session; its id on later ones;
-MONAI Label's `session_id` names one too) and "label" (the object to undo or reset).
+for 3D propagation and box carry (`SessionStore`): request params "action" ("new", the default;
+"correct", "undo", "reset"), "interaction" (true on a new request: keep a session; its id on later
+ones; MONAI Label's `session_id` names one too) and "label" (the object to undo or reset).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from fastapi import HTTPException
 from monai.inferers import Inferer
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from monaiseg.inferers.box_carry import BoxCarry
 from monaiseg.inferers.volume_session import VolumeSession
 from monaiseg.label.prompts import (
     RequestObject,
@@ -46,7 +47,8 @@ logger = logging.getLogger(__name__)
 
 INPUT_ERRORS = (ValueError, FileNotFoundError, IndexError, KeyError)
 ACTIONS = ("new", "correct", "undo", "reset")
-PLACEHOLDER = [ObjectPrompt(obj_id=1, frame=0, points=((0.0, 0.0),), point_labels=(1,))]  # pipelines require one
+PLACEHOLDER = [ObjectPrompt(obj_id=1, frame=0, box=(0.0, 0.0, 1.0, 1.0))]  # pipelines require a prompt
+SESSION_INFERERS = ("PropagationInferer", "BoxCarryInferer")  # 3D sessions: SAM2 propagation, box carry
 
 
 class BundleInferTask(InferTask):
@@ -152,7 +154,8 @@ class VolumeStep(Inferer):
 class InteractiveTask(BundleInferTask):
     """Prompted segmentation. The prompt form follows the bundle's inferer:
     PropagationInferer (3D, points and boxes, bidirectional from the prompted slices; sessions with
-    corrections, undo and reset), BoxCarryInferer (boxes; 2D or a volume by box carry),
+    corrections, undo and reset), BoxCarryInferer (boxes; 2D or a volume by box carry; 3D sessions
+    with corrections by a box or clicks, undo and reset),
     ObjectPromptInferer (2D points and boxes), InstancePromptInferer (2D boxes, one cell each; no
     prompt: automatic). Image embeddings are reused between requests (`networks`)."""
 
@@ -176,8 +179,8 @@ class InteractiveTask(BundleInferTask):
             raise RequestError(f"image {Path(path).name} has shape {shape}: not a 2D image or a 3D volume")
         is_2d = len(shape) == 2
         if action != "new":
-            if self.inferer != "PropagationInferer":
-                raise RequestError(f"{name} keeps no sessions: send all prompts again (its embeddings are reused)")
+            if self.inferer not in SESSION_INFERERS or is_2d:
+                raise RequestError(f"{name} keeps no sessions here: send all prompts again (embeddings are reused)")
             return self.continue_session(action, request, workdir, shape)
         masks = {}
         if self.inferer == "InstancePromptInferer" and not any(
@@ -197,10 +200,7 @@ class InteractiveTask(BundleInferTask):
         elif self.inferer == "BoxCarryInferer":
             if has_points:
                 raise RequestError(f"{name} is box-prompted: draw an roi instead of clicking points")
-            prompts = object_prompts(objects)
-            if len({p.obj_id for p in prompts}) != len(prompts):
-                raise RequestError(f"{name} takes one roi (key slice) per object")
-            item = {"image": path, "prompts": prompts}
+            item = {"image": path, "prompts": object_prompts(objects)}
         elif self.inferer in ("ObjectPromptInferer", "InstancePromptInferer"):
             if not is_2d:
                 raise RequestError(f"{name} segments 2D images; image {Path(path).name} is 3D {shape}")
@@ -214,13 +214,14 @@ class InteractiveTask(BundleInferTask):
             raise RequestError(f"{name}: inferer {self.inferer} takes no prompts", 501)
         if request.get("largest_cc") in (True, "true", "True", 1):
             overrides["largest_component"] = True
-        session_id = self.session_id(request) if self.inferer == "PropagationInferer" else None
-        started: list[VolumeSession] = []
+        session_id = self.session_id(request) if self.inferer in SESSION_INFERERS and not is_2d else None
+        started: list[VolumeSession | BoxCarry] = []
         if session_id is not None:
             self.sessions.check_owner(session_id, name, self.client(request))  # before any work
+            carry = self.runtime.parsed("inferer") if self.inferer == "BoxCarryInferer" else None
 
             def start(model, volume, prompts):
-                started.append(VolumeSession(model, volume))
+                started.append(VolumeSession(model, volume) if carry is None else carry.session(model, volume))
                 return started[0].start(prompts)
 
             overrides["inferer"] = VolumeStep(start)
@@ -276,7 +277,7 @@ class InteractiveTask(BundleInferTask):
         return str(given)
 
     def session_json(self, session: Session, action: str, changed: list[int]) -> dict:
-        state: VolumeSession = session.state
+        state: VolumeSession | BoxCarry = session.state
         names = {v: k for k, v in self.runtime.info.labels.items()}
         return {
             "id": session.id,
@@ -313,7 +314,7 @@ class InteractiveTask(BundleInferTask):
             session_id, name, self.client(request), request["image"], self.runtime.weights_version
         )
         with session.lock:
-            state: VolumeSession = session.state
+            state: VolumeSession | BoxCarry = session.state
             if action == "correct":
                 target = self.correction(request, shape)
                 if target.obj_id not in state.objects:
