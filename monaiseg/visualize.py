@@ -64,6 +64,11 @@ def key_index(*label_volumes: np.ndarray | None) -> int:
     return shape[-1] // 2
 
 
+def spread_indices(length: int, count: int) -> list[int]:
+    """Up to `count` distinct indices spread evenly over 0 .. length - 1, first and last included."""
+    return [int(i) for i in np.unique(np.linspace(0, length - 1, num=min(count, length)).round().astype(int))]
+
+
 def case_picture(
     image: np.ndarray,
     pred: np.ndarray,
@@ -71,13 +76,16 @@ def case_picture(
     title: str = "",
     frames: int = 1,
     size: int = 256,
+    slice_numbers: Sequence[int] | None = None,
 ) -> np.ndarray:
     """RGB (H', W', 3) uint8 picture of one case: `image` (C, I, J[, K]) (C = 3: RGB, else channel 0),
     label maps `pred` / `gt` (I, J[, K]) as the image; prediction filled and outlined in label colours,
     ground truth outlined in white, `title` on a bar above. Arrays are x first (as MONAI loads them) and
     shown rows = J. With a last axis K: its key slice (`key_index`, ground truth first) when `frames` is
-    1, else a strip of up to `frames` slices spread over K. Each tile is scaled to `size` pixels on its
-    longer side. Raises ValueError when the arrays cannot be drawn (shapes, empty image)."""
+    1, else a strip of up to `frames` slices spread over K (`spread_indices`). With `slice_numbers` (slices
+    picked beforehand, e.g. from a large volume) all K slices are drawn, labelled with these numbers. Each
+    tile is scaled to `size` pixels on its longer side. Raises ValueError when the arrays cannot be drawn
+    (shapes, empty or non-finite image)."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim not in (3, 4) or image.size == 0 or 0 in image.shape:
         raise ValueError(f"image of shape {image.shape}: expected (C, I, J) or (C, I, J, K)")
@@ -89,29 +97,39 @@ def case_picture(
     picks: list[int | None]
     if image.ndim == 3:
         picks = [None]
+    elif slice_numbers is not None:
+        picks = list(range(spatial[-1]))
     elif frames <= 1:
         picks = [key_index(gt, pred)]
     else:
-        picks = list(np.unique(np.linspace(0, spatial[-1] - 1, num=min(frames, spatial[-1])).round().astype(int)))
+        picks = list[int | None](spread_indices(spatial[-1], frames))
     tiles = []
     for k in picks:
         img = grey if k is None else grey[..., k]
         p = pred if k is None else pred[..., k]
         g = None if gt is None else gt if k is None else gt[..., k]
-        img = np.moveaxis(img, 0, -1).transpose(1, 0, 2)  # (J, I, C)
+        img = np.ascontiguousarray(np.moveaxis(img, 0, -1).transpose(1, 0, 2))  # (J, I, C)
+        p, g = np.ascontiguousarray(p.T), None if g is None else np.ascontiguousarray(g.T)
+        scale = size / max(img.shape[:2])
+        if scale < 1:  # shrink first (area for the image, nearest for labels), then draw at the final size
+            shape = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+            img = cv2.resize(img, shape, interpolation=cv2.INTER_AREA).reshape(shape[1], shape[0], -1)
+            p = cv2.resize(p.astype(np.float32), shape, interpolation=cv2.INTER_NEAREST).astype(np.int32)
+            g = None if g is None else cv2.resize(g.astype(np.float32), shape, interpolation=cv2.INTER_NEAREST)
+            g = None if g is None else g.astype(np.int32)
         low, high = float(img.min()), float(img.max())
         if not np.isfinite([low, high]).all():
             raise ValueError("image holds NaN or infinite values")
         img = (img - low) / max(high - low, 1e-8)
-        tile = overlay(img[..., 0] if img.shape[-1] == 1 else img, p.T, alpha=0.3)
-        draw_contours(tile, np.ascontiguousarray(p.T))
+        tile = overlay(img[..., 0] if img.shape[-1] == 1 else img, p, alpha=0.3)
+        draw_contours(tile, p)
         if g is not None:
-            draw_contours(tile, np.ascontiguousarray(g.T), (255, 255, 255))
-        scale = size / max(tile.shape[:2])
-        interp = cv2.INTER_NEAREST if scale >= 1 else cv2.INTER_AREA
-        tile = cv2.resize(tile, None, fx=scale, fy=scale, interpolation=interp)
+            draw_contours(tile, g, (255, 255, 255))
+        if scale > 1:  # small images: enlarge the drawn tile, pixels stay visible
+            tile = cv2.resize(tile, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
         if k is not None:
-            cv2.putText(tile, f"k={k}", (4, tile.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
+            number = k if slice_numbers is None else slice_numbers[k]
+            cv2.putText(tile, f"k={number}", (4, tile.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1)
         tiles.append(tile)
     height = max(t.shape[0] for t in tiles)
     tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 2), (0, 0))) for t in tiles]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from monaiseg.visualize import case_picture
+from monaiseg.visualize import case_picture, key_index, spread_indices
 
 
 def to_numpy(x) -> np.ndarray:
@@ -20,33 +20,47 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(torch.as_tensor(x).detach().cpu().float())
 
 
-def label_map(x) -> np.ndarray:
-    """(*spatial) int32 labels from (1, *spatial) labels, (K, *spatial) one-hot maps (argmax; channel 0 is
-    background) or (K, *spatial) binary maps that are not one-hot (channel c becomes label c + 1)."""
-    a = to_numpy(x)
+def _one_hot(a: torch.Tensor) -> bool:
+    """Whether (K > 1, *spatial) maps sum to 1 over K (checked on every 97th voxel: cheap on large volumes)."""
+    sample = a.flatten(1)[:, ::97].float()
+    return a.shape[0] > 1 and torch.allclose(sample.sum(0), torch.ones((), device=a.device))
+
+
+def label_map(x) -> torch.Tensor:
+    """(*spatial) int32 labels, on the input's device, from (1, *spatial) labels, (K, *spatial) one-hot maps
+    (argmax; channel 0 is background) or (K, *spatial) binary maps that are not one-hot (channel c becomes
+    label c + 1)."""
+    a = torch.as_tensor(x).detach()
     if a.ndim < 3:
-        raise ValueError(f"a label map of shape {a.shape}: expected (channels, *spatial) with 2 or 3 spatial dims")
+        raise ValueError(f"a label map of shape {tuple(a.shape)}: expected (channels, *spatial), 2 or 3 spatial dims")
     if a.shape[0] == 1:
-        return a[0].round().astype(np.int32)
-    sums = a.sum(0)
-    if np.allclose(sums, 1.0):
-        return a.argmax(0).astype(np.int32)
-    return ((a > 0.5) * np.arange(1, a.shape[0] + 1).reshape(-1, *([1] * (a.ndim - 1)))).max(0).astype(np.int32)
+        return a[0].round().int()
+    if _one_hot(a):
+        return a.argmax(0).int()
+    values = torch.arange(1, a.shape[0] + 1, device=a.device).reshape(-1, *([1] * (a.ndim - 1)))
+    return ((a > 0.5) * values).amax(0).int()
 
 
-def per_label_dice(pred: np.ndarray, gt: np.ndarray) -> dict[int, float]:
-    """Dice of each foreground label present in `pred` or `gt` (label maps of one shape)."""
-    scores = {}
-    for value in np.union1d(np.unique(pred[pred > 0]), np.unique(gt[gt > 0])):
-        p, g = pred == value, gt == value
-        scores[int(value)] = float(2 * np.logical_and(p, g).sum() / (p.sum() + g.sum()))
-    return scores
-
-
-def case_dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Mean Dice over the foreground labels present in `pred` or `gt`; 1.0 when both are empty."""
-    scores = per_label_dice(pred, gt)
-    return float(np.mean(list(scores.values()))) if scores else 1.0
+def per_label_dice(pred, gt) -> dict[int, float]:
+    """Dice of each foreground label present in `pred` or `gt`: both (K, *spatial) binary maps of one shape
+    (channel by channel, no label map of the whole case is made) or both (1, *spatial) label maps."""
+    p, g = torch.as_tensor(pred).detach(), torch.as_tensor(gt).detach()
+    if p.shape != g.shape:
+        raise ValueError(f"prediction {tuple(p.shape)} and ground truth {tuple(g.shape)} differ in shape")
+    if p.shape[0] > 1:
+        first = 1 if _one_hot(g) else 0  # channel c is label c (one-hot) or c + 1
+        pf, gf = p.flatten(1).float(), g.flatten(1).float()  # binary maps (views when already float)
+        scores = {}
+        for c in range(first, p.shape[0]):
+            size = float(pf[c].sum() + gf[c].sum())
+            if size > 0:
+                scores[c + 1 - first] = float(2 * torch.dot(pf[c], gf[c])) / size
+        return scores
+    pm, gm = p[0].round().long().flatten(), g[0].round().long().flatten()
+    n = int(max(int(pm.max()), int(gm.max()), 0)) + 1
+    confusion = torch.bincount(pm.clamp(min=0) * n + gm.clamp(min=0), minlength=n * n).reshape(n, n).double()
+    sizes = confusion.sum(1) + confusion.sum(0)
+    return {v: float(2 * confusion[v, v] / sizes[v]) for v in range(1, n) if sizes[v] > 0}
 
 
 def case_name(out: Mapping, index: int, key: str = "image") -> str:
@@ -65,12 +79,30 @@ def class_probabilities(out: Mapping) -> tuple[np.ndarray, int]:
 
 
 def segmentation_view(out: Mapping, frames: int = 1, size: int = 256) -> tuple[dict[int, float], np.ndarray]:
-    """(per-label Dice, RGB picture titled with the case's mean Dice) of a segmentation output item."""
-    pred, gt = label_map(out["pred"]), label_map(out["label"])
+    """(per-label Dice over the whole case, RGB picture titled with their mean) of a segmentation output
+    item. Of a volume (or video) only the drawn slices become label maps and leave the device: its key
+    slice (the most ground truth, `key_index`) when `frames` is 1, else up to `frames` slices spread over it."""
+    pred, gt = torch.as_tensor(out["pred"]).detach(), torch.as_tensor(out["label"]).detach()
     scores = per_label_dice(pred, gt)
     dice = float(np.mean(list(scores.values()))) if scores else 1.0
     title = f"{case_name(out, 0)}  dice={dice:.3f}"
-    return scores, case_picture(to_numpy(out["image"]), pred, gt, title=title, frames=frames, size=size)
+    image = torch.as_tensor(out["image"]).detach()
+    numbers = None
+    if pred.ndim == 4 and image.ndim == 4 and image.shape[-1] == pred.shape[-1]:
+        if frames > 1:
+            numbers = spread_indices(pred.shape[-1], frames)
+        else:  # foreground voxels per slice: channels 1.. of one-hot maps, else > 0
+            counts = []
+            for v in (gt, pred):
+                fg = v[1:].float() if _one_hot(v) else (v > 0).float()
+                counts.append(fg.sum(dim=tuple(range(v.ndim - 1))).cpu().numpy()[None])
+            numbers = [key_index(*counts)]
+        image, pred, gt = image[..., numbers], pred[..., numbers], gt[..., numbers]
+    pred_map, gt_map = label_map(pred).cpu().numpy(), label_map(gt).cpu().numpy()
+    picture = case_picture(
+        to_numpy(image), pred_map, gt_map, title=title, frames=frames, size=size, slice_numbers=numbers
+    )
+    return scores, picture
 
 
 def classification_view(out: Mapping, class_names: list[str], size: int = 160) -> tuple[float, np.ndarray]:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .bundle_training import latest_resume, train_in_process, train_then_exit
+from .bundle_training import latest_resume, run_torchrun, train_in_process, train_then_exit
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,70 @@ def kill_resume_runs(tiny_run, tmp_path_factory):
                 killed_leftovers=leftovers,
                 killed_epoch1=killed_epoch1,
             )
+        return made[bundle.name]
+
+    return get
+
+
+# test-only: each rank appends the files of its batches to <bundle_root>/seen_rank<r>.txt
+RECORD_FILES = (
+    "$@train#trainer.add_event_handler(monai.engines.workflow.Events.ITERATION_COMPLETED, "
+    "lambda e: open(@bundle_root + '/seen_rank' + str(torch.distributed.get_rank()) + '.txt', 'a')"
+    ".write(''.join(f + chr(10) for f in monaiseg.utils.batch.batch_source_names(e.state.batch))))"
+)
+
+
+@dataclass(frozen=True)
+class TrackedTorchrun:
+    """A tiny torchrun training (2 CPU processes) tracked on the session's MLflow server."""
+
+    proc: subprocess.CompletedProcess
+    root: Path  # its bundle root (seen_rank<r>.txt, models/, eval/overlays/)
+    experiment: str  # its MLflow experiment name
+
+
+@pytest.fixture(scope="session")
+def tracked_torchrun(tiny_run, mlflow_server, tmp_path_factory):
+    """bundle folder -> `TrackedTorchrun`: train.json + multi_gpu_train.json + tiny.json with torchrun on 2
+    processes, `--tracking mlflow` on `mlflow_server` (experiment `torchrun_<bundle>`), validation overlays
+    asked for (`overlay_interval` 1); each rank records the files of its batches. Run once per bundle (the
+    conformance test and the browser check share it)."""
+    made: dict[str, TrackedTorchrun] = {}
+
+    def get(bundle: Path) -> TrackedTorchrun:
+        if bundle.name not in made:
+            root = tmp_path_factory.mktemp(f"torchrun_{bundle.name}")
+            train = json.loads((bundle / "configs" / "train.json").read_text())
+            record = root / "record_batches.json"
+            record.write_text(json.dumps({"run": [RECORD_FILES, *train["run"]]}))
+            names = ("train.json", "multi_gpu_train.json", "tiny.json")
+            configs = [str(bundle / "configs" / n) for n in names] + [str(record)]
+            experiment = f"torchrun_{bundle.name}"
+            data = {**tiny_run(bundle), "overlay_interval": 1}
+            overrides = [a for k, v in data.items() for a in (f"--{k}", v if isinstance(v, str) else repr(v))]
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node=2",
+                "-m",
+                "monai.bundle",
+                "run",
+                "--config_file",
+                str(configs),
+                "--bundle_root",
+                str(root),
+                *overrides,
+                "--logging_file",
+                str(bundle / "configs" / "logging.conf"),
+                "--tracking",
+                "mlflow",
+                "--tracking_uri",
+                mlflow_server,
+                "--experiment_name",
+                experiment,
+            ]
+            made[bundle.name] = TrackedTorchrun(run_torchrun(cmd, cwd=root), root, experiment)
         return made[bundle.name]
 
     return get

@@ -10,14 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import BUNDLE_IDS, BUNDLES, REPO
 
-from .bundle_training import EPOCHS, NO_VALIDATION_DURING_TRAINING, latest_resume, run_torchrun, train_in_process
+from .bundle_training import EPOCHS, NO_VALIDATION_DURING_TRAINING, latest_resume, train_in_process
 
 spec = importlib.util.spec_from_file_location("verify_bundles", REPO / "scripts" / "verify_bundles.py")
 verify_bundles = importlib.util.module_from_spec(spec)
@@ -65,47 +64,14 @@ def test_verify_bundles_reports_a_broken_bundle(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # torchrun (2 CPU processes, gloo) tracked on a real MLflow server
 # ---------------------------------------------------------------------------------------------
-RECORD_FILES = (
-    "$@train#trainer.add_event_handler(monai.engines.workflow.Events.ITERATION_COMPLETED, "
-    "lambda e: open(@bundle_root + '/seen_rank' + str(torch.distributed.get_rank()) + '.txt', 'a')"
-    ".write(''.join(f + chr(10) for f in monaiseg.utils.batch.batch_source_names(e.state.batch))))"
-)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
-def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_run, mlflow_server, tmp_path):
+def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tracked_torchrun, mlflow_server):
     from mlflow import MlflowClient
 
     train = json.loads((bundle / "configs" / "train.json").read_text())
-    record = tmp_path / "record_batches.json"  # test-only: each rank appends the files of its batches
-    record.write_text(json.dumps({"run": [RECORD_FILES, *train["run"]]}))
-    configs = [str(bundle / "configs" / n) for n in ("train.json", "multi_gpu_train.json", "tiny.json")] + [str(record)]
-    experiment = f"torchrun_{bundle.name}"
-    overrides = [a for k, v in tiny_run(bundle).items() for a in (f"--{k}", v if isinstance(v, str) else repr(v))]
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str(configs),
-        "--bundle_root",
-        str(tmp_path),
-        *overrides,
-        "--logging_file",
-        str(bundle / "configs" / "logging.conf"),
-        "--tracking",
-        "mlflow",
-        "--tracking_uri",
-        mlflow_server,
-        "--experiment_name",
-        experiment,
-    ]
-    proc = run_torchrun(cmd, cwd=tmp_path)
+    run = tracked_torchrun(bundle)  # train.json + multi_gpu_train.json + tiny.json, overlays asked for
+    proc, tmp_path, experiment = run.proc, run.root, run.experiment
     assert proc.returncode == 0, f"{bundle.name} torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     iterations = tiny(bundle)["max_epochs"] * tiny(bundle)["epoch_length"]
     assert (proc.stdout + proc.stderr).count("train_loss:") == iterations  # rank 0 logs, rank 1 does not
@@ -134,6 +100,10 @@ def test_torchrun_two_processes_tracked_on_mlflow_server(bundle, tiny_run, mlflo
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert "model.pt" in artifacts, artifacts
     assert any(a.endswith(".json") for a in artifacts), f"no executed config among {artifacts}"
+    if bundle.name not in NO_VALIDATION_DURING_TRAINING:  # validation overlays of each epoch, rank 0 only
+        pictures = [a.path for a in client.list_artifacts(run_id, "overlays/epoch_001")]
+        assert pictures and all(p.endswith(".png") for p in pictures), pictures
+        assert len(pictures) == len(list((tmp_path / "eval" / "overlays" / "epoch_001").iterdir()))
 
 
 # ---------------------------------------------------------------------------------------------

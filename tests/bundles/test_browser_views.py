@@ -1,0 +1,116 @@
+"""Real-browser checks (headless Debian chromium + chromium-driver, driven by selenium; one browser for the
+module): the MLflow UI over a store a tiny training wrote shows the validation overlays among the run's
+artifacts, and report.html opened from disk shows its tables and embedded pictures."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import torch
+from conftest import REPO
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="chromium / chromedriver absent (apt-get install chromium chromium-driver)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium (fresh profile) for the module's checks."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium_profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=subprocess.DEVNULL), options=options)
+    driver.set_page_load_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(driver, condition, what: str, timeout: float = 120):
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.5).until(condition)
+    except TimeoutException:
+        body = driver.find_element("tag name", "body").text
+        pytest.fail(f"{what} did not show within {timeout} s; the page says:\n{body[:3000]}")
+
+
+def test_mlflow_ui_lists_the_validation_overlays_of_a_tiny_training(browser, tracked_torchrun, mlflow_server):
+    from mlflow import MlflowClient
+
+    run = tracked_torchrun(REPO / "bundles" / "medsam")  # the conformance test's tracked training, shared
+    assert run.proc.returncode == 0, run.proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name(run.experiment)
+    (mlflow_run,) = client.search_runs([experiment.experiment_id])
+    pictures = [a.path for a in client.list_artifacts(mlflow_run.info.run_id, "overlays/epoch_001")]
+    assert pictures, "no overlays logged"
+    # the run's artifacts page with the first overlay selected: the tree opens overlays/epoch_001
+    browser.get(
+        f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs/{mlflow_run.info.run_id}/artifacts/{pictures[0]}"
+    )
+    names = [p.rsplit("/", 1)[-1] for p in pictures]
+
+    def tree_lists_overlays(driver):
+        text = driver.find_element("tag name", "body").text
+        return "epoch_001" in text and all(n in text for n in names)
+
+    wait_for(browser, tree_lists_overlays, f"the artifact tree with {names}")
+    loaded = "return [...document.images].filter(i => i.src.startsWith('blob:') && i.naturalWidth > 0).length"
+    wait_for(browser, lambda d: d.execute_script(loaded) > 0, "the selected overlay's preview image")
+
+
+def test_report_html_from_disk_shows_its_tables_and_pictures(browser, tmp_path):
+    from ignite.engine import Engine, Events
+
+    from monaiseg.handlers import EvaluationReport
+
+    def case(i: int) -> dict:
+        label = torch.zeros(1, 40, 32)
+        label[0, 8:20, 8:20] = 1
+        pred = torch.roll(label, i, dims=1)
+        return {
+            "image": torch.rand(1, 40, 32),
+            "pred": torch.cat([1 - pred, pred]),
+            "label": torch.cat([1 - label, label]),
+        }
+
+    engine = Engine(lambda e, batch: batch)
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: setattr(e.state, "metrics", {"val_mean_dice": 0.7}))
+    report = EvaluationReport(tmp_path / "report.html", label_names=["organ"], config={"learning_rate": 1e-4})
+    report.attach(engine)
+    engine.run([[case(i)] for i in range(8)], max_epochs=1)
+
+    browser.get(report.filename.as_uri())
+    wait_for(browser, lambda d: d.find_elements("css selector", "table.summary"), "the summary table")
+    cells = [td.text for td in browser.find_elements("css selector", "table.summary td")]
+    assert "val_mean_dice" in cells and "0.7000" in cells
+    count = "return [...document.images].filter(i => i.complete && i.naturalWidth > 0).length"
+    assert browser.execute_script(count) == 1 + 5 + 5  # per-case plot, 5 worst, 5 best: all decoded
+    assert "learning_rate" in browser.find_element("css selector", "pre.config").text
