@@ -13,8 +13,9 @@ over the side's, the encoder's GFLOP/s (FLOPs counted by torch's FlopCounterMode
 % of the fp32 matmul peak measured at the start and the end of the same run (best of both), and Dice of
 its masks against the package's per data set (mean, min over objects).
 
-    .venv/bin/python scripts/bench_lite_medsam_runtime.py [--data ../shared/data] [--per-set 4]
+    .venv/bin/python scripts/bench_lite_medsam_runtime.py [--data DIR] [--per-set 4]
         [--runtimes eager openvino openvino:bf16 onnxruntime] [--json out.json]
+(`--data`: the folder of the three data sets; default: shared/data beside the repository.)
 """
 
 from __future__ import annotations
