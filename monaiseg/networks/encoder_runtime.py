@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -90,11 +91,13 @@ def export_onnx(module: nn.Module, example: torch.Tensor) -> bytes:
 
 class ExportedEncoder:
     """`module` exported for inputs (1, *shape[1:]) and compiled by `runtime` ("openvino" or "onnxruntime");
-    calling it maps a float32 CPU batch (B, *shape[1:]) to the module's output (B, ...), sample by sample.
-    It is a frozen copy: later changes of the module's weights do not reach it."""
+    calling it maps a float32 CPU batch (B, *shape[1:]) to the module's output (B, ...), sample by sample,
+    one call at a time (threads, e.g. MONAI Label's requests, wait for each other). It is a frozen copy:
+    later changes of the module's weights do not reach it."""
 
     def __init__(self, module: nn.Module, shape: tuple[int, ...], runtime: str, precision: str = "f32"):
         self.runtime, self.precision, self.shape = runtime, precision, (1, *shape[1:])
+        self._lock = threading.Lock()
         model = export_onnx(module, torch.zeros(self.shape))
         threads = torch.get_num_threads()
         if runtime == "openvino":
@@ -124,4 +127,5 @@ class ExportedEncoder:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         samples = x.detach().to(torch.float32).numpy()
-        return torch.from_numpy(np.concatenate([np.array(self._run(s[None])) for s in samples]))
+        with self._lock:
+            return torch.from_numpy(np.concatenate([np.array(self._run(s[None])) for s in samples]))

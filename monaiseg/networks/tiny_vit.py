@@ -30,6 +30,7 @@ and it ends in a classifier head instead of SAM's neck.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ from torch import nn
 from .encoder_runtime import ExportedEncoder, resolve_runtime
 
 logger = logging.getLogger(__name__)
+_EXPORT_LOCK = threading.Lock()  # one export at a time (concurrent first calls, e.g. MONAI Label requests)
 
 
 class ConvBN(nn.Sequential):
@@ -273,16 +275,17 @@ class TinyViT(nn.Module):
             or tuple(x.shape[1:]) != shape
         ):
             return None
-        if self._exported is None:
-            try:
-                self._exported = ExportedEncoder(self, (1, *shape), self.runtime, self.precision)
-            except Exception as exc:  # noqa: BLE001 - any export / compile failure falls back, logged
-                logger.warning(
-                    "TinyViT: %s runtime failed (%s: %s); running eager", self.runtime, type(exc).__name__, exc
-                )
-                self.runtime = "eager"
-                return None
-        return self._exported(x)
+        with _EXPORT_LOCK:
+            if self._exported is None and self.runtime != "eager":
+                try:
+                    self._exported = ExportedEncoder(self, (1, *shape), self.runtime, self.precision)
+                except Exception as exc:  # noqa: BLE001 - any export / compile failure falls back, logged
+                    logger.warning(
+                        "TinyViT: %s runtime failed (%s: %s); running eager", self.runtime, type(exc).__name__, exc
+                    )
+                    self.runtime = "eager"
+            exported = self._exported
+        return None if exported is None else exported(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> image embedding (B, out_chans, S / r, S / r), r = product of `merge_strides`."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -30,6 +31,11 @@ def tiny_encoder(seed: int = 0) -> TinyViT:
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 2.0)
     return encoder
+
+
+@torch.no_grad()
+def infer(encoder: TinyViT, x: torch.Tensor) -> torch.Tensor:
+    return encoder(x)
 
 
 def test_names_precisions_and_devices_are_checked(monkeypatch):
@@ -57,6 +63,8 @@ def test_each_runtime_equals_eager_and_stays_fresh(runtime):
         got = encoder(x)
         assert isinstance(encoder._exported, er.ExportedEncoder) and encoder._exported.runtime == runtime
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        with ThreadPoolExecutor(4) as pool:  # concurrent callers (MONAI Label requests) share the export
+            assert all(torch.equal(y, got) for y in pool.map(infer, [encoder] * 8, [x] * 8))
         encoder.load_state_dict(tiny_encoder(seed=1).state_dict())  # new weights: exported again
         assert encoder._exported is None
         torch.testing.assert_close(encoder(x), tiny_encoder(seed=1)(x), rtol=1e-4, atol=1e-4)
