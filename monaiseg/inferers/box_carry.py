@@ -21,7 +21,9 @@ Speed: each slice is encoded once for all objects (the objects' prompts are deco
 its features), and a network with `encode_images` / `predict_masks` (`SAMSegmenter`) encodes
 `encode_batch` upcoming slices per encoder call: the slices where pending carries start and the
 reach of the running ones (a carry without a slice range looks ahead no further than it came, as
-its mask may vanish). Batched or not, the labels are the same. The features of slices the downward
+its mask may vanish). Batched or not, the labels are the same. `encode_batch=None` (the default):
+4 on a GPU, 1 on a CPU (on 2 shared cores a batch of 4 TinyViT slices took as long per slice as
+one at a time, or longer: the CPU is saturated by one slice). The features of slices the downward
 sweep needs again are kept from the upward one. Upstream's 3D loop encodes every slice once per
 object.
 
@@ -292,10 +294,11 @@ class _SliceFeatures:
     """Image features of the slices of a (C, H, W, D) volume (the network's view), encoded
     `batch` slices per encoder call and kept only while a later slice of the run may need them."""
 
-    def __init__(self, network, volume: torch.Tensor, slices: _WholeSlice, batch: int):
-        self.network, self.volume, self.slices, self.batch = network, volume, slices, max(1, int(batch))
+    def __init__(self, network, volume: torch.Tensor, slices: _WholeSlice, batch: int | None):
+        self.network, self.volume, self.slices = network, volume, slices
         self.kept: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         self.device = next(network.parameters(), torch.empty(0)).device
+        self.batch = max(1, int(batch)) if batch is not None else 4 if self.device.type == "cuda" else 1
         self.encoder_calls = 0
 
     def get(self, k: int, ahead: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -349,7 +352,7 @@ class BoxCarry:
         letterbox: int | None = None,
         overlap: str = "logit",
         min_iou: float | None = None,
-        encode_batch: int = 4,
+        encode_batch: int | None = None,
     ):
         if overlap not in OVERLAP_RULES:
             raise ValueError(f"overlap must be one of {OVERLAP_RULES}, got {overlap!r}")
@@ -653,7 +656,7 @@ def box_carry_volume(
     letterbox: int | None = None,
     overlap: str = "logit",
     min_iou: float | None = None,
-    encode_batch: int = 4,
+    encode_batch: int | None = None,
 ) -> torch.Tensor:
     """Label volume (H, W, D) float32 (each object its `obj_id`, 0 elsewhere) for a volume
     (C, H, W, D) and box prompts (`ObjectPrompt` with `frame`, `box` and optionally `frame_range`).
@@ -680,7 +683,7 @@ class BoxCarryInferer(Inferer):
         letterbox: int | None = None,
         overlap: str = "logit",
         min_iou: float | None = None,
-        encode_batch: int = 4,
+        encode_batch: int | None = None,
     ):
         super().__init__()
         if overlap not in OVERLAP_RULES:
