@@ -1,7 +1,9 @@
-"""`monaiseg` command line. `monaiseg label serve --studies DIR [--host 127.0.0.1] [--port 8000]
+"""`monaiseg` command line. `monaiseg label serve --studies DIR|URL [--host 127.0.0.1] [--port 8000]
 [--bundles PATH ...] [--overrides FILE ...] [--cache-mib 1024] [--max-sessions 8] [--session-idle-s 1800]`
 starts a MONAI Label server on the monaiseg app (`monaiseg.label.main`) for the bundles found
-(default: the repository's bundles/)."""
+(default: the repository's bundles/). A `http(s)://` URL as studies is a DICOMweb server (e.g.
+Orthanc's `http://127.0.0.1:8042/dicom-web`): images are its image series, final labels go back as
+DICOM SEG."""
 
 from __future__ import annotations
 
@@ -16,11 +18,17 @@ APP_SHIM = (
 )
 
 
+def is_url(studies: str) -> bool:
+    return studies.startswith(("http://", "https://"))
+
+
 def server_command(args: argparse.Namespace) -> list[str]:
     """The `python -m monailabel.main start_server ...` command for `label serve` arguments; writes
-    the app folder (a main.py importing `MonaisegApp`; MONAI Label also keeps its logs there)."""
-    studies = Path(args.studies).resolve()
-    app_dir = Path(args.app_dir).resolve() if args.app_dir else studies / ".monaiseg-label-app"
+    the app folder (a main.py importing `MonaisegApp`; MONAI Label also keeps its logs there, and
+    with a DICOMweb server its cache of downloaded series)."""
+    studies = args.studies.rstrip("/") if is_url(args.studies) else str(Path(args.studies).resolve())
+    default_app = Path.cwd() if is_url(studies) else Path(studies)
+    app_dir = Path(args.app_dir).resolve() if args.app_dir else default_app / ".monaiseg-label-app"
     app_dir.mkdir(parents=True, exist_ok=True)
     main = app_dir / "main.py"
     if not main.is_file() or main.read_text() != APP_SHIM:
@@ -33,7 +41,7 @@ def server_command(args: argparse.Namespace) -> list[str]:
         "--app",
         str(app_dir),
         "--studies",
-        str(studies),
+        studies,
         "--host",
         args.host,
         "-p",
@@ -53,7 +61,11 @@ def parser() -> argparse.ArgumentParser:
     groups = p.add_subparsers(dest="group", required=True)
     label = groups.add_parser("label", help="MONAI Label server").add_subparsers(dest="action", required=True)
     serve = label.add_parser("serve", help="serve the bundles to 3D Slicer / OHIF over MONAI Label")
-    serve.add_argument("--studies", required=True, help="datastore folder (images, labels); created if missing")
+    serve.add_argument(
+        "--studies",
+        required=True,
+        help="datastore folder (images, labels; created if missing) or a DICOMweb URL (e.g. Orthanc's /dicom-web)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--bundles", nargs="+", help="bundle folders or folders of bundles (default: bundles/)")
@@ -62,7 +74,10 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         help="config files merged after each bundle's inference.json where the bundle has them, e.g. tiny.json",
     )
-    serve.add_argument("--app-dir", help="MONAI Label app folder (default: STUDIES/.monaiseg-label-app)")
+    serve.add_argument(
+        "--app-dir",
+        help="MONAI Label app folder (default: STUDIES/.monaiseg-label-app, ./.monaiseg-label-app for a URL)",
+    )
     serve.add_argument(
         "--cache-mib", type=float, default=1024, help="bound of the in-memory image-embedding cache (0: off)"
     )
@@ -74,10 +89,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.group == "label" and args.action == "serve":
-        Path(args.studies).mkdir(parents=True, exist_ok=True)
+        if not is_url(args.studies):
+            Path(args.studies).mkdir(parents=True, exist_ok=True)
         cmd = server_command(args)
         app_dir = Path(cmd[cmd.index("--app") + 1])
         os.environ.setdefault("MONAI_LABEL_SESSION_PATH", str(app_dir / "sessions"))  # not the user's home
+        if is_url(args.studies):  # downloaded series in the app folder; new series listed within 10 s
+            os.environ.setdefault("MONAI_LABEL_DICOMWEB_CACHE_PATH", str(app_dir / "dicomweb-cache"))
+            os.environ.setdefault("MONAI_LABEL_DICOMWEB_CACHE_EXPIRY", "10")
         # blocks of 1 MiB and more (embeddings, activations) are mapped and unmapped when freed, so the
         # embeddings the cache evicts leave the server's memory instead of fragmenting glibc's heap
         os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(2**20))

@@ -9,6 +9,9 @@ subclass. App conf (`--conf KEY VALUE`, set by `monaiseg label serve`):
   (MiB, default 1024; 0: no reuse)
 - `max_sessions`, `session_idle_s`: how many interactive sessions are kept (default 8) and after
   how many idle seconds one expires (default 1800)
+
+`--studies http(s)://.../dicom-web`: a DICOMweb server (e.g. Orthanc) is the datastore
+(`monaiseg.label.dicomweb.CheckedDICOMwebDatastore`: checked series, DICOM SEG results).
 """
 
 from __future__ import annotations
@@ -16,11 +19,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import requests
 from fastapi import HTTPException
+from monailabel.config import settings
+from monailabel.datastore.dicom import DICOMwebClientX
 from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
 
 from monaiseg.data.memory_cache import MemoryLRU
 from monaiseg.label.bundles import discover
+from monaiseg.label.dicomweb import CheckedDICOMwebDatastore
 from monaiseg.label.reuse import ReusedNetworks
 from monaiseg.label.runtime import BundleRuntime
 from monaiseg.label.sessions import EXPIRED, SessionStore
@@ -53,6 +61,39 @@ class MonaisegApp(MONAILabelApp):
             description="monaiseg bundles (SAM-family) served to 3D Slicer and OHIF",
             version="0.1.0",
         )
+
+    def init_remote_datastore(self) -> Datastore:
+        """A DICOMweb server (user / password from MONAI Label's settings, as its own datastore)."""
+        session = None
+        if settings.MONAI_LABEL_DICOMWEB_USERNAME and settings.MONAI_LABEL_DICOMWEB_PASSWORD:
+            session = requests.Session()
+            session.auth = (settings.MONAI_LABEL_DICOMWEB_USERNAME, settings.MONAI_LABEL_DICOMWEB_PASSWORD)
+        client = DICOMwebClientX(
+            url=self.studies,
+            session=session,
+            qido_url_prefix=settings.MONAI_LABEL_QIDO_PREFIX,
+            wado_url_prefix=settings.MONAI_LABEL_WADO_PREFIX,
+            stow_url_prefix=settings.MONAI_LABEL_STOW_PREFIX,
+        )
+        # dicomweb-client retries every failure 5 times over 30 s of back-off, a refused connection
+        # included: once after 0.2 s is enough to tell a user that the server is down
+        client.set_http_retry_params(max_attempts=2, wait_exponential_multiplier=100)
+        return CheckedDICOMwebDatastore(
+            client,
+            settings.MONAI_LABEL_DICOMWEB_SEARCH_FILTER,
+            (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None,
+            self.segment_names,
+        )
+
+    def segment_names(self, model: str | None) -> dict[int, str]:
+        """{label value: name} of a served bundle (all served bundles' labels when `model` is None
+        or unknown; the first bundle naming a value wins)."""
+        runtimes = [self.runtimes[model]] if model in self.runtimes else list(self.runtimes.values())
+        names: dict[int, str] = {}
+        for rt in runtimes:
+            for name, value in rt.info.labels.items():
+                names.setdefault(value, name)
+        return names
 
     def init_infers(self):
         networks = ReusedNetworks(self.embedding_cache)
@@ -89,6 +130,9 @@ class MonaisegApp(MONAILabelApp):
         if isinstance(image, str) and image and not Path(image).exists():
             store = datastore or self.datastore()
             if image not in store.list_images():
+                modality = store.series_modality(image) if isinstance(store, CheckedDICOMwebDatastore) else None
+                if modality:
+                    raise HTTPException(422, detail=f"series {image}: a {modality} object is not an image to segment")
                 raise HTTPException(404, detail=f"image {image!r} is not in the datastore")
         return super().infer(request, datastore)
 
