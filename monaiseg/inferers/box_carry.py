@@ -300,7 +300,6 @@ class _SliceFeatures:
         self.kept: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         self.device = next(network.parameters(), torch.empty(0)).device
         self.batch = max(1, int(batch)) if batch is not None else 4 if self.device.type == "cuda" else 1
-        self.encoder_calls = 0
 
     def get(self, k: int, ahead: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Features of slice k; on a miss, k and the `ahead` slices not held yet in one encoder call."""
@@ -308,13 +307,12 @@ class _SliceFeatures:
             frames = [k] + [a for a in ahead if a not in self.kept][: self.batch - 1]
             images = torch.stack([self.slices.input(self.volume[..., f]) for f in frames]).to(self.device)
             embeddings, high_res = self.network.encode_images(images)
-            self.encoder_calls += 1
             for n, f in enumerate(frames):
                 self.kept[f] = (embeddings[n : n + 1], [level[n : n + 1] for level in high_res])
         return self.kept[k]
 
-    def drop(self, keep: set[int]) -> None:
-        self.kept = {k: v for k, v in self.kept.items() if k in keep}
+    def clear(self) -> None:
+        self.kept = {}
 
     def masks(self, k: int, ahead: Sequence[int], prompt: _Prompt) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (1, 1, H, W) and predicted IoU (1,) of one object's prompt on slice k."""
@@ -524,7 +522,7 @@ class BoxCarry:
                 changed |= self._clear(obj, k - 1, True, step)
         self._sweep(down, True, set(), step, changed)
         if self.features is not None:
-            self.features.drop(set())
+            self.features.clear()
         return changed
 
     def _sweep(self, chains: list[_Chain], reverse: bool, keep: set[int], step: _Step | None, changed: set[int]):
