@@ -5,7 +5,7 @@ One in-process bundle run over a synthetic image (two bright ellipses on noise, 
 data needed) and, when the real sample data is there, the first 10 images (sorted) of each set; the
 independent reference of the official procedure on the synthetic image and the first image of each set
 (the full sets are the script's job: bundles/lite_medsam/docs/README.md#parity-with-the-official-pipeline).
-About 35 encoder calls, ~1.5 min on two idle cores; without the data ~15 s."""
+About 35 encoder calls (OpenVINO runtime), 105 s on two cores; without the data ~15 s."""
 
 from __future__ import annotations
 
