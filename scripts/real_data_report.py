@@ -29,7 +29,11 @@ BEFORE_KINDS = ("zero-shot", "random-init", "none")
 
 def report_scripts() -> dict[str, Path]:
     """{name: path} of every `real_data_<name>.py` beside this script, sorted by name."""
-    return {p.stem.removeprefix("real_data_"): p for p in sorted(SCRIPTS.glob("real_data_*.py")) if p.stem != "real_data_report"}
+    return {
+        p.stem.removeprefix("real_data_"): p
+        for p in sorted(SCRIPTS.glob("real_data_*.py"))
+        if p.stem != "real_data_report"
+    }
 
 
 def check_rows(rows, source: str) -> list[dict]:
@@ -46,7 +50,9 @@ def check_rows(rows, source: str) -> list[dict]:
             if not isinstance(value, kind):
                 raise ValueError(f"{source}: row {i} needs {key!r} as {kind.__name__}, got {value!r}")
         if row["before_kind"] not in BEFORE_KINDS:
-            raise ValueError(f"{source}: row {i} has before_kind {row['before_kind']!r}, expected one of {BEFORE_KINDS}")
+            raise ValueError(
+                f"{source}: row {i} has before_kind {row['before_kind']!r}, expected one of {BEFORE_KINDS}"
+            )
         if (row.get("before") is None) != (row["before_kind"] == "none"):
             raise ValueError(f"{source}: row {i} needs 'before' exactly when before_kind is not 'none'")
     return rows
@@ -112,7 +118,11 @@ def main(argv=None) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 keep = Path(args.save) if args.save else Path(tmp)
                 keep.mkdir(parents=True, exist_ok=True)
-                rows = [row for name in names for row in run_script(scripts[name], args.data, args.quick, keep / f"{name}.json")]
+                rows = [
+                    row
+                    for name in names
+                    for row in run_script(scripts[name], args.data, args.quick, keep / f"{name}.json")
+                ]
     except (ValueError, RuntimeError) as e:
         sys.exit(f"real_data_report: {e}")
     print(table(rows))

@@ -12,10 +12,26 @@ from conftest import REPO
 SCRIPT = runpy.run_path(str(REPO / "scripts" / "real_data_report.py"))
 
 ROWS = [
-    {"bundle": "lite_medsam", "data": "polyps 14/6", "metric": "Dice", "before_kind": "zero-shot", "before": 0.9,
-     "after": 0.925, "time_s": 125.4, "note": "lr 1e-5"},
-    {"bundle": "unet_cells", "data": "WBC 70/15/15", "metric": "mIoU", "before_kind": "none", "before": None,
-     "after": 0.8, "time_s": 59, "note": ""},
+    {
+        "bundle": "lite_medsam",
+        "data": "polyps 14/6",
+        "metric": "Dice",
+        "before_kind": "zero-shot",
+        "before": 0.9,
+        "after": 0.925,
+        "time_s": 125.4,
+        "note": "lr 1e-5",
+    },
+    {
+        "bundle": "unet_cells",
+        "data": "WBC 70/15/15",
+        "metric": "mIoU",
+        "before_kind": "none",
+        "before": None,
+        "after": 0.8,
+        "time_s": 59,
+        "note": "",
+    },
 ]
 
 
