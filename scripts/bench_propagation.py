@@ -7,8 +7,10 @@ Runs one model, volume and set of box prompts through:
       (bidirectional as MedSAM2 does);
   (c) the same predictor API on our exact in-memory frames (no JPEG): must equal (a).
 The masks of each pass are merged into labels the way `propagate_volume` merges them.
+`--profile` splits each method's time into the image encoder, memory attention, memory encoder, prompt
+encoder + mask decoder and the rest (module forward hooks; calls counted), per slice.
 
-    .venv/bin/python scripts/bench_propagation.py [--threads 1] [--depth 40 --objects 1 ...]
+    .venv/bin/python scripts/bench_propagation.py [--threads 1] [--depth 40 --objects 1 ...] [--profile]
 """
 
 from __future__ import annotations
@@ -115,6 +117,53 @@ def run_memory(model, volume, prompts, stats):
     return reference_propagate(model, state, prompts, stats)
 
 
+PARTS = {  # profiled parts: SAM2Base submodules, called one at a time (none inside another)
+    "image encoder": ("image_encoder",),
+    "memory attention": ("memory_attention",),
+    "memory encoder": ("memory_encoder",),
+    "prompt enc. + mask decoder": ("sam_prompt_encoder", "sam_mask_decoder"),
+}
+
+
+class ModuleTimes:
+    """Seconds and calls of each of `PARTS` inside a `with` block, from forward pre/post hooks (CUDA synced)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.seconds = dict.fromkeys(PARTS, 0.0)
+        self.calls = dict.fromkeys(PARTS, 0)
+
+    def __enter__(self):
+        self.handles = []
+        for part, names in PARTS.items():
+            for name in names:
+                module = getattr(self.model, name)
+                self.handles.append(module.register_forward_pre_hook(self._start))
+                self.handles.append(module.register_forward_hook(self._stop(part)))
+        return self
+
+    def _start(self, module, args):
+        _sync(module)
+        module._bench_start = time.perf_counter()
+
+    def _stop(self, part):
+        def hook(module, args, output):
+            _sync(module)
+            self.seconds[part] += time.perf_counter() - module._bench_start
+            self.calls[part] += 1
+
+        return hook
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
+def _sync(module) -> None:
+    if next(module.parameters()).is_cuda:
+        torch.cuda.synchronize()
+
+
 class PeakMemory:
     """Peak memory growth (MiB) inside a `with` block: CUDA allocations, else process RSS."""
 
@@ -191,6 +240,21 @@ METHODS = {
 }
 
 
+def print_profile(parts: dict, depth: int) -> None:
+    """Seconds per slice of each part (and its share, calls) for each method's best run; "rest" = the remainder."""
+    print("\nprofile of the best run: s/slice (share, calls)")
+    print(f"  {'part':28s}" + "".join(f"{'(' + m + ')':>24s}" for m, p in parts.items() if p))
+    rows = list(PARTS) + ["rest", "total"]
+    for row in rows:
+        cells = []
+        for profiled in filter(None, parts.values()):
+            total, split = profiled
+            seconds = {"total": total, "rest": total - sum(split.seconds.values())}.get(row, split.seconds.get(row))
+            calls = f", {split.calls[row]}" if row in split.calls else ""
+            cells.append(f"{seconds / depth:.3f} ({100 * seconds / total:4.1f} %{calls})".rjust(24))
+        print(f"  {row:28s}" + "".join(cells))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="tiny", help="sam2.1 size: tiny, small, base_plus, large")
@@ -209,6 +273,7 @@ def main(argv=None) -> None:
         help="torch CPU threads (0: torch default); 1 is steadier when other jobs share the cores",
     )
     parser.add_argument("--time_memory_ref", action="store_true", help="repeat (c) too (default: run it once)")
+    parser.add_argument("--profile", action="store_true", help="split each method's time by model part")
     args = parser.parse_args(argv)
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -229,17 +294,20 @@ def main(argv=None) -> None:
     times = {m: [] for m in METHODS}
     memory = {m: [] for m in METHODS}
     labels, stats = {}, {m: {} for m in METHODS}
+    parts = dict.fromkeys(METHODS)  # the profile of each method's best run
     for r in range(args.repeats):
         order = list(METHODS)[r % 3 :] + list(METHODS)[: r % 3]
         for m in order:
             if m == "c" and r > 0 and not args.time_memory_ref:
                 continue
-            with PeakMemory(device) as peak:
+            with PeakMemory(device) as peak, ModuleTimes(model) if args.profile else contextlib.nullcontext() as split:
                 start = time.perf_counter()
                 out = METHODS[m][1](model, volume, prompts, stats[m])
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 seconds = time.perf_counter() - start
+            if split is not None and seconds <= min(times[m], default=seconds):
+                parts[m] = (seconds, split)
             times[m].append(seconds)
             memory[m].append(peak.mib)
             labels[m] = out.numpy()
@@ -254,6 +322,8 @@ def main(argv=None) -> None:
             f"  ({m}) {METHODS[m][0]:38s} {seconds / depth:.3f} s/slice  {seconds:6.2f} s  "
             f"peak +{min(memory[m]):.0f} MiB  max stored frame outputs {stats[m]['max_stored_frames']}"
         )
+    if args.profile:
+        print_profile(parts, depth)
     speedup = best["b"] / best["a"]
     print(f"  speedup (b)/(a): {speedup:.2f}x   (c)/(a): {best['c'] / best['a']:.2f}x")
     ids = [p.obj_id for p in prompts]

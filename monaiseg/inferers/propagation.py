@@ -10,7 +10,9 @@ does not grow with the number of slices beyond the label volume itself.
 The forward pass runs from the first prompted frame to the end, the backward pass from the last
 prompted frame to the start. Each frame of each object takes its mask from the direction whose
 nearest prompted frame is closer (ties: forward). Within a frame, overlapping objects go to the
-highest logit. Image features of prompted frames are computed once for both passes.
+highest logit. Both passes visit the frames from the first to the last prompted frame: their image features
+are computed once, in the forward pass, and kept for the backward one (up to `SHARED_FRAMES` frames; beyond
+that only the prompted frames' features are kept).
 """
 
 from __future__ import annotations
@@ -89,6 +91,18 @@ def add_prompt(model, state: dict, prompt: ObjectPrompt) -> None:
     )
 
 
+SHARED_FRAMES = 32  # frames whose image features are kept for the backward pass (~8 MiB each at 512)
+
+
+def frames_in_both_passes(prompts: Sequence[ObjectPrompt]) -> set[int]:
+    """Frames whose image features are encoded once for both passes: the frames from the first to the last
+    prompted frame (both passes visit them), or the prompted frames alone when that span exceeds SHARED_FRAMES."""
+    first, last = min(p.frame for p in prompts), max(p.frame for p in prompts)
+    if last - first < SHARED_FRAMES:
+        return set(range(first, last + 1))
+    return {p.frame for p in prompts}
+
+
 def memory_window(model) -> int:
     """How many past frames sam2 reads when tracking a frame (mask memories and object pointers)."""
     return max(model.num_maskmem, model.max_obj_ptrs_in_encoder if model.use_obj_ptrs_in_encoder else 0)
@@ -139,11 +153,11 @@ def propagate_volume(
     frames = LazyFrames(volume, model)
     window = memory_window(model)
     max_stored = 0
-    key_features: dict = {}  # image features of the prompted frames, encoded once for both passes
+    key_features: dict = {}  # image features of the frames both passes visit, encoded once
     starts = {False: min(p.frame for p in prompts), True: max(p.frame for p in prompts)}
     for reverse in (False, True):
         state = new_tracking_state(model, frames, height, width, offload_to_cpu)
-        state["kept_features"], state["keep_frames"] = key_features, {p.frame for p in prompts}
+        state["kept_features"], state["keep_frames"] = key_features, frames_in_both_passes(prompts)
         for prompt in prompts:
             add_prompt(model, state, prompt)
         for frame, obj_ids, masks in model.propagate_in_video(state, start_frame_idx=starts[reverse], reverse=reverse):

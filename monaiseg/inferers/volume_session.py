@@ -34,7 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from monaiseg.data.embedding_cache import tensor_leaves
-from monaiseg.inferers.propagation import LazyFrames, add_prompt, new_tracking_state, owns_frame
+from monaiseg.inferers.propagation import (
+    LazyFrames,
+    add_prompt,
+    frames_in_both_passes,
+    new_tracking_state,
+    owns_frame,
+)
 from monaiseg.prompts import ObjectPrompt
 
 FORWARD, BACKWARD = False, True
@@ -131,11 +137,11 @@ class VolumeSession:
             self.prompts[prompt.obj_id, prompt.frame] = prompt
             self.history.setdefault(prompt.obj_id, [])
             self.sources.setdefault(prompt.obj_id, {})
-        kept: dict = {}  # image features of the prompted frames, encoded once for both passes
+        kept: dict = {}  # image features of the frames both passes visit, encoded once
         starts = {FORWARD: min(p.frame for p in prompts), BACKWARD: max(p.frame for p in prompts)}
         for reverse in (FORWARD, BACKWARD):
             state = self.states[reverse]
-            state["kept_features"], state["keep_frames"] = kept, {p.frame for p in prompts}
+            state["kept_features"], state["keep_frames"] = kept, frames_in_both_passes(prompts)
             for prompt in prompts:
                 add_prompt(self.model, state, prompt)
             for frame, obj_ids, _ in self.model.propagate_in_video(

@@ -18,7 +18,14 @@ import torch
 from monai.data import MetaTensor
 
 from monaiseg.data.collate import collate_with_prompts
-from monaiseg.inferers.propagation import PropagationInferer, memory_window, owns_frame, propagate_volume
+from monaiseg.inferers.propagation import (
+    SHARED_FRAMES,
+    PropagationInferer,
+    frames_in_both_passes,
+    memory_window,
+    owns_frame,
+    propagate_volume,
+)
 from monaiseg.networks import build_sam2_segmenter
 from monaiseg.prompts import ObjectPrompt
 
@@ -30,9 +37,9 @@ def model():
 
 
 def run_recorded(model, volume, prompts):
-    """propagate_volume, recording sam2's yields and its per-frame tracking calls."""
-    yields, calls, stats = [], [], {}
-    generator, single = model.propagate_in_video, model._run_single_frame_inference
+    """propagate_volume, recording sam2's yields, its per-frame tracking calls and the images it encodes."""
+    yields, calls, encoded, stats = [], [], [], {}
+    generator, single, get_feature = model.propagate_in_video, model._run_single_frame_inference, model.forward_image
 
     def propagate_in_video(state, *args, reverse=False, **kwargs):
         for frame, obj_ids, masks in generator(state, *args, reverse=reverse, **kwargs):
@@ -43,11 +50,16 @@ def run_recorded(model, volume, prompts):
         calls.append((kwargs.get("reverse"), kwargs.get("frame_idx"), kwargs.get("is_init_cond_frame")))
         return single(*args, **kwargs)
 
+    def forward_image(images):
+        encoded.append(images.shape[0])
+        return get_feature(images)
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(model, "propagate_in_video", propagate_in_video)
         mp.setattr(model, "_run_single_frame_inference", run_single)
+        mp.setattr(model, "forward_image", forward_image)
         labels = propagate_volume(model, volume, prompts, stats=stats)
-    return SimpleNamespace(labels=labels, yields=yields, calls=calls, stats=stats)
+    return SimpleNamespace(labels=labels, yields=yields, calls=calls, encoded=encoded, stats=stats)
 
 
 def owner_is_reverse(keys, frame) -> bool:
@@ -120,6 +132,24 @@ def test_one_object_labels_follow_owning_pass(one_object):
     backward = {f: m for r, f, _, m in one_object.yields if r}
     assert torch.equal(one_object.labels[..., 20] == 3, forward[20][0] > 0)
     assert torch.equal(one_object.labels[..., 4] == 3, backward[4][0] > 0)
+
+
+@pytest.mark.slow
+def test_every_slice_is_encoded_once(one_object, two_objects):
+    """Both passes visit the prompted slices and (two objects) slices 6..19 between them: kept from the forward
+    pass, not encoded again (54 encoder calls for two_objects' 40 slices without keeping them)."""
+    assert one_object.encoded == [1] * 30
+    assert two_objects.encoded == [1] * 40
+
+
+def test_frames_kept_for_both_passes_span_the_prompts_up_to_a_limit():
+    def at(*frames):
+        return [ObjectPrompt(obj_id=i + 1, frame=f, box=(0.0, 0.0, 4.0, 4.0)) for i, f in enumerate(frames)]
+
+    assert frames_in_both_passes(at(7)) == {7}
+    assert frames_in_both_passes(at(9, 4, 6)) == {4, 5, 6, 7, 8, 9}
+    assert frames_in_both_passes(at(0, SHARED_FRAMES - 1)) == set(range(SHARED_FRAMES))
+    assert frames_in_both_passes(at(0, SHARED_FRAMES, 3)) == {0, 3, SHARED_FRAMES}  # too far apart: prompts only
 
 
 @pytest.mark.slow
