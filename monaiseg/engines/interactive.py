@@ -40,6 +40,7 @@ from monaiseg.networks.sam_segmenter import SAMSegmenter
 from monaiseg.transforms.clicks import jittered_boxes, sample_error_clicks, sample_foreground_clicks
 from monaiseg.utils.batch import image_names, plain_tensor, unwrap_model
 from monaiseg.utils.distributed import sync_gradients
+from monaiseg.utils.precision import autocast, needs_grad_scaler
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,9 @@ class InteractiveIteration:
     docstring (`mask_only_rounds` False: every round adds a click). The loss function is called
     as loss(mask logits (K, 1, H, W), targets (K, 1, H, W), predicted IoU (K, 1)); one optimizer
     step per round. Output (decollated by the trainer as usual): image, label = targets (K, 1, H, W),
-    pred = last logits, loss = mean over the rounds.
+    pred = last logits, loss = mean over the rounds. `amp`: encoder and decoder under autocast with
+    `amp_dtype` on the trainer's device (losses in float32; the trainer's GradScaler, where float16
+    needs one, scales each step).
     """
 
     def __init__(
@@ -96,12 +99,16 @@ class InteractiveIteration:
         multimask_output: bool = True,
         split_components: bool = False,
         seed: int = 0,
+        amp: bool | str = False,
+        amp_dtype: str = "bfloat16",
     ):
         if mask_num < 1 or iter_point < 0:
             raise ValueError(f"mask_num must be >= 1 and iter_point >= 0, got {mask_num} and {iter_point}")
         self.mask_num, self.iter_point, self.box_prob, self.box_shift = mask_num, iter_point, box_prob, box_shift
         self.mask_only_rounds, self.multimask_output = mask_only_rounds, multimask_output
         self.split_components = split_components
+        self.amp, self.amp_dtype = amp, amp_dtype
+        needs_grad_scaler("cpu", amp, amp_dtype)  # checks the switch and the dtype name now
         self.rng = np.random.default_rng(seed)
 
     def mask_only(self) -> set[int]:
@@ -121,9 +128,14 @@ class InteractiveIteration:
                 f"non-finite loss ({float(loss)}) in {what}: check the images, labels and learning rate"
             )
         engine.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = engine.scaler if engine.amp else None
+        (scaler.scale(loss) if scaler is not None else loss).backward()
         sync_gradients([p for p in model.parameters() if p.requires_grad])
-        engine.optimizer.step()
+        if scaler is not None:
+            scaler.step(engine.optimizer)
+            scaler.update()
+        else:
+            engine.optimizer.step()
 
     def __call__(self, engine: SupervisedTrainer, batchdata: Mapping) -> dict:
         image, label = (
@@ -145,11 +157,12 @@ class InteractiveIteration:
             boxes = jittered_boxes(gt, self.rng, self.box_shift)
         else:
             points, point_labels = sample_foreground_clicks(gt, self.rng)
-        embeddings, _ = model.encode_images(image)
-        masks, low_res, iou = decode_prompts(
-            model, embeddings, size, points, point_labels, boxes, multimask_output=self.multimask_output
-        )
-        loss = engine.loss_function(masks, targets, iou)
+        with autocast(engine.state.device, self.amp, self.amp_dtype):
+            embeddings, _ = model.encode_images(image)
+            masks, low_res, iou = decode_prompts(
+                model, embeddings, size, points, point_labels, boxes, multimask_output=self.multimask_output
+            )
+        loss = engine.loss_function(masks.float(), targets, iou.float())
         self._step(engine, model, loss, f"the first prompt of {names}")
         losses = [loss.detach()]
         embeddings = embeddings.detach()
@@ -160,23 +173,24 @@ class InteractiveIteration:
                 new = sample_error_clicks(masks.detach()[:, 0] > 0, gt, self.rng)
                 points, point_labels = append_clicks(points, point_labels, *new)
                 prompt_points, prompt_labels = points, point_labels
-            masks, low_res, iou = decode_prompts(
-                model,
-                embeddings,
-                size,
-                prompt_points,
-                prompt_labels,
-                mask_inputs=low_res.detach(),
-                multimask_output=self.multimask_output,
-                prompt_grad=False,
-            )
-            loss = engine.loss_function(masks, targets, iou)
+            with autocast(engine.state.device, self.amp, self.amp_dtype):
+                masks, low_res, iou = decode_prompts(
+                    model,
+                    embeddings,
+                    size,
+                    prompt_points,
+                    prompt_labels,
+                    mask_inputs=low_res.detach(),
+                    multimask_output=self.multimask_output,
+                    prompt_grad=False,
+                )
+            loss = engine.loss_function(masks.float(), targets, iou.float())
             self._step(engine, model, loss, f"click round {r + 1} of {names}")
             losses.append(loss.detach())
         engine.state.output = {
             CommonKeys.IMAGE: image,
             CommonKeys.LABEL: targets,
-            CommonKeys.PRED: masks.detach(),
+            CommonKeys.PRED: masks.detach().float(),
             CommonKeys.LOSS: torch.stack(losses).mean(),
         }
         engine.fire_event(IterationEvents.MODEL_COMPLETED)  # MONAI's decollation / postprocessing hooks

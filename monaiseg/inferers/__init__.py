@@ -8,4 +8,5 @@ from .class_prompt import ClassPromptInferer, compose_class_map, image_embedding
 from .decoding import append_clicks, decode_prompts
 from .interactive import InteractiveInferer, image_seed, modes_onehot, parse_mode
 from .object_prompt import ObjectPromptInferer
+from .precision import AutocastInferer, with_amp
 from .propagation import PropagationInferer, memory_window, propagate_volume
