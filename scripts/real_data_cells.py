@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -93,7 +94,8 @@ def measure(bundle: str, dataset: Path, work: Path, minutes: float, epochs: int 
     summary = json.loads((root / "eval" / "summary.json").read_text())
     note = (
         f"{BUNDLES[bundle]['note']}; boundary F1 (2 px) {summary['val_boundary_f1']:.3f}; "
-        f"{max(done, default=0)} epochs in a {minutes:g}-min budget, best validation epoch; 2 CPU cores"
+        f"{max(done, default=0)} epochs in a {minutes:g}-min budget, best validation epoch; "
+        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[1]:.1f} (5 min) at the end"
         + ("; --quick smoke run, not a result" if quick else "")
     )
     return [
