@@ -12,7 +12,9 @@ Layouts read (the source is never modified):
 Output: a MONAI datalist ``{"training": [{"image": rel, "label": index}], "validation": [...],
 "testing": [...], "labels": {"0": name, ...}}`` split per class with a fixed seed (stratified:
 every class is in every split when it has enough images), paths relative to `root`.
-Every image is opened once: an unreadable file is named in the error.
+Every image is opened once: an unreadable file is named in the error. A CSV naming images that do not
+exist raises one error naming the CSV and every missing image (`missing_images_error`), before anything is
+written.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ def check_image(path: str | os.PathLike) -> None:
             image.verify()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"{path}: unreadable image ({exc}).") from None
+
+
+def missing_images_error(csv_path: str | os.PathLike, missing: Sequence[str]) -> FileNotFoundError:
+    """One error naming `csv_path` and the images it names that do not exist (the first 10 listed)."""
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    return FileNotFoundError(
+        f"{csv_path}: {len(missing)} image(s) named in it do not exist: {', '.join(missing[:10])}{more}."
+    )
 
 
 def folder_items(root: str | os.PathLike, classes: Sequence[str] | None = None) -> tuple[list[dict], list[str]]:
@@ -77,8 +87,8 @@ def csv_items(
 
     Paths are taken relative to `root` (default: the CSV's folder). `classes` fixes the label
     order; without it the classes are the sorted names in the CSV (or 0..max when every label is
-    an integer). An unknown class, a bad index or a missing / unreadable image raises naming the
-    CSV and its line."""
+    an integer). An unknown class, a bad index or an unreadable image raises naming the CSV and
+    its line; missing images raise once, every one named (`missing_images_error`)."""
     csv_path = Path(csv_path)
     root = Path(root) if root is not None else csv_path.parent
     if not csv_path.is_file():
@@ -100,6 +110,10 @@ def csv_items(
             else sorted({label for _, _, label in rows})
         )
     classes = list(classes)
+    paths = {line: Path(image) if Path(image).is_absolute() else root / image for line, image, _ in rows}
+    missing = [f"{image!r} (line {line})" for line, image, _ in rows if not paths[line].is_file()]
+    if missing:
+        raise missing_images_error(csv_path, missing)
     items = []
     for line, image, label in rows:
         if label in classes:
@@ -108,11 +122,8 @@ def csv_items(
             index = int(label)
         else:
             raise ValueError(f"{csv_path}, line {line}: unknown class {label!r}; classes are {classes}.")
-        path = Path(image) if Path(image).is_absolute() else root / image
-        if not path.is_file():
-            raise FileNotFoundError(f"{csv_path}, line {line}: image {image!r} not found ({path}).")
         try:
-            check_image(path)
+            check_image(paths[line])
         except ValueError as exc:
             raise ValueError(f"{csv_path}, line {line}: {exc}") from None
         items.append({"image": Path(image).as_posix(), "label": index})
@@ -126,11 +137,12 @@ def wbc_items(src_dir: str | os.PathLike) -> tuple[list[dict], list[str]]:
 
     src = Path(src_dir)
     classes = read_wbc_classes(src / "class_labels.csv")
+    missing = [f"{i:03d}.bmp (image ID {i})" for i in sorted(classes) if not (src / f"{i:03d}.bmp").is_file()]
+    if missing:
+        raise missing_images_error(src / "class_labels.csv", missing)
     items = []
     for image_id, cell_type in sorted(classes.items()):
         path = src / f"{image_id:03d}.bmp"
-        if not path.is_file():
-            raise FileNotFoundError(f"{src / 'class_labels.csv'}: image {path.name} of row {image_id} not found.")
         check_image(path)
         items.append({"image": path.name, "label": cell_type - 1})
     return items, [CELL_TYPES[k] for k in sorted(CELL_TYPES)]

@@ -11,8 +11,12 @@ pooling + a linear classifier, trained end to end.
 
 The attention pair follows the CBAM recipe (Woo et al., ECCV 2018; channel first, then spatial)
 and is our own small implementation. `encoder_training` chooses what of the encoder learns:
-"frozen" (nothing; it runs under no_grad), "adapters" (SAM-Med2D's `Adapter` modules only) or
-"full"; the attention modules and the head always learn.
+"frozen" (nothing; it runs under no_grad and stays in eval mode), "adapters" (SAM-Med2D's `Adapter`
+modules only) or "full"; the attention modules and the head always learn.
+
+`encoder="lite_medsam"` (`lite_encoder.py`) puts LiteMedSAM's pretrained TinyViT in place of the ViT:
+256 x 256 input with min-max [0, 1] intensities (no mean / std), a (B, 256, 64, 64) embedding; the
+attention and pooling are the same.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from torch import nn
 
 from monaiseg.networks.attention import ChannelAttention, SpatialAttention
 from monaiseg.networks.checkpoint import CheckpointMismatchError
+from monaiseg.networks.lite_encoder import FrozenEncoderCache, check_encoder
+from monaiseg.networks.lite_medsam import build_lite_medsam
 from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD, set_pixel_normalization
 from monaiseg.networks.sam_builder import ADAPTER_KEY, PROMPT_DIM, build_sam_segmenter
 from monaiseg.networks.sam_segmenter import normalize_sam_images
@@ -37,10 +43,14 @@ ENCODER_TRAINING = ("frozen", "adapters", "full")
 class SAMClassifier(nn.Module):
     """SAM-MedCls: `forward(images)` (B, 1|3, H, W) in [0, 1] -> class logits (B, num_classes).
 
+    `encoder`: "sam_med2d" (the paper's) or "lite_medsam" (LiteMedSAM's TinyViT, `image_size` 256 only).
     `checkpoint`: SAM-Med2D weights ({'model': state_dict} as written by
     `extract_sam_med2d_weights` from the released sam-med2d_b.pth), loaded strictly into a whole
-    SAM-Med2D model of which only the image encoder is kept; None/"null": random encoder (a
-    warning is logged; e.g. when a trained classifier's own weights are loaded afterwards).
+    SAM-Med2D model of which only the image encoder is kept; for "lite_medsam" a LiteMedSAM file or
+    "default" (the official weights); None/"null": random encoder (a warning is logged; e.g. when
+    a trained classifier's own weights are loaded afterwards). `pixel_mean` / `pixel_std` default
+    to the encoder's own (ImageNet for SAM-Med2D, 0 / 1 for LiteMedSAM). `embedding_cache_dir`: keep
+    the frozen encoder's embeddings there (`FrozenEncoderCache`; "frozen" only), None: no cache.
     `attention=False` replaces both attention modules by identities (ablation). `encoder_*`
     override the ViT size (tiny models for tests), as in `build_sam_segmenter`; `device` "meta"
     builds it without memory (parameter counts).
@@ -74,43 +84,73 @@ class SAMClassifier(nn.Module):
         reduction: int = 16,
         spatial_kernel: int = 7,
         dropout: float = 0.2,
-        pixel_mean: float | Sequence[float] = IMAGENET_MEAN,
-        pixel_std: float | Sequence[float] = IMAGENET_STD,
+        pixel_mean: float | Sequence[float] | None = None,
+        pixel_std: float | Sequence[float] | None = None,
         encoder_depth: int | None = None,
         encoder_embed_dim: int | None = None,
         encoder_num_heads: int | None = None,
         device: str | torch.device = "cpu",
+        encoder: str = "sam_med2d",
+        embedding_cache_dir: str | Path | None = None,
     ):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"SAMClassifier needs at least 2 classes, got num_classes={num_classes}")
         if encoder_training not in ENCODER_TRAINING:
             raise ValueError(f"encoder_training must be one of {ENCODER_TRAINING}, got {encoder_training!r}")
-        self.image_encoder = _sam_med2d_encoder(
-            none_if_null(checkpoint),
-            variant=variant,
-            image_size=image_size,
-            encoder_depth=encoder_depth,
-            encoder_embed_dim=encoder_embed_dim,
-            encoder_num_heads=encoder_num_heads,
-            device=device,
-        )
+        vit_size = {
+            "encoder_depth": encoder_depth,
+            "encoder_embed_dim": encoder_embed_dim,
+            "encoder_num_heads": encoder_num_heads,
+        }
+        check_encoder(encoder, image_size, "SAMClassifier (SAM-MedCls)", **vit_size)
+        self.image_encoder: nn.Module
+        if encoder == "lite_medsam":
+            if encoder_training == "adapters":
+                raise ValueError("SAMClassifier: encoder 'lite_medsam' has no adapters; use 'frozen' or 'full'")
+            self.image_encoder = build_lite_medsam(none_if_null(checkpoint), device).image_encoder
+            default_mean, default_std = 0.0, 1.0
+        else:
+            self.image_encoder = _sam_med2d_encoder(
+                none_if_null(checkpoint), variant=variant, image_size=image_size, device=device, **vit_size
+            )
+            default_mean, default_std = IMAGENET_MEAN, IMAGENET_STD
         self.register_buffer("pixel_mean", torch.zeros(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.ones(1, 3, 1, 1), persistent=False)
-        self.set_normalization(pixel_mean, pixel_std)
+        self.set_normalization(
+            default_mean if pixel_mean is None else pixel_mean, default_std if pixel_std is None else pixel_std
+        )
         self.channel_attention = ChannelAttention(PROMPT_DIM, reduction) if attention else nn.Identity()
         self.spatial_attention = SpatialAttention(spatial_kernel) if attention else nn.Identity()
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * PROMPT_DIM, num_classes))
         self.encoder_training = encoder_training
+        embedding_cache_dir = none_if_null(embedding_cache_dir)
+        if embedding_cache_dir is not None and encoder_training != "frozen":
+            raise ValueError(
+                f"SAMClassifier: embedding_cache_dir needs encoder_training 'frozen', got {encoder_training!r}"
+            )
+        self.embedding_cache = (
+            None if embedding_cache_dir is None else FrozenEncoderCache(embedding_cache_dir, "SAMClassifier")
+        )
         self.image_encoder.requires_grad_(encoder_training == "full")
         if encoder_training == "adapters":
             for name, param in self.image_encoder.named_parameters():
                 param.requires_grad_(ADAPTER_KEY in f".{name}")
         self.to(device)
+        self.train()
+
+    def train(self, mode: bool = True) -> SAMClassifier:
+        """As `nn.Module.train`; a frozen encoder stays in eval mode (TinyViT's batch norm keeps its statistics)."""
+        super().train(mode)
+        if self.encoder_training == "frozen":
+            self.image_encoder.eval()
+        return self
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 1|3, H, W) in [0, 1] -> SAM-Med2D image embedding (B, 256, S/16, S/16); no autograd
-        through the encoder when it is frozen."""
+        """(B, 1|3, H, W) in [0, 1] -> image embedding (B, 256, S/16, S/16) (SAM-Med2D; LiteMedSAM: S/4);
+        no autograd through the encoder when it is frozen."""
+        if self.embedding_cache is not None:
+            return self.embedding_cache.encode(self.image_encoder, self.normalize_images(images))
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_training != "frozen"):
             return self.image_encoder(self.normalize_images(images))
 

@@ -65,7 +65,10 @@ def test_csv_labels(synthetic_classification, tmp_path):
     "rows, message",
     [
         ("ring/img_000.png,ring\ndisc/img_000.png,oval\n", r"bad\.csv, line 3: unknown class 'oval'"),
-        ("ring/img_000.png,ring\nring/img_099.png,ring\n", r"bad\.csv, line 3: image 'ring/img_099.png' not found"),
+        (
+            "ring/img_000.png,ring\nring/img_099.png,ring\n",
+            r"bad\.csv: 1 image\(s\) named in it do not exist: 'ring/img_099.png' \(line 3\)",
+        ),
         ("ring/img_000.png,7\n", r"bad\.csv, line 2: unknown class '7'"),
     ],
 )
