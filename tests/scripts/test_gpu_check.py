@@ -1,0 +1,42 @@
+"""scripts/gpu_check.sh --dry-run (CPU, tiny sizes): the GPU check runs end to end and writes a complete
+report, so the script cannot rot between the runs on a lent GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_gpu_check_dry_run_writes_every_section(tmp_path):
+    out = tmp_path / "gpu_report.json"
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["dry_run"] is True and report["env"]["device"] == "cpu"
+    modes = report["lite_medsam"]["modes"]
+    assert set(modes) == {"float32", "bf16_autocast", "bf16_channels_last"}
+    for mode in modes:
+        assert modes[mode]["images_per_s"] > 0, modes[mode]
+        assert modes[mode]["dice_to_float32"] >= 0.9, modes[mode]
+    assert modes["float32"]["dice_to_float32"] == 1.0
+    assert set(report["bundles"]) == {"unet_cells", "sam_medcls"}
+    for name, row in report["bundles"].items():
+        assert "error" not in row, (name, row.get("traceback"))
+        assert row["predictions_same_shape"] is True and row["prediction_agreement"] > 0.9, (name, row)
+        assert row["float32"]["train_iteration_s"] > 0 and row["amp_bf16"]["train_iteration_s"] > 0
+        assert row["amp_bf16"]["grad_scaler"] is False  # bf16: no GradScaler
+    for name in ("propagation", "peft", "embedding_cache"):
+        assert report[name]["options_checked"] is True, report[name]
+
