@@ -3,7 +3,9 @@
 Client conventions (both in voxel indices of the image as MONAI / ITK read it, IJK; a 2D PNG is
 (I, J) = (column x, row y)):
 - 3D Slicer: "foreground" / "background": [[i, j, k], ...]; "roi": [i0, j0, i1, j1, k0, k1]
-  (a box on slices k0..k1; it prompts the middle slice); "label": the segment name.
+  (a box on slices k0..k1; it prompts the middle slice; with k0 < k1, as its object's only prompt,
+  it is also the object's slice range, which box carry covers exactly, as LiteMedSAM's 3D boxes);
+  "label": the segment name.
 - OHIF: "foreground" / "background" per slice: [[i, j], ...] with "slice": k (or [i, j, k]).
 - Several objects in one request (our extension): "objects": [{"label": name or value,
   "foreground": ..., "background": ..., "roi": ..., "slice": ...}, ...], one label value per object;
@@ -40,11 +42,13 @@ class SlicePrompt:
 
 @dataclass
 class RequestObject:
-    """One object of a request: its label value and name, and its prompts per slice k."""
+    """One object of a request: its label value and name, its prompts per slice k and the slice
+    range (k0, k1) of a lone 3D roi with k0 < k1 (None: not given)."""
 
     value: int
     name: str
     slices: dict[int, SlicePrompt] = field(default_factory=dict)
+    frame_range: tuple[int, int] | None = None
 
 
 def image_shape(path: str | Path) -> tuple[int, ...]:
@@ -159,7 +163,13 @@ def parse_objects(params: Mapping, shape: Sequence[int], labels: Mapping[str, in
                 raise RequestError(f"roi {roi!r} must be [i0, j0, i1, j1] or [i0, j0, i1, j1, k0, k1]")
             i0, j0, i1, j1 = (float(v) for v in roi[:4])
             if len(roi) == 6:
-                k = (int(roi[4]) + int(roi[5])) // 2
+                k0, k1 = int(roi[4]), int(roi[5])
+                if k0 > k1:
+                    raise RequestError(f"roi {roi!r} has k0 > k1")
+                k = (k0 + k1) // 2
+                for end in (k0, k1):
+                    _check(f"roi {list(roi)}", (i0, j0, end), shape)
+                obj.frame_range = (k0, k1) if k0 < k1 else None
             elif slice_idx is not None or ndim == 2:
                 k = slice_idx or 0
             else:
@@ -174,7 +184,10 @@ def parse_objects(params: Mapping, shape: Sequence[int], labels: Mapping[str, in
         if clash:
             raise RequestError(f"label {name!r} is given twice on slice {clash[0]}")
         merged.slices.update(obj.slices)
+        merged.frame_range = merged.frame_range or obj.frame_range
     objects = {v: o for v, o in objects.items() if o.slices}
+    for o in objects.values():
+        o.frame_range = o.frame_range if len(o.slices) == 1 else None  # a range bounds a lone 3D box only
     if not objects:
         raise RequestError("no prompt: give foreground / background points or an roi")
     return list(objects.values())
@@ -201,6 +214,7 @@ def object_prompts(objects: Sequence[RequestObject]) -> list[ObjectPrompt]:
                     box=ijk_box_to_xy(p.box) if p.box is not None else None,
                     points=tuple(ijk_point_to_xy(q) for q in p.points) or None,
                     point_labels=tuple(p.labels) or None,
+                    frame_range=obj.frame_range,
                 )
             )
     return prompts
