@@ -45,6 +45,7 @@ class FloatShadow:
         return output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", BUNDLES, ids=BUNDLE_IDS)
 def test_bf16_autocast_on_cpu_trains_with_the_float32_shapes(bundle, tiny_run, tmp_path):
     """One training iteration of the tiny config with `amp: true`, bf16, on CPU: the autocast forward gives
@@ -130,6 +131,7 @@ def test_bad_switches_are_refused_when_the_config_is_parsed(override, pattern, t
     assert not list(tmp_path.rglob("*.pt"))
 
 
+@pytest.mark.slow
 def test_lite_medsam_real_weights_bf16_masks_match_float32():
     """LiteMedSAM's official weights (eager encoder: autocast applies to torch modules), two objects on a
     synthetic slice through the bundle's box-carry inferer: bf16 masks within Dice 0.98 of float32."""

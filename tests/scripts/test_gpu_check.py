@@ -8,9 +8,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run_writes_every_section(tmp_path):
     out = tmp_path / "gpu_report.json"
     env = {**os.environ, "PYTHON": sys.executable}
@@ -39,4 +41,3 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
         assert row["amp_bf16"]["grad_scaler"] is False  # bf16: no GradScaler
     for name in ("propagation", "peft", "embedding_cache"):
         assert report[name]["options_checked"] is True, report[name]
-
