@@ -62,5 +62,10 @@ class FrozenEncoderCache:
             )
         if self.cache is None:
             self.cache = EmbeddingCache(self.root, encoder, {"model": self.model})
-        with torch.no_grad():  # plain tensors: the entries are read back weights-only
-            return self.cache.encode(inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs)
+        if not isinstance(inputs, MetaTensor):
+            with torch.no_grad():
+                return self.cache.encode(inputs)
+        with torch.no_grad():  # plain tensors in the cache (read back weights-only); the inputs' metadata out
+            embeddings = MetaTensor(self.cache.encode(inputs.as_tensor()))
+        embeddings.copy_meta_from(inputs)
+        return embeddings

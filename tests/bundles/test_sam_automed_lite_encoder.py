@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import REPO, error_chain
+from monai.data import MetaTensor
 
 from monaiseg.networks import freeze_except, lite_medsam_asset, read_sam_checkpoint
 from monaiseg.networks.sam_automed import build_sam_automed
@@ -31,7 +32,7 @@ def test_lite_switch_builds_official_parts_and_runs(tmp_path):
 
     model = freeze_except(model, ["prompt_generator", "mask_decoder"]).train()
     assert not model.image_encoder.training and model.prompt_generator.training  # TinyViT's batch norm kept
-    images = torch.rand(1, 3, 120, 150)
+    images = MetaTensor(torch.rand(1, 3, 120, 150), meta={"filename_or_obj": "polyp.png"})
     logits = model(images)
     assert logits.shape == (1, 3, 120, 150) and torch.equal(logits[:, 0], torch.zeros(1, 120, 150))
     logits[:, 1:].mean().backward()
@@ -42,6 +43,7 @@ def test_lite_switch_builds_official_parts_and_runs(tmp_path):
     with torch.no_grad():
         again = model(images)
     assert (cache.misses, cache.hits) == (1, 1) and torch.allclose(again, logits, atol=1e-5)
+    assert again.meta["filename_or_obj"] == "polyp.png"  # cached embeddings keep the image's metadata (file names)
 
 
 def test_lite_switch_refuses_other_sizes_and_a_trained_encoder_with_cache(tmp_path):
