@@ -60,7 +60,9 @@ def train_and_evaluate(bundle: str, root: Path, overrides: dict, train_only: dic
     """train.json then evaluate.json, both with lite_medsam_encoder.json, into bundle root `root`; wall seconds."""
     root.mkdir(parents=True, exist_ok=True)
     common = {"bundle_root": root, **overrides}
-    seconds = bundle_run(bundle, ["train.json", "lite_medsam_encoder.json"], {**common, **train_only}, root / "train.log")
+    seconds = bundle_run(
+        bundle, ["train.json", "lite_medsam_encoder.json"], {**common, **train_only}, root / "train.log"
+    )
     evaluate = ["train.json", "evaluate.json", "lite_medsam_encoder.json"]
     return seconds + bundle_run(bundle, evaluate, common, root / "evaluate.log")
 
