@@ -47,22 +47,23 @@ def small_wbc_datalist(path):
 @pytest.mark.skipif(not WBC.is_dir(), reason="../shared/data/wbc_cellavision not present")
 def test_real_encoder_beats_random_init_twin(tmp_path):
     """train.json + lite_medsam_encoder.json then evaluate.json, twice with the same seed and epochs: the
-    official LiteMedSAM encoder vs a random-init one (`foundation_checkpoint` null). Test accuracy on 9 held-out
-    cells; measured 0.78 vs 0.33 (macro-F1 0.70 vs 0.23)."""
+    official LiteMedSAM encoder vs a random-init one (`foundation_checkpoint` null). 9 held-out cells; measured:
+    accuracy 0.33 vs 0.11, macro-F1 0.31 vs 0.10 (with 30 / 60 epochs or batch 4 the macro-F1 gap was 0.06-0.15
+    and the accuracy never lower, so the test asserts those)."""
     datalist, num_test = small_wbc_datalist(tmp_path / "datalist.json")
     summaries = {}
-    for variant, foundation in (("random", None), ("real", "default")):
+    for variant, foundation in (("random", "null"), ("real", "default")):
         root = tmp_path / variant
         common = {"bundle_root": str(root), "dataset_dir": str(WBC), "datalist": str(datalist), "overlay_interval": 0}
-        train = {"foundation_checkpoint": foundation, "max_epochs": 15, "val_interval": 15, "batch_size": 5}
+        train = {"foundation_checkpoint": foundation, "max_epochs": 40, "val_interval": 40, "batch_size": 5}
         run_bundle(["train.json", "lite_medsam_encoder.json"], **common, **train)
         run_bundle(["train.json", "evaluate.json", "lite_medsam_encoder.json"], **common)
         summaries[variant] = json.loads((root / "eval" / "summary.json").read_text())
         assert summaries[variant]["num_images"] == num_test == 9
         assert len(list((root / "cache").rglob("*.pt"))) == 10 + 9  # each image encoded once
     real, random = summaries["real"], summaries["random"]
-    assert real["accuracy"] > random["accuracy"] + 0.2, (real["accuracy"], random["accuracy"])
-    assert real["macro_f1"] > random["macro_f1"], (real["macro_f1"], random["macro_f1"])
+    assert real["macro_f1"] > random["macro_f1"] + 0.05, (real["macro_f1"], random["macro_f1"])
+    assert real["accuracy"] >= random["accuracy"], (real["accuracy"], random["accuracy"])
 
 
 @pytest.mark.parametrize(
