@@ -66,14 +66,6 @@ class SAMAutoMed(SAMSegmenter):
         self.register_buffer("generator_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("generator_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> SAMAutoMed:
-        """As `nn.Module.train`; an image encoder without trainable parameters stays in eval mode (so
-        LiteMedSAM's TinyViT keeps its batch norm statistics)."""
-        super().train(mode)
-        if not any(p.requires_grad for p in self.image_encoder.parameters()):
-            self.image_encoder.eval()
-        return self
-
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """As `SAMSegmenter.encode_images`, through the embedding cache when there is one (frozen encoder)."""
         if self.embedding_cache is None:

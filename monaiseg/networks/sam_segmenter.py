@@ -74,6 +74,14 @@ class SAMSegmenter(Sam):
     # one value or (R, G, B) each, on [0, 1] intensities: the contract of SAM2Segmenter
     set_normalization = SAM2Segmenter.set_normalization
 
+    def train(self, mode: bool = True) -> SAMSegmenter:
+        """As `nn.Module.train`; an image encoder without trainable parameters stays in eval mode, so a frozen
+        encoder with batch norm (LiteMedSAM's TinyViT) keeps normalising with its pretrained statistics."""
+        super().train(mode)
+        if not any(p.requires_grad for p in self.image_encoder.parameters()):
+            self.image_encoder.eval()
+        return self
+
     @property
     def image_size(self) -> int:
         """Side S of the square image the encoder sees."""

@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import REPO
 
-from monaiseg.networks import CheckpointMismatchError, build_lite_medsam, load_lite_medsam_checkpoint
+from monaiseg.networks import CheckpointMismatchError, build_lite_medsam, freeze_except, load_lite_medsam_checkpoint
 from monaiseg.networks import lite_medsam as lm
 
 MANIFEST = REPO / "monaiseg" / "networks" / "manifests" / "lite_medsam.json"
@@ -229,3 +229,18 @@ def test_strict_loading_of_files(tmp_path, ours, caplog):
     with caplog.at_level(logging.WARNING):
         random = build_lite_medsam("none")
     assert "RANDOM weights" in caplog.text and not random.training
+
+
+def test_a_frozen_encoder_stays_in_eval_mode_and_keeps_its_batch_norm_statistics():
+    """The trainer calls `network.train()`: TinyViT's batch norm must not switch to batch statistics (nor move
+    its running ones) while only the decoder trains; a trainable encoder trains as usual."""
+    network = freeze_except(build_lite_medsam("none"), ["mask_decoder"]).train()
+    norms = [m for m in network.image_encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in network.image_encoder.modules())
+    assert network.mask_decoder.training
+    before = [m.running_mean.clone() for m in norms]
+    with torch.no_grad():
+        network.image_encoder(torch.rand(2, 3, 256, 256))
+    assert all(torch.equal(m.running_mean, b) for m, b in zip(norms, before, strict=True))
+    network = freeze_except(network, ["image_encoder", "mask_decoder"]).train()
+    assert all(m.training for m in norms)
