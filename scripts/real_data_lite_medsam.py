@@ -92,9 +92,13 @@ def prepare_polyps(src: Path, work: Path) -> Path:
             raise FileNotFoundError(f"{mask_path}: polyp mask not found or unreadable.")
         (root / "images").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(image, root / "images" / image.name)
-        items.append({"image": f"images/{image.name}", "label": write_label(root / "labels" / mask_path.name, mask > 127)})
+        items.append(
+            {"image": f"images/{image.name}", "label": write_label(root / "labels" / mask_path.name, mask > 127)}
+        )
     held_out = items[POLYP_TRAINING:]
-    return write_json(root / "datalist.json", {"training": items[:POLYP_TRAINING], "validation": held_out, "testing": held_out})
+    return write_json(
+        root / "datalist.json", {"training": items[:POLYP_TRAINING], "validation": held_out, "testing": held_out}
+    )
 
 
 def shorten(datalist: Path, sizes: dict[str, int]) -> Path:
@@ -104,7 +108,8 @@ def shorten(datalist: Path, sizes: dict[str, int]) -> Path:
 
 
 def bundle_run(configs: list[Path], overrides: dict, log: Path) -> float:
-    """`python -m monai.bundle run` in the bundle folder; wall seconds. A failure raises RuntimeError with its log's end."""
+    """`python -m monai.bundle run` in the bundle folder; wall seconds. A failure raises RuntimeError with the end
+    of its log."""
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(c) for c in configs])]
     for key, value in overrides.items():
         cmd += [f"--{key}", str(value)]
@@ -114,7 +119,9 @@ def bundle_run(configs: list[Path], overrides: dict, log: Path) -> float:
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-20:])
-        raise RuntimeError(f"lite_medsam: {' '.join(c.name for c in configs)} failed (exit {done.returncode}); {log}:\n{tail}")
+        raise RuntimeError(
+            f"lite_medsam: {' '.join(c.name for c in configs)} failed (exit {done.returncode}); {log}:\n{tail}"
+        )
     return seconds
 
 
@@ -128,26 +135,41 @@ def measure(name: str, datalist: Path, work: Path, recipe: Path | None, quick: b
         {"dataset_dir": str(datalist.parent), "datalist": str(datalist), "labels": {"1": target}, "num_workers": 0},
     )
     extra = [recipe] if recipe else []
-    quick_run = [write_json(root / "quick.json", {"epoch_length": 2, "batch_size": 2, "overlay_interval": 0})] if quick else []
+    quick_run = (
+        [write_json(root / "quick.json", {"epoch_length": 2, "batch_size": 2, "overlay_interval": 0})] if quick else []
+    )
     print(f"{name}: zero-shot evaluation, fine-tune, evaluation (logs in {root})", flush=True)
     seconds = bundle_run(
         [CONFIGS / c for c in EVALUATE] + [dataset],
         {"bundle_root": root, "output_dir": root / "zero_shot", "checkpoint": "default"},
         root / "zero_shot.log",
     )
-    seconds += bundle_run([CONFIGS / c for c in TRAIN] + [dataset, *extra, *quick_run], {"bundle_root": root}, root / "train.log")
-    seconds += bundle_run([CONFIGS / c for c in EVALUATE] + [dataset], {"bundle_root": root, "output_dir": root / "eval"}, root / "evaluate.log")
+    seconds += bundle_run(
+        [CONFIGS / c for c in TRAIN] + [dataset, *extra, *quick_run], {"bundle_root": root}, root / "train.log"
+    )
+    seconds += bundle_run(
+        [CONFIGS / c for c in EVALUATE] + [dataset],
+        {"bundle_root": root, "output_dir": root / "eval"},
+        root / "evaluate.log",
+    )
     before, after = (json.loads((root / d / "summary.json").read_text()) for d in ("zero_shot", "eval"))
-    recipe_text = ", ".join(f"{k} {v}" for k, v in json.loads((CONFIGS / "finetune_cpu.json").read_text()).items() if not k.startswith("_"))
+    recipe_text = ", ".join(
+        f"{k} {v}" for k, v in json.loads((CONFIGS / "finetune_cpu.json").read_text()).items() if not k.startswith("_")
+    )
     note = (
         f"LiteMedSAM official weights, one ground-truth box per image (training boxes jittered); finetune_cpu.json "
         f"({recipe_text}){' + ' + recipe.name if recipe else ''}; 2 CPU cores"
         + ("; --quick smoke run, not a result" if quick else "")
     )
     return {
-        "bundle": "lite_medsam", "data": data + (" (--quick: 4 training, 3 test)" if quick else ""),
-        "metric": f"test Dice, {target}", "before_kind": "zero-shot", "before": round(float(before["val_mean_dice"]), 4),
-        "after": round(float(after["val_mean_dice"]), 4), "time_s": round(seconds, 1), "note": note,
+        "bundle": "lite_medsam",
+        "data": data + (" (--quick: 4 training, 3 test)" if quick else ""),
+        "metric": f"test Dice, {target}",
+        "before_kind": "zero-shot",
+        "before": round(float(before["val_mean_dice"]), 4),
+        "after": round(float(after["val_mean_dice"]), 4),
+        "time_s": round(seconds, 1),
+        "note": note,
     }
 
 
@@ -164,10 +186,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="folder holding wbc_cellavision/ and endotect_polyp/")
     parser.add_argument("--out", help="write the rows as a JSON list here")
-    parser.add_argument("--quick", action="store_true", help="smoke run: WBC nucleus, 4 training / 3 test images, 2 iterations")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: WBC nucleus, 4 training / 3 test images, 2 iterations"
+    )
     parser.add_argument("--sets", help=f"comma-separated, of: {', '.join(SETS)} (default: all; --quick: wbc_nucleus)")
     parser.add_argument("--recipe", help="a JSON config merged over finetune_cpu.json (recipe search)")
-    parser.add_argument("--work", help="folder for the prepared sets, models, evaluation output and logs (default: temporary)")
+    parser.add_argument(
+        "--work", help="folder for the prepared sets, models, evaluation output and logs (default: temporary)"
+    )
     args = parser.parse_args(argv)
     names = args.sets.split(",") if args.sets else (["wbc_nucleus"] if args.quick else list(SETS))
     if sorted(set(names) - set(SETS)):
@@ -186,7 +212,9 @@ def main(argv=None) -> None:
             if "polyps" in names:
                 datalists["polyps"] = prepare_polyps(sources["polyps"], work)
             if args.quick:
-                datalists = {n: shorten(d, {"training": 4, "validation": 2, "testing": 3}) for n, d in datalists.items()}
+                datalists = {
+                    n: shorten(d, {"training": 4, "validation": 2, "testing": 3}) for n, d in datalists.items()
+                }
             rows = []
             for name in names:
                 rows.append(measure(name, datalists[name], work, recipe, args.quick))

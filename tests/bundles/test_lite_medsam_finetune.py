@@ -37,7 +37,9 @@ def wbc_whole_cell_set(root: Path, training: list[str], testing: list[str]) -> P
         for case in ids:
             label = root / "labels" / f"{case}.png"
             label.parent.mkdir(parents=True, exist_ok=True)
-            assert cv2.imwrite(str(label), (cv2.imread(str(WBC / f"{case}.png"), cv2.IMREAD_GRAYSCALE) > 0).astype("uint8"))
+            assert cv2.imwrite(
+                str(label), (cv2.imread(str(WBC / f"{case}.png"), cv2.IMREAD_GRAYSCALE) > 0).astype("uint8")
+            )
             splits[split].append({"image": str(WBC / f"{case}.bmp"), "label": f"labels/{case}.png"})
     (root / "datalist.json").write_text(json.dumps(splits))
     return root / "datalist.json"
@@ -48,7 +50,9 @@ def wbc_whole_cell_set(root: Path, training: list[str], testing: list[str]) -> P
 def test_short_fine_tune_does_not_make_the_official_model_worse(tmp_path):
     datalist = wbc_whole_cell_set(tmp_path / "data", ["001", "002", "003", "004"], ["097", "098", "099"])
     data = tmp_path / "data.json"
-    data.write_text(json.dumps({"dataset_dir": str(datalist.parent), "datalist": str(datalist), "labels": {"1": "whole cell"}}))
+    data.write_text(
+        json.dumps({"dataset_dir": str(datalist.parent), "datalist": str(datalist), "labels": {"1": "whole cell"}})
+    )
     common = {"bundle_root": str(tmp_path / "run"), "num_workers": 0, "overlay_interval": 0}
     run_bundle(EVALUATE, [data], output_dir=str(tmp_path / "zero_shot"), checkpoint="default", **common)
     run_bundle(TRAIN, [data], epoch_length=2, batch_size=2, **common)
@@ -63,11 +67,17 @@ def test_fine_tune_with_an_empty_training_split_is_one_error_and_writes_nothing(
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
     assert cv2.imwrite(str(data / "images" / "a.png"), np.full((32, 32, 3), 90, np.uint8))
-    (data / "datalist.json").write_text(json.dumps({"training": [], "validation": [{"image": "images/a.png", "label": "images/a.png"}]}))
+    (data / "datalist.json").write_text(
+        json.dumps({"training": [], "validation": [{"image": "images/a.png", "label": "images/a.png"}]})
+    )
     root = tmp_path / "run"
     root.mkdir()
     with pytest.raises(Exception) as info:
-        run_bundle(["train.json", "tiny.json", "images_2d.json", "finetune_cpu.json"], bundle_root=str(root), dataset_dir=str(data))
+        run_bundle(
+            ["train.json", "tiny.json", "images_2d.json", "finetune_cpu.json"],
+            bundle_root=str(root),
+            dataset_dir=str(data),
+        )
     message = error_chain(info.value)
     assert f"{data / 'datalist.json'}: the 'training' split of the datalist is empty" in message
     assert list(root.iterdir()) == []  # no models/, no eval/, no resume checkpoint

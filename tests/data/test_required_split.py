@@ -18,7 +18,9 @@ def write(tmp_path, content) -> str:
 def test_items_resolved_against_the_base_dir(tmp_path):
     path = write(tmp_path, {"training": [{"image": "images/a.png", "label": "labels/a.png"}], "validation": []})
     items = load_required_split(path, "training", tmp_path / "data")
-    assert items == [{"image": str(tmp_path / "data" / "images/a.png"), "label": str(tmp_path / "data" / "labels/a.png")}]
+    assert items == [
+        {"image": str(tmp_path / "data" / "images/a.png"), "label": str(tmp_path / "data" / "labels/a.png")}
+    ]
 
 
 @pytest.mark.parametrize(
