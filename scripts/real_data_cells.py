@@ -21,11 +21,15 @@ import argparse
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# the README table, as scripts/real_data_report.py prints it
+table = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))["table"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLIT = "WBC CellaVision sample, whole cell, 70/15/15 (seed 0), test 15"
@@ -111,15 +115,6 @@ def measure(bundle: str, dataset: Path, work: Path, minutes: float, epochs: int 
         }
         for name, key in (("Dice", "val_mean_dice"), ("mIoU", "val_mean_iou"))
     ]
-
-
-def table(rows: list[dict]) -> str:
-    lines = ["| bundle | data | metric | after training | wall time | note |", "|---|---|---|---|---|---|"]
-    lines += [
-        f"| {r['bundle']} | {r['data']} | {r['metric']} | {r['after']:.3f} | {r['time_s']:.0f} s | {r['note']} |"
-        for r in rows
-    ]
-    return "\n".join(lines)
 
 
 def main(argv=None) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import runpy
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+# the README table, as scripts/real_data_report.py prints it
+table = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))["table"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "bundles" / "lite_medsam"
@@ -171,15 +175,6 @@ def measure(name: str, datalist: Path, work: Path, recipe: Path | None, quick: b
         "time_s": round(seconds, 1),
         "note": note,
     }
-
-
-def table(rows: list[dict]) -> str:
-    lines = ["| bundle | data | metric | zero-shot | after fine-tuning | wall time |", "|---|---|---|---|---|---|"]
-    lines += [
-        f"| {r['bundle']} | {r['data']} | {r['metric']} | {r['before']:.4f} | {r['after']:.4f} | {r['time_s']:.0f} s |"
-        for r in rows
-    ]
-    return "\n".join(lines)
 
 
 def main(argv=None) -> None:

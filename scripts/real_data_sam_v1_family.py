@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import runpy
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+# the README table, as scripts/real_data_report.py prints it
+table = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))["table"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLES = ("sam_medcls", "sam_automed")
@@ -169,19 +173,6 @@ def measure_automed(src: Path, work: Path, quick: bool) -> list[dict]:
             "note": note,
         }
     ]
-
-
-def table(rows: list[dict]) -> str:
-    lines = [
-        "| bundle | data | metric | random-init encoder | LiteMedSAM encoder | wall time | note |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['bundle']} | {r['data']} | {r['metric']} | {r['before']:.3f} | {r['after']:.3f} | "
-        f"{r['time_s']:.0f} s | {r['note']} |"
-        for r in rows
-    ]
-    return "\n".join(lines)
 
 
 def main(argv=None) -> None:

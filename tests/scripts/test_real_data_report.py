@@ -42,6 +42,7 @@ def test_every_report_script_is_found_and_takes_the_common_options():
     for path in scripts.values():
         text = path.read_text()
         assert all(option in text for option in ('"--data"', '"--out"', '"--quick"')), path.name
+        assert runpy.run_path(str(path))["table"](ROWS) == SCRIPT["table"](ROWS), f"{path.name} prints another table"
 
 
 def test_table_formats_before_after_and_wall_time():
