@@ -22,14 +22,13 @@ import json
 import os
 import re
 import runpy
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-# the README table, as scripts/real_data_report.py prints it
-table = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))["table"]
+# the README table as scripts/real_data_report.py prints it, and its bundle runner
+_report = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))
+table, bundle_run = _report["table"], _report["bundle_run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SPLIT = "WBC CellaVision sample, whole cell, 70/15/15 (seed 0), test 15"
@@ -52,26 +51,6 @@ BUDGET_CONFIG = {
     ],
 }
 TRAIN_ITERATION = re.compile(r"Epoch: (\d+)/\d+, Iter: (\d+)/(\d+) ")
-
-
-def bundle_run(bundle: str, configs: list[Path], overrides: dict, log: Path) -> float:
-    """`python -m monai.bundle run` on `bundle`'s folder with `configs` and `overrides`; wall seconds.
-
-    The output goes to `log`; a failure raises RuntimeError with its last lines.
-    """
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(c) for c in configs])]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", "null" if value is None else str(value)]
-    start = time.perf_counter()
-    with open(log, "w") as f:
-        done = subprocess.run(cmd, cwd=ROOT / "bundles" / bundle, stdout=f, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text().splitlines()[-20:])
-        raise RuntimeError(
-            f"{bundle}: {' '.join(cmd[3:5])} failed (exit {done.returncode}); last lines of {log}:\n{tail}"
-        )
-    return seconds
 
 
 def measure(bundle: str, dataset: Path, work: Path, minutes: float, epochs: int | None, quick: bool) -> list[dict]:

@@ -25,17 +25,16 @@ import argparse
 import json
 import runpy
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-# the README table, as scripts/real_data_report.py prints it
-table = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))["table"]
+# the README table as scripts/real_data_report.py prints it, and its bundle runner
+_report = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))
+table, bundle_run = _report["table"], _report["bundle_run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "bundles" / "lite_medsam"
@@ -111,24 +110,6 @@ def shorten(datalist: Path, sizes: dict[str, int]) -> Path:
     return write_json(datalist.with_name(f"quick_{datalist.name}"), {k: v[: sizes[k]] for k, v in content.items()})
 
 
-def bundle_run(configs: list[Path], overrides: dict, log: Path) -> float:
-    """`python -m monai.bundle run` in the bundle folder; wall seconds. A failure raises RuntimeError with the end
-    of its log."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(c) for c in configs])]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", str(value)]
-    start = time.perf_counter()
-    with open(log, "w") as f:
-        done = subprocess.run(cmd, cwd=BUNDLE, stdout=f, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text().splitlines()[-20:])
-        raise RuntimeError(
-            f"lite_medsam: {' '.join(c.name for c in configs)} failed (exit {done.returncode}); {log}:\n{tail}"
-        )
-    return seconds
-
-
 def measure(name: str, datalist: Path, work: Path, recipe: Path | None, quick: bool) -> dict:
     """Zero-shot evaluation, fine-tune, evaluation of one set; its row."""
     target, data = SETS[name]
@@ -144,14 +125,19 @@ def measure(name: str, datalist: Path, work: Path, recipe: Path | None, quick: b
     )
     print(f"{name}: zero-shot evaluation, fine-tune, evaluation (logs in {root})", flush=True)
     seconds = bundle_run(
+        "lite_medsam",
         [CONFIGS / c for c in EVALUATE] + [dataset],
         {"bundle_root": root, "output_dir": root / "zero_shot", "checkpoint": "default"},
         root / "zero_shot.log",
     )
     seconds += bundle_run(
-        [CONFIGS / c for c in TRAIN] + [dataset, *extra, *quick_run], {"bundle_root": root}, root / "train.log"
+        "lite_medsam",
+        [CONFIGS / c for c in TRAIN] + [dataset, *extra, *quick_run],
+        {"bundle_root": root},
+        root / "train.log",
     )
     seconds += bundle_run(
+        "lite_medsam",
         [CONFIGS / c for c in EVALUATE] + [dataset],
         {"bundle_root": root, "output_dir": root / "eval"},
         root / "evaluate.log",

@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent
@@ -73,6 +74,33 @@ def run_script(path: Path, data: str, quick: bool, out: Path) -> list[dict]:
     if done.returncode != 0:
         raise RuntimeError(f"{path.name} failed with exit code {done.returncode}")
     return load_rows(out)
+
+
+def bundle_run(bundle: str, configs: list, overrides: dict, log: Path) -> float:
+    """`python -m monai.bundle run` in `bundles/<bundle>` with `configs` (paths, or names in its configs/) and
+    `overrides` (None is passed as "null"); wall seconds. The output goes to `log`; a failure raises RuntimeError
+    with its last lines."""
+    folder = SCRIPTS.parent / "bundles" / bundle
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str([str(folder / "configs" / c) for c in configs]),
+    ]
+    cmd += ["--logging_file", str(folder / "configs" / "logging.conf")]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", "null" if value is None else str(value)]
+    start = time.perf_counter()
+    with open(log, "w") as f:
+        done = subprocess.run(cmd, cwd=folder, stdout=f, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-20:])
+        names = ", ".join(Path(c).name for c in configs)
+        raise RuntimeError(f"{bundle}: {names} failed (exit {done.returncode}); last lines of {log}:\n{tail}")
+    return seconds
 
 
 def duration(seconds: float) -> str:

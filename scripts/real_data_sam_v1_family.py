@@ -26,38 +26,20 @@ import argparse
 import csv
 import json
 import runpy
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-# the README table, as scripts/real_data_report.py prints it
-table = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))["table"]
+# the README table as scripts/real_data_report.py prints it, and its bundle runner
+_report = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))
+table, bundle_run = _report["table"], _report["bundle_run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLES = ("sam_medcls", "sam_automed")
 VARIANTS = {"random-init": {"foundation_checkpoint": None}, "real": {}}
-
-
-def bundle_run(bundle: str, configs: list[str], overrides: dict, log: Path) -> float:
-    """`python -m monai.bundle run` in the bundle's folder with `configs` (names in configs/) and `overrides`;
-    wall seconds. The output goes to `log`; a failure raises RuntimeError with its last lines."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([f"configs/{c}" for c in configs])]
-    cmd += ["--logging_file", "configs/logging.conf"]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", "null" if value is None else str(value)]
-    start = time.perf_counter()
-    with open(log, "w") as f:
-        done = subprocess.run(cmd, cwd=ROOT / "bundles" / bundle, stdout=f, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text().splitlines()[-20:])
-        raise RuntimeError(f"{bundle}: {configs} failed (exit {done.returncode}); last lines of {log}:\n{tail}")
-    return seconds
 
 
 def train_and_evaluate(bundle: str, root: Path, overrides: dict, train_only: dict) -> float:

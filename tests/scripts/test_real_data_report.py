@@ -79,3 +79,38 @@ def test_rows_are_reprinted_from_a_folder_without_running_anything(tmp_path, cap
     (tmp_path / "c.json").write_text("{")
     with pytest.raises(SystemExit, match="c.json: not JSON"):
         SCRIPT["main"](["--rows", str(tmp_path)])
+
+
+def test_bundle_run_passes_none_as_null_and_a_failure_names_the_bundle_and_ends_its_log(tmp_path, monkeypatch):
+    """The one runner every report script uses: the command `monai.bundle run` gets (config paths in the bundle's
+    configs/, its logging.conf, None as "null"), its folder, and the error of a failed run (bundle, configs, exit
+    code, the log's last lines)."""
+    import subprocess
+    from types import SimpleNamespace
+
+    calls = []
+
+    def fake_run(cmd, cwd, stdout, stderr):
+        calls.append((cmd, cwd))
+        stdout.write("line\n" * 30 + "Traceback: boom\n")
+        return SimpleNamespace(returncode=calls[0][0].count("--fail") and 3)
+
+    monkeypatch.setitem(
+        SCRIPT["bundle_run"].__globals__, "subprocess", SimpleNamespace(run=fake_run, STDOUT=subprocess.STDOUT)
+    )
+    bundle_run = SCRIPT["bundle_run"]
+    seconds = bundle_run(
+        "unet_cells", ["train.json", tmp_path / "extra.json"], {"a": None, "b": 2}, tmp_path / "ok.log"
+    )
+    cmd, cwd = calls[0]
+    folder = REPO / "bundles" / "unet_cells"
+    assert seconds >= 0 and cwd == folder
+    assert cmd[1:5] == ["-m", "monai.bundle", "run", "--config_file"]
+    assert cmd[5] == str([str(folder / "configs" / "train.json"), str(tmp_path / "extra.json")])
+    assert cmd[6:] == ["--logging_file", str(folder / "configs" / "logging.conf"), "--a", "null", "--b", "2"]
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match=r"unet_cells: train.json failed \(exit 3\)") as error:
+        bundle_run("unet_cells", ["train.json"], {"fail": 1}, tmp_path / "bad.log")
+    assert str(tmp_path / "bad.log") in str(error.value) and str(error.value).endswith("Traceback: boom")
+    assert str(error.value).count("line") == 19 + 1  # the last 20 lines of the log (and "last lines of")
