@@ -6,7 +6,7 @@ import torch
 from monai.inferers import Inferer
 
 from monaiseg.utils.config import as_bool
-from monaiseg.utils.precision import amp_dtype, amp_dtype_name, autocast, to_float32
+from monaiseg.utils.precision import amp_dtype, autocast, parse_amp_dtype, to_float32
 
 
 class AutocastInferer(Inferer):
@@ -34,6 +34,6 @@ def with_amp(inferer, device: str | torch.device, amp: bool | str, dtype: str | 
     """`inferer` under autocast when `amp` is on (an `AutocastInferer`), else `inferer` itself; the dtype
     is checked either way (ValueError naming the device and dtype)."""
     if not as_bool(amp, "amp"):
-        amp_dtype_name(dtype)
+        parse_amp_dtype(dtype, device)
         return inferer
     return AutocastInferer(inferer, device, dtype)

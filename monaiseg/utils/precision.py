@@ -44,17 +44,22 @@ def _describe(device: torch.device) -> str:
     return str(device)
 
 
+def parse_amp_dtype(name: str | torch.dtype, device: str | torch.device | None = None) -> torch.dtype:
+    """The autocast dtype named by `name` ("bfloat16" / "float16", their short forms, or the dtype itself);
+    ValueError (naming `device` when given) for any other name. Checks the name only, not the device."""
+    dtype = name if isinstance(name, torch.dtype) else AMP_DTYPES.get(str(name).strip().lower())
+    if dtype not in (torch.bfloat16, torch.float16):
+        where = f" (autocast on {device})" if device is not None else ""
+        raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}{where}, got {name!r}")
+    return dtype
+
+
 def amp_dtype(name: str | torch.dtype, device: str | torch.device) -> torch.dtype:
     """The autocast dtype `name` ("bfloat16" / "float16" or their short forms) checked for `device`.
     ValueError naming the device and the dtype when the name is unknown, the device type has no
     autocast, or the GPU lacks native bfloat16 (compute capability < 8.0: use float16 there)."""
     device = _device(device)
-    if isinstance(name, torch.dtype):
-        dtype = name if name in AMP_DTYPES.values() else None
-    else:
-        dtype = AMP_DTYPES.get(str(name).strip().lower())
-    if dtype is None:
-        raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)} (autocast on {device}), got {name!r}")
+    dtype = parse_amp_dtype(name, device)
     if not torch.amp.is_autocast_available(device.type):
         raise ValueError(f"amp_dtype {name!r}: device {device} has no autocast; set amp to false")
     native = device.type != "cuda" or not torch.cuda.is_available() or dtype != torch.bfloat16
@@ -79,17 +84,9 @@ def needs_grad_scaler(device: str | torch.device, amp: bool | str, dtype: str | 
     `amp_dtype` does."""
     device = _device(device)
     if not as_bool(amp, "amp"):
-        amp_dtype_name(dtype)
+        parse_amp_dtype(dtype)
         return False
     return amp_dtype(dtype, device) == torch.float16 and device.type == "cuda"
-
-
-def amp_dtype_name(name: str | torch.dtype) -> str:
-    """The canonical name ("bfloat16" / "float16") of an amp dtype, checked without a device."""
-    dtype = name if isinstance(name, torch.dtype) else AMP_DTYPES.get(str(name).strip().lower())
-    if dtype not in (torch.bfloat16, torch.float16):
-        raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {name!r}")
-    return str(dtype).removeprefix("torch.")
 
 
 def to_float32(output: Any) -> Any:
