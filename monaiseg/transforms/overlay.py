@@ -12,6 +12,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from monaiseg.utils.batch import source_name
+from monaiseg.utils.config import as_bool
 from monaiseg.utils.files import atomic_outputs
 from monaiseg.visualize import overlay
 
@@ -19,7 +20,8 @@ from monaiseg.visualize import overlay
 class SaveOverlayd(MapTransform):
     """Write `<output_dir>/<image name>_overlay.png`: the label map under `keys` (1, S0, S1) over
     the image (C, S0, S1) in [0, 1] (arrays as MONAI loads PNG/BMP: x first, so they are
-    transposed back for the file). Disabled when `enabled` is False (overlays on request)."""
+    transposed back for the file). Disabled when `enabled` is false (a bool or a command-line string such
+    as "false"; overlays on request)."""
 
     def __init__(
         self,
@@ -27,10 +29,11 @@ class SaveOverlayd(MapTransform):
         image_key: str = "image",
         output_dir: str = "./eval",
         postfix: str = "overlay",
-        enabled: bool = True,
+        enabled: bool | str = True,
     ):
         super().__init__(keys)
-        self.image_key, self.output_dir, self.postfix, self.enabled = image_key, Path(output_dir), postfix, enabled
+        self.image_key, self.output_dir, self.postfix = image_key, Path(output_dir), postfix
+        self.enabled = as_bool(enabled, "save_overlays")
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)

@@ -50,4 +50,9 @@ def test_save_overlay_writes_png_in_file_orientation(tmp_path):
     assert png.shape == (10, 20, 3)  # rows = y, columns = x
     assert png[:, 15:].any() and not png[:, :15].any()
     SaveOverlayd(output_dir=str(tmp_path / "off"), enabled=False)({"image": image, "pred": pred})
+    SaveOverlayd(output_dir=str(tmp_path / "off"), enabled="false")(
+        {"image": image, "pred": pred}
+    )  # --save_overlays false
     assert not (tmp_path / "off").exists()
+    with pytest.raises(ValueError, match="save_overlays"):
+        SaveOverlayd(enabled="maybe")
