@@ -33,7 +33,7 @@ def run_bundle(configs: list[str], overrides: dict, log) -> None:
     """`python -m monai.bundle run` on `configs` with `overrides` as --key value; raises on failure."""
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs)]
     for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
+        command += [f"--{key}", "null" if value is None else str(value)]  # the CLI drops a None
     log.write("$ " + " ".join(command) + "\n")
     log.flush()
     result = subprocess.run(command, cwd=BUNDLE, stdout=log, stderr=subprocess.STDOUT)
