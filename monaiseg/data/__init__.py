@@ -69,6 +69,7 @@ _SUBMODULES = {
     "EmbeddingCache": "embedding_cache",
     "encoder_identity": "embedding_cache",
     "ImageBank": "image_bank",
+    "batch_items": "batch_inputs",
 }
 __all__ = sorted(_SUBMODULES)
 
