@@ -8,7 +8,8 @@ mask logits at 0, and scores both methods per class with the same Dice and IoU (
 `compute_dice` / `compute_iou`, empty ground truth and empty prediction = 1).
 
 Written when the evaluator completes (atomically): `comparison.csv` (image, class, then Dice and
-IoU of each method) and `summary.json` (means per method, per class, seconds per image).
+IoU of each method) and `summary.json` (means per method, per class, seconds per image). Under
+torch.distributed the ranks' rows are merged in dataset order (seconds summed) and rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from monai.metrics import compute_dice, compute_iou
 from monaiseg.networks.sam_segmenter import SAMSegmenter
 from monaiseg.prompts import mask_box
 from monaiseg.utils.batch import source_name
+from monaiseg.utils.distributed import gather_in_dataset_order, is_rank0, sum_over_ranks
 from monaiseg.utils.files import atomic_outputs
 
 logger = logging.getLogger(__name__)
@@ -130,7 +132,17 @@ class BoxPromptComparison:
             out[m]["per_class"] = per_class
         return out
 
+    def merge_ranks(self) -> None:
+        """Replace this rank's rows and seconds by those of every rank, rows in dataset order (a collective call)."""
+        per_image = max(len(self.class_names), 1)
+        images = [self.rows[i : i + per_image] for i in range(0, len(self.rows), per_image)]
+        self.rows = [row for image in gather_in_dataset_order(images) for row in image]
+        self.seconds = {m: sum_over_ranks(s) for m, s in self.seconds.items()}
+
     def write(self, engine: Workflow) -> None:
+        self.merge_ranks()
+        if not is_rank0():
+            return
         if not self.rows:
             raise ValueError("BoxPromptComparison: the evaluator produced no images to compare")
         csv_path, json_path = self.output_dir / "comparison.csv", self.output_dir / "summary.json"

@@ -19,6 +19,7 @@ from monaiseg.metrics.cells import cell_type_scores, write_cell_type_scores
 from monaiseg.metrics.tracking import tracking_accuracy
 from monaiseg.networks.trainable import parameter_report
 from monaiseg.utils.batch import unwrap_model
+from monaiseg.utils.distributed import gather_in_dataset_order, is_rank0, sum_over_ranks
 from monaiseg.utils.files import write_csv_atomic, write_json_atomic
 
 UNKNOWN_TYPE = "unknown"
@@ -47,6 +48,10 @@ class _Timing:
         self.seconds += time.perf_counter() - self._start
         self.items += len(engine.state.output) if isinstance(engine.state.output, list) else 1
 
+    def merged(self) -> tuple[int, float]:
+        """(items, seconds) summed over ranks (a collective call): per process, as in one process."""
+        return int(sum_over_ranks(self.items)), sum_over_ranks(self.seconds)
+
 
 class CellReportWriter:
     """When the evaluator finishes, write `summary.json` (mean metrics, per-cell-type pixel
@@ -55,6 +60,7 @@ class CellReportWriter:
     Outputs are de-collated one-hot foreground maps `pred`, `label` (2, H, W); the cell type of
     each image comes from the datalist item's `cell_type` (items without one count as "unknown").
     fps = images / seconds of the evaluator's iterations (network, prompts and post-processing).
+    Under torch.distributed the ranks' records and times are merged at the end and rank 0 alone writes.
     """
 
     def __init__(
@@ -85,13 +91,17 @@ class CellReportWriter:
             )
 
     def write(self, engine: Workflow) -> None:
-        seen = {name for name, *_ in self.records}
+        records = gather_in_dataset_order(self.records)
+        items, seconds = self.timing.merged()
+        if not is_rank0():
+            return
+        seen = {name for name, *_ in records}
         names = [n for n in [*self.cell_types.values(), UNKNOWN_TYPE] if n in seen]
-        scores = cell_type_scores(self.records, names)
+        scores = cell_type_scores(records, names)
         summary: dict[str, object] = {m: float(engine.state.metrics[m]) for m in self.metric_names}
         summary["per_cell_type"] = scores
-        summary["num_images"] = self.timing.items
-        summary["fps"] = self.timing.items / self.timing.seconds if self.timing.seconds else 0.0
+        summary["num_images"] = items
+        summary["fps"] = items / seconds if seconds else 0.0
         if self.network is not None:
             model = unwrap_model(self.network)
             summary["parameters"] = parameter_report(model)
@@ -107,7 +117,8 @@ class TrackingReportWriter:
 
     Outputs carry `pred_ids` and `label_ids` (1, S0, S1, T) (copied before post-processing turns
     them into one-hot foreground maps); ground-truth divisions are read from the `man_track.txt`
-    of the item's label folder.
+    of the item's label folder. Under torch.distributed each rank writes the result folders of its own
+    videos; the rows are merged in dataset order at the end and rank 0 alone writes the tables.
     """
 
     def __init__(self, output_dir: str, network: torch.nn.Module | None = None):
@@ -138,20 +149,22 @@ class TrackingReportWriter:
             )
 
     def write(self, engine: Workflow) -> None:
+        rows = gather_in_dataset_order(self.rows)
+        _, seconds = self.timing.merged()
+        if not is_rank0():
+            return
         summary = {
-            "mean_tra": float(np.nanmean([r["tra"] for r in self.rows])) if self.rows else float("nan"),
-            "num_videos": len(self.rows),
-            "videos": self.rows,
-            "frames_per_second": (sum(r["frames"] for r in self.rows) / self.timing.seconds)
-            if self.timing.seconds
-            else 0.0,
+            "mean_tra": float(np.nanmean([r["tra"] for r in rows])) if rows else float("nan"),
+            "num_videos": len(rows),
+            "videos": rows,
+            "frames_per_second": (sum(r["frames"] for r in rows) / seconds) if seconds else 0.0,
         }
         summary.update({m: float(v) for m, v in engine.state.metrics.items()})
         if self.network is not None:
             model = unwrap_model(self.network)
             summary["parameters"] = parameter_report(model)
-        if self.rows:
-            write_csv_atomic(self.output_dir / "tracking.csv", self.rows)
+        if rows:
+            write_csv_atomic(self.output_dir / "tracking.csv", rows)
         write_json_atomic(self.output_dir / "tracking.json", summary)
         logger.info("tracking report written to %s (mean TRA %.4f)", self.output_dir, summary["mean_tra"])
 

@@ -15,6 +15,7 @@ from monai.engines import Workflow
 from monaiseg.metrics.classification import write_classification_report, write_predictions
 from monaiseg.networks.trainable import parameter_report
 from monaiseg.utils.batch import unwrap_model
+from monaiseg.utils.distributed import gather_in_dataset_order, is_rank0, sum_over_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ class ClassificationReportWriter:
     """Ignite handler: collect each image's logits `pred` (K,) (softmax applied here), its `label`
     and file name; when the evaluator completes write the report (`write_classification_report`,
     with the number of images, images per second of the evaluator's iterations and the network's
-    parameter counts) or, with `with_labels=False`, the predictions only (`write_predictions`)."""
+    parameter counts) or, with `with_labels=False`, the predictions only (`write_predictions`). Under
+    torch.distributed the ranks' images are merged in dataset order at the end and rank 0 alone writes."""
 
     def __init__(
         self,
@@ -67,14 +69,17 @@ class ClassificationReportWriter:
                 self.labels.append(int(torch.as_tensor(out["label"]).flatten()[0]))
 
     def write(self, engine: Workflow) -> None:
-        if not self.names:
-            raise ValueError("no image was evaluated: the data list is empty")
-        if not self.with_labels:
-            write_predictions(self.output_dir, self.names, np.stack(self.probs), self.class_names)
+        images = gather_in_dataset_order(list(zip(self.names, self.probs, self.labels or [None] * len(self.names))))
+        seconds = sum_over_ranks(self.seconds)
+        if not is_rank0():
             return
-        extra: dict[str, object] = {"images_per_second": len(self.names) / self.seconds if self.seconds else 0.0}
+        if not images:
+            raise ValueError("no image was evaluated: the data list is empty")
+        names, probs, labels = [n for n, *_ in images], np.stack([p for _, p, _ in images]), [y for *_, y in images]
+        if not self.with_labels:
+            write_predictions(self.output_dir, names, probs, self.class_names)
+            return
+        extra: dict[str, object] = {"images_per_second": len(names) / seconds if seconds else 0.0}
         if self.network is not None:
             extra["parameters"] = parameter_report(unwrap_model(self.network))
-        write_classification_report(
-            self.output_dir, self.labels, np.stack(self.probs), self.class_names, self.names, extra
-        )
+        write_classification_report(self.output_dir, labels, probs, self.class_names, names, extra)

@@ -12,6 +12,7 @@ from ignite.engine import Events
 from monai.engines import Workflow
 
 from monaiseg.metrics.endovis import EndoVisIoU
+from monaiseg.utils.distributed import gather_in_dataset_order, is_rank0
 from monaiseg.utils.files import write_csv_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,9 @@ class EndoVisReportWriter:
     `engine.state.metrics` gets `challenge_iou`, `iou`, `mciou` and `iou_<class name>` (fractions;
     classes never scored are left out), so `BestModelSaver`, `StatsHandler` and MLflow see them.
     With `output_dir`, `per_frame.csv` (per frame: file, Challenge IoU, IoU, per-class IoU; empty
-    where the frame does not count) and `summary.json` (NaN as null) are written atomically.
+    where the frame does not count) and `summary.json` (NaN as null) are written atomically. Under
+    torch.distributed the ranks' frames are merged in dataset order first (every rank gets the metrics)
+    and rank 0 alone writes.
     """
 
     def __init__(self, class_names: Sequence[str], output_dir: str | None = None):
@@ -43,11 +46,12 @@ class EndoVisReportWriter:
             self.metric.update(out["pred"], out["label"], name=_source(item, len(self.metric.frames)))
 
     def write(self, engine: Workflow) -> None:
+        self.metric.frames = gather_in_dataset_order(self.metric.frames)
         results = self.metric.aggregate()
         per_class = dict(zip(self.class_names, results["per_class_iou"]))
         scalars = {**{k: results[k] for k in SUMMARY_KEYS}, **{f"iou_{n}": v for n, v in per_class.items()}}
         engine.state.metrics.update({k: float(v) for k, v in scalars.items() if not math.isnan(v)})
-        if self.output_dir is None:
+        if self.output_dir is None or not is_rank0():
             return
         summary = {
             **{k: results[k] for k in (*SUMMARY_KEYS, "cumulative_iou", "num_frames")},

@@ -18,6 +18,7 @@ import torch
 from ignite.engine import Events
 from monai.engines import Workflow
 
+from monaiseg.utils.distributed import concatenated_to_dataset_order, gather_in_dataset_order, is_rank0
 from monaiseg.utils.files import atomic_outputs
 from monaiseg.visualize import confusion_matrix_png, metric_plot_png, png_bytes
 
@@ -62,6 +63,14 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], css_class: str)
     return f'<table class="{css_class}"><tr>{head}</tr>{body}</table>'
 
 
+def _worst_and_best(indices: list[int], cases: list[dict], k: int) -> list[int]:
+    """`indices` of `cases` ordered by score (ties in list order), only the k lowest and k highest kept."""
+    ordered = sorted(indices, key=lambda i: cases[i]["score"])
+    for i in ordered[k : len(ordered) - k]:
+        cases[i]["picture"] = None
+    return ordered[:k] + ordered[max(k, len(ordered) - k) :]
+
+
 class EvaluationReport:
     """Evaluator handler writing `filename` (report.html) when the evaluator completes: the summary
     table (`engine.state.metrics`, cases, per-label means), a per-case metric plot (box + strip per
@@ -72,7 +81,8 @@ class EvaluationReport:
     the MLflow run of the first `MLFlowHandler` among `mlflow_handlers` when tracking is on. The output
     folder is checked when the handler is made (one clear error before evaluation starts); a case that
     cannot be drawn is left out of the pictures with a logged reason. `label_names`: {label value: name},
-    or the names of label values 1, 2, ...; `frames` as in `ValidationOverlays`."""
+    or the names of label values 1, 2, ...; `frames` as in `ValidationOverlays`. Under torch.distributed
+    each rank collects its shard; the cases are merged in dataset order at the end and rank 0 alone writes."""
 
     def __init__(
         self,
@@ -108,24 +118,22 @@ class EvaluationReport:
         return self
 
     def reset(self, engine: Workflow | None = None) -> None:
-        self.names: list[str] = []
-        self.scores: list[float] = []
-        self.per_label: dict[str, list[float]] = {}  # label name -> per-case values (NaN where absent)
-        self.pictures: list[tuple[float, str, bytes]] = []  # the worst and best so far
-        self.skipped: list[str] = []
-        n = len(self.class_names) if self.class_names else 0
-        self.confusion = np.zeros((n, n), np.int64)
+        # one record per evaluated item, in this rank's order: name, then score, values (label -> Dice / class ->
+        # p(true class)), picture (PNG, kept for this rank's worst and best only), confusion (true, predicted);
+        # or name and skipped (the reason it was not drawn)
+        self.cases: list[dict[str, Any]] = []
+        self._drawn: list[int] = []  # indices of the cases with a picture, by score
 
     def _label_name(self, value: int) -> str:
         return self.label_names.get(value, str(value))
 
     def collect(self, engine: Workflow) -> None:
         for out in engine.state.output:
-            name = case_name(out, len(self.names))
+            name, confusion = case_name(out, len(self.cases)), None
             try:
                 if self.class_names:
                     probs, true_class = class_probabilities(out)
-                    self.confusion[true_class, int(probs.argmax())] += 1
+                    confusion = (true_class, int(probs.argmax()))
                     score, picture = classification_view(out, self.class_names)
                     values: dict[str, float] = {self.class_names[true_class]: score}
                 else:
@@ -134,54 +142,76 @@ class EvaluationReport:
                     values = {self._label_name(v): d for v, d in dice.items()}
             except Exception as e:  # the report leaves the case's picture out, never the evaluation
                 logger.warning("evaluation report: case %s not drawn: %s", name, e)
-                self.skipped.append(f"{name}: {e}")
+                self.cases.append({"name": name, "skipped": str(e), "confusion": confusion})
                 continue
-            for label in values.keys() - self.per_label.keys():
-                self.per_label[label] = [math.nan] * len(self.names)
-            for label, series in self.per_label.items():
-                series.append(values.get(label, math.nan))
-            self.names.append(name)
-            self.scores.append(score)
-            self.pictures.append((score, name, png_bytes(picture)))
-            self.pictures.sort(key=lambda t: t[0])
-            if len(self.pictures) > 2 * self.num_cases:
-                del self.pictures[self.num_cases : -self.num_cases]
+            case = {"name": name, "score": score, "values": values, "picture": png_bytes(picture)}
+            self.cases.append({**case, "confusion": confusion})
+            self._drawn = _worst_and_best([*self._drawn, len(self.cases) - 1], self.cases, self.num_cases)
+
+    def merged(self) -> dict[str, Any]:
+        """The cases of every rank in dataset order (a collective call): names, scores, per_label (label ->
+        per-case values, NaN where absent), pictures (score, name, PNG) of the `num_cases` worst and best,
+        skipped ("name: reason") and the confusion matrix; as one process evaluating them all gives them."""
+        cases = gather_in_dataset_order(self.cases)
+        scored = [c for c in cases if "skipped" not in c]
+        labels = list(dict.fromkeys(label for c in scored for label in c["values"]))
+        n = len(self.class_names)
+        confusion = np.zeros((n, n), np.int64)
+        for c in cases:
+            if c["confusion"] is not None:
+                confusion[c["confusion"]] += 1
+        drawn = _worst_and_best([i for i, c in enumerate(cases) if c.get("picture")], cases, self.num_cases)
+        return {
+            "names": [c["name"] for c in scored],
+            "scores": [c["score"] for c in scored],
+            "per_label": {label: [c["values"].get(label, math.nan) for c in scored] for label in labels},
+            "pictures": [(cases[i]["score"], cases[i]["name"], cases[i]["picture"]) for i in drawn],
+            "skipped": [f"{c['name']}: {c['skipped']}" for c in cases if "skipped" in c],
+            "confusion": confusion,
+        }
 
     def _detail_values(self, engine: Workflow) -> dict[str, dict[str, list[float]]]:
         details = getattr(engine.state, "metric_details", None) or {}
         values: dict[str, dict[str, list[float]]] = {}
         for metric, table in details.items():
             t = torch.as_tensor(table).float().reshape(len(table), -1).cpu().numpy()  # (cases, labels)
+            t = concatenated_to_dataset_order(t)  # MONAI gathered the ranks' cases one rank after another
             names = [self._label_name(c + 1) for c in range(t.shape[1])]
             values[metric] = {n: t[:, c].tolist() for c, n in enumerate(names)}
         return values
 
     def write(self, engine: Workflow) -> None:
+        merged = self.merged()
+        if not is_rank0():
+            return
         metric = "p(true class)" if self.class_names else "dice (per case, this report)"
-        values = self._detail_values(engine) or {metric: self.per_label}
+        values = self._detail_values(engine) or {metric: merged["per_label"]}
         metrics = {k: v for k, v in engine.state.metrics.items() if isinstance(v, (int, float))}
         parts = [f"<h1>{html.escape(self.title)}</h1>", "<h2>Summary</h2>"]
-        parts.append(_table(["metric", "value"], [*metrics.items(), ("cases", len(self.names))], "summary"))
+        parts.append(_table(["metric", "value"], [*metrics.items(), ("cases", len(merged["names"]))], "summary"))
         labels = sorted({n for per_metric in values.values() for n in per_metric})
         rows = [[m, *(float(np.nanmean(values[m][n])) if n in values[m] else "" for n in labels)] for m in values]
         parts.append(_table(["mean per label", *labels], rows, "per-label"))
         if self.class_names:
-            parts += ["<h2>Confusion matrix</h2>", _img(confusion_matrix_png(self.confusion, self.class_names), "cm")]
+            parts += [
+                "<h2>Confusion matrix</h2>",
+                _img(confusion_matrix_png(merged["confusion"], self.class_names), "cm"),
+            ]
         if any(np.isfinite(v).any() for per_metric in values.values() for v in per_metric.values()):
             parts += ["<h2>Per-case metrics</h2>", _img(metric_plot_png(values), "per-case metric plot")]
-        worst = self.pictures[: self.num_cases]
-        best = self.pictures[::-1][: self.num_cases]  # with fewer than 2 * num_cases cases both lists share some
+        worst = merged["pictures"][: self.num_cases]
+        best = merged["pictures"][::-1][: self.num_cases]  # with fewer than 2 * num_cases cases both lists share some
         for heading, cases in ((f"{len(worst)} worst cases", worst), (f"{len(best)} best cases", best)):
             figures = "".join(
                 f"<figure>{_img(png, name)}<figcaption>{html.escape(name)}: {score:.3f}</figcaption></figure>"
                 for score, name, png in cases
             )
             parts += [f"<h2>{heading}</h2>", f'<div class="cases">{figures}</div>']
-        if self.skipped:
+        if merged["skipped"]:
             parts += [
                 "<h2>Cases not drawn</h2>",
                 "<ul>",
-                *(f"<li>{html.escape(s)}</li>" for s in self.skipped),
+                *(f"<li>{html.escape(s)}</li>" for s in merged["skipped"]),
                 "</ul>",
             ]
         config = json.dumps(self.config, indent=2) if self.config is not None else "(not available)"

@@ -16,6 +16,7 @@ from monai.utils import CommonKeys
 
 from monaiseg.networks.trainable import parameter_report
 from monaiseg.utils.batch import unwrap_model
+from monaiseg.utils.distributed import concatenated_to_dataset_order, gather_in_dataset_order, is_rank0
 from monaiseg.utils.files import atomic_outputs
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ class InteractiveReportWriter:
     per image and class present) and `summary.json` ({"table": {mode: {dice, iou}}, "per_class":
     {mode: {class: {dice, iou}}}, "num_images", "parameters"}), from the per-case details of the
     metrics `metric_names` {column: evaluator metric name} (save_details), laid out as
-    `InteractiveInferer`'s channels. Single-process evaluation (image names are not gathered)."""
+    `InteractiveInferer`'s channels. Under torch.distributed the image names are merged in dataset order,
+    the details (which MONAI gathered rank after rank) put in the same order, and rank 0 alone writes."""
 
     def __init__(
         self,
@@ -52,18 +54,20 @@ class InteractiveReportWriter:
             self.images.append(Path(str(item[CommonKeys.IMAGE].meta.get("filename_or_obj", "?"))).name)
 
     def write(self, engine: Workflow) -> None:
+        images = gather_in_dataset_order(self.images)
+        if not is_rank0():
+            return
         num_classes = len(self.class_names)
         details = {
-            column: torch.as_tensor(engine.state.metric_details[name])
-            .float()
-            .cpu()
-            .reshape(-1, len(self.modes), num_classes)
+            column: concatenated_to_dataset_order(
+                torch.as_tensor(engine.state.metric_details[name]).float().cpu()
+            ).reshape(-1, len(self.modes), num_classes)
             for column, name in self.metric_names.items()
         }
         table, per_class = {}, {}
         for m, mode in enumerate(self.modes):
             rows = []
-            for i, image in enumerate(self.images):
+            for i, image in enumerate(images):
                 for c, cls in enumerate(self.class_names):
                     values = {column: float(d[i, m, c]) for column, d in details.items()}
                     if not any(np.isnan(v) for v in values.values()):
@@ -77,9 +81,9 @@ class InteractiveReportWriter:
                 cls: {column: float(d[:, m, c].nanmean()) for column, d in details.items()}
                 for c, cls in enumerate(self.class_names)
             }
-        summary = {"table": table, "per_class": per_class, "num_images": len(self.images)}
+        summary = {"table": table, "per_class": per_class, "num_images": len(images)}
         if self.network is not None:
             summary["parameters"] = parameter_report(unwrap_model(self.network))
         with atomic_outputs(self.output_dir / "summary.json") as (tmp,):
             tmp.write_text(json.dumps(summary, indent=2))
-        logger.info("interactive evaluation (%d images) written to %s: %s", len(self.images), self.output_dir, table)
+        logger.info("interactive evaluation (%d images) written to %s: %s", len(images), self.output_dir, table)

@@ -9,6 +9,7 @@ import torch
 from ignite.engine import Events
 from monai.engines import Workflow
 
+from monaiseg.utils.distributed import is_rank0
 from monaiseg.utils.files import atomic_outputs
 
 logger = logging.getLogger(__name__)
@@ -16,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 class MetricsSummaryWriter:
     """Write `{metric: mean, per_label: {name: {metric: mean}}, num_cases}` as JSON when the
-    evaluator finishes, from the per-case details of `metric_names` (saved with save_details)."""
+    evaluator finishes, from the per-case details of `metric_names` (saved with save_details; MONAI gathers
+    them over ranks), on rank 0 only."""
 
     def __init__(self, filename: str, label_names: list[str] | dict, metric_names: list[str]):
         self.filename, self.metric_names = filename, list(metric_names)
@@ -26,6 +28,8 @@ class MetricsSummaryWriter:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Workflow) -> None:
+        if not is_rank0():
+            return
         summary: dict = {"num_cases": 0, "per_label": {name: {} for name in self.label_names}}
         for metric in self.metric_names:
             summary[metric] = float(engine.state.metrics[metric])

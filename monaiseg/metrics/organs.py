@@ -39,6 +39,7 @@ from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
 from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
+from monaiseg.utils.distributed import gather_in_dataset_order
 from monaiseg.utils.files import atomic_outputs
 
 EMPTY_CONVENTIONS = ("upstream", "monai")
@@ -146,6 +147,11 @@ class OrganMetrics:
             raise ValueError(f"case {case!r} was already scored")
         self.cases[case] = organ_scores(pred, gt, list(self.organs), spacing, self.empty)
         return self.cases[case]
+
+    def gather(self) -> None:
+        """Merge the cases scored on every rank of a torch.distributed evaluation (each rank holding its
+        `DistributedSampler` shard), in dataset order, on every rank; a collective call, no-op in one process."""
+        self.cases = dict(gather_in_dataset_order(list(self.cases.items())))
 
     def rows(self) -> list[dict]:
         """One row per case: case, mean dice and hd95 over organs, then dice_<organ>, hd95_<organ>."""

@@ -4,6 +4,15 @@ The lowest layer of the package: it imports nothing else of monaiseg."""
 
 from .batch import batch_source_names, image_names, plain_tensor, source_name, unwrap_model
 from .config import as_bool, none_if_null, silenced
-from .distributed import broadcast_parameters, sync_gradients, world_size
+from .distributed import (
+    broadcast_parameters,
+    concatenated_to_dataset_order,
+    gather_in_dataset_order,
+    is_rank0,
+    rank,
+    sum_over_ranks,
+    sync_gradients,
+    world_size,
+)
 from .files import atomic_folders, atomic_outputs, write_csv_atomic, write_json_atomic
 from .precision import amp_dtype, autocast, needs_grad_scaler, prepare_network
