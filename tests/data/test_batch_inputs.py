@@ -70,7 +70,7 @@ def test_list_forms(tmp_path):
         ("empty folder", FileNotFoundError, r"no input in folder .*empty matches input_suffix '\*\.png'"),
         ("no match", FileNotFoundError, r"no input in folder .*imgs matches input_suffix '\*\.png'"),
         ("missing listed file", FileNotFoundError, r"input .*gone\.png \(listed in .*inputs\.txt\) not found"),
-        ("missing sidecar", FileNotFoundError, r"imgs/b\.jpg: no prompts .*expected .*b_prompts\.json or .*b_label\.jpg"),
+        ("missing sidecar", FileNotFoundError, r"b\.jpg: no prompts .*b_prompts\.json or .*b_label\.jpg"),
         ("missing own prompts", FileNotFoundError, r"a\.jpg: its prompts file .*lost\.json not found"),
         ("same names", ValueError, r"inputs .*imgs/a\.jpg and .*other/a\.jpg have the same name 'a'"),
         ("both", ValueError, r"either input_dir .* or input_list, not both"),

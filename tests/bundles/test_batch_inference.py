@@ -1,0 +1,223 @@
+"""Batch inference (`configs/batch_inference.json`) on a folder or a list of files, with sidecar prompts, and
+its torchrun sharding (`configs/multi_gpu_inference.json`): one output per input, named after it; the same
+files from 2 processes as from one; bad input stopped before any output."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import BUNDLE_IDS, BUNDLES, REPO, error_chain
+from PIL import Image
+
+from .bundle_training import run_torchrun
+
+
+def configs(bundle: str, *names: str) -> list[str]:
+    return [str(REPO / "bundles" / bundle / "configs" / n) for n in ("inference.json", *names, "tiny.json")]
+
+
+def run_batch(bundle: str, root, output_dir, **overrides) -> None:
+    """inference.json + batch_inference.json + tiny.json in this process, random weights, one thread (as each
+    torchrun worker)."""
+    from monai.bundle import run
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run(
+            config_file=configs(bundle, "batch_inference.json"),
+            logging_file=False,
+            bundle_root=str(root),
+            output_dir=str(output_dir),
+            **overrides,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def rgb_images(folder, sizes, seed=0) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = []
+    for n, (h, w) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(folder / f"img_{n}.png")
+        names.append(f"img_{n}")
+    return names
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=BUNDLE_IDS)
+def test_configs_exist_and_resolve(bundle, tmp_path):
+    """Every bundle has both configs; a folder of inputs with their sidecars resolves to its items, and the
+    sampler shards the dataset the dataloader reads, in order, without padding."""
+    from monai.bundle import ConfigParser
+
+    names = ("inference.json", "batch_inference.json", "multi_gpu_inference.json")
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / n) for n in names])
+    suffix = parser.get_parsed_content("input_suffix")
+    sidecars = parser.get("sidecars", {})
+    for case in ("case_b", "case_a"):
+        (tmp_path / suffix.replace("*", case)).write_text("x")
+        for template in sidecars.values():
+            (tmp_path / template.format(name=case, ext=suffix.replace("*", ""))).write_text("x")
+    parser["input_dir"] = str(tmp_path)
+    items = parser.get_parsed_content("batch_items")
+    assert [item["image"] for item in items] == [str(tmp_path / suffix.replace("*", c)) for c in ("case_a", "case_b")]
+    assert all(set(item) == {"image", *sidecars} for item in items)
+    assert parser.get("sampler#dataset") == parser.get("dataloader#dataset")
+    assert parser.get("sampler#even_divisible") is False and parser.get("sampler#shuffle") is False
+    assert parser.get("dataloader#sampler") == "@sampler"
+    assert "set_determinism" in parser.get("initialize")[0]  # inference.json's, kept
+    assert (
+        "init_process_group" in parser.get("initialize")[-2] and "destroy_process_group" in parser.get("finalize")[-1]
+    )
+
+
+def torchrun(bundle: str, root, *args: str) -> None:
+    """inference.json + batch_inference.json + multi_gpu_inference.json + tiny.json with torchrun, 2 CPU processes;
+    each rank writes to `<root>/out_rank<r>` (test-only), so what each rank wrote can be told apart."""
+    per_rank = root / "per_rank_output.json"
+    per_rank.write_text(json.dumps({"output_dir": "$@bundle_root + '/out_rank' + os.environ['RANK']"}))
+    names = [*configs(bundle, "batch_inference.json", "multi_gpu_inference.json"), str(per_rank)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "monai.bundle", "run", "--config_file", str(names), "--bundle_root", str(root), *args]
+    proc = run_torchrun(cmd, cwd=root, timeout=300)
+    assert proc.returncode == 0, f"{bundle} torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+
+
+@pytest.mark.slow
+def test_automatic_folder_and_torchrun_shards_give_the_same_files(tmp_path):
+    """unet_cells: a folder of 3 images -> 3 label maps named after them, in the input's shape; torchrun on 2
+    processes: rank 0 writes images 0 and 2, rank 1 image 1 (DistributedSampler shards), byte-identical to the
+    single-process files."""
+    sizes = [(40, 48), (48, 48), (56, 40)]
+    names = rgb_images(tmp_path / "in", sizes)
+    (tmp_path / "in" / "notes.txt").write_text("not an input")
+    run_batch("unet_cells", tmp_path, tmp_path / "single", input_dir=str(tmp_path / "in"), checkpoint="null")
+    single = {p.name: p.read_bytes() for p in (tmp_path / "single").iterdir()}
+    assert sorted(single) == [f"{n}_cells.png" for n in names]
+    for n, shape in zip(names, sizes):
+        assert np.asarray(Image.open(tmp_path / "single" / f"{n}_cells.png")).shape == shape
+
+    torchrun("unet_cells", tmp_path, "--input_dir", str(tmp_path / "in"), "--checkpoint", "null")
+    ranks = [{p.name: p.read_bytes() for p in (tmp_path / f"out_rank{r}").iterdir()} for r in (0, 1)]
+    assert sorted(ranks[0]) == [f"{names[0]}_cells.png", f"{names[2]}_cells.png"]
+    assert sorted(ranks[1]) == [f"{names[1]}_cells.png"]
+    assert {**ranks[0], **ranks[1]} == single
+
+
+@pytest.mark.slow
+def test_classification_list_one_predictions_file_also_from_torchrun(tmp_path):
+    """sam_medcls on a .txt list: one predictions table, a row per listed image in list order; torchrun on 2
+    processes: rank 0 alone writes the table, merged in list order (the probabilities of other batches: equal
+    to 1e-6), rank 1 writes nothing."""
+    names = rgb_images(tmp_path / "in", [(48, 48), (40, 56), (48, 48)])
+    (tmp_path / "in" / "list.txt").write_text("img_2.png\nimg_0.png\nimg_1.png\n")
+    run_batch(
+        "sam_medcls",
+        tmp_path,
+        tmp_path / "out",
+        input_list=str(tmp_path / "in" / "list.txt"),
+        checkpoint="null",
+        class_names=["a", "b", "c"],
+    )
+    records = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [r["image"] for r in records] == [str(tmp_path / "in" / f"{names[i]}.png") for i in (2, 0, 1)]
+    assert all(sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-5) for r in records)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["predictions.csv", "predictions.json"]
+    assert len((tmp_path / "out" / "predictions.csv").read_text().splitlines()) == 4  # header + 3 images
+
+    classes = str(["a", "b", "c"])
+    torchrun(
+        "sam_medcls",
+        tmp_path,
+        "--input_list",
+        str(tmp_path / "in" / "list.txt"),
+        "--class_names",
+        classes,
+        "--checkpoint",
+        "null",
+    )
+    assert not (tmp_path / "out_rank1").exists() or not any((tmp_path / "out_rank1").iterdir())
+    assert sorted(p.name for p in (tmp_path / "out_rank0").iterdir()) == ["predictions.csv", "predictions.json"]
+    merged = json.loads((tmp_path / "out_rank0" / "predictions.json").read_text())
+    assert [(r["image"], r["predicted"]) for r in merged] == [(r["image"], r["predicted"]) for r in records]
+    for one, two in zip(merged, records):
+        assert one["probabilities"] == pytest.approx(two["probabilities"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_prompted_2d_folder_with_prompt_sidecars(tmp_path):
+    """sam_med2d: each image's `<name>_prompts.json` (a box, points) -> `<name>_seg.png` in the image's shape,
+    its values the objects' labels."""
+    sizes = [(48, 64), (64, 64), (40, 56)]
+    names = rgb_images(tmp_path / "in", sizes)
+    for n, (h, w) in zip(names, sizes):
+        objects = [{"label": 1, "box": [4, 4, w // 2, h // 2]}, {"label": 3, "points": [[w - 5, h - 5]]}]
+        (tmp_path / "in" / f"{n}_prompts.json").write_text(json.dumps({"objects": objects}))
+    run_batch("sam_med2d", tmp_path, tmp_path / "out", input_dir=str(tmp_path / "in"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{n}_seg.png" for n in names]
+    for n, shape in zip(names, sizes):
+        seg = np.asarray(Image.open(tmp_path / "out" / f"{n}_seg.png"))
+        assert seg.shape == shape and set(np.unique(seg)) <= {0, 1, 3}
+
+
+def ct_volume(path, shape=(32, 28, 4), seed=0):
+    rng = np.random.default_rng(seed)
+    nib.save(nib.Nifti1Image(rng.integers(-200, 200, shape).astype(np.int16), np.eye(4)), path)
+
+
+@pytest.mark.slow
+def test_prompted_3d_json_or_label_sidecar(tmp_path):
+    """lite_medsam (3D): one volume prompted by `<name>_prompts.json`, one by a `<name>_label.nii.gz` (not an
+    input itself, although it matches `*.nii.gz`), one by both: a `<name>_seg.nii.gz` per volume, its shape."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in range(3):
+        ct_volume(folder / f"ct{n}.nii.gz", seed=n)
+    prompts = {"objects": [{"label": 1, "slice": 2, "box": [4, 4, 20, 18]}]}
+    for n in (0, 2):
+        (folder / f"ct{n}_prompts.json").write_text(json.dumps(prompts))
+    label = np.zeros((32, 28, 4), np.uint8)
+    label[8:20, 6:16, 1:3] = 2
+    for n in (1, 2):
+        nib.save(nib.Nifti1Image(label, np.eye(4)), folder / f"ct{n}_label.nii.gz")
+    run_batch("lite_medsam", tmp_path, tmp_path / "out", input_dir=str(folder))
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outputs == ["ct0_seg.nii.gz", "ct1_seg.nii.gz", "ct2_seg.nii.gz"]
+    for name in outputs:
+        assert nib.load(tmp_path / "out" / name).shape == (32, 28, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("empty folder", r"no input in folder .*in matches input_suffix '\*\.nii\.gz'"),
+        ("missing listed file", r"input .*ct9\.nii\.gz \(listed in input_list\) not found"),
+        ("no sidecar", r"ct1\.nii\.gz: no prompts .*ct1_prompts\.json or .*ct1_label\.nii\.gz"),
+    ],
+)
+def test_bad_input_stops_before_any_output(tmp_path, case, message):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    if case != "empty folder":
+        for n in range(2):
+            ct_volume(folder / f"ct{n}.nii.gz", seed=n)
+        prompts = {"objects": [{"label": 1, "slice": 1, "box": [2, 2, 9, 9]}]}
+        (folder / "ct0_prompts.json").write_text(json.dumps(prompts))
+    inputs = (
+        {"input_list": [str(folder / "ct0.nii.gz"), str(folder / "ct9.nii.gz")]}
+        if case == "missing listed file"
+        else {"input_dir": str(folder)}
+    )
+    with pytest.raises(Exception) as info:
+        run_batch("lite_medsam", tmp_path, tmp_path / "out", **inputs)
+    assert re.search(message, error_chain(info.value))
+    assert not (tmp_path / "out").exists()
