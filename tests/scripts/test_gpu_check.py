@@ -41,3 +41,18 @@ def test_gpu_check_dry_run_writes_every_section(tmp_path):
         assert row["amp_bf16"]["grad_scaler"] is False  # bf16: no GradScaler
     for name in ("propagation", "peft", "embedding_cache"):
         assert report[name]["options_checked"] is True, report[name]
+    label = report["label_3d"]  # our 3D label task against MONAI Label's Sam2InferTask, really run on CPU
+    assert "error" not in label, label.get("traceback")
+    assert label["sam2"] == "sam2.1 tiny at 32" and label["weights"].startswith("random init")
+    for task in ("ours", "monai_label"):
+        row = label[task]
+        assert "error" not in row, row.get("traceback")
+        assert row["label_shape"] == label["volume"] == [32, 32, 4], (task, row)
+        assert row["first_request_s"] > 0 and row["next_request_s"] > 0 and row["first_peak_mib"] is None
+        assert 0 <= row["dice_to_truth"] <= 1 and 0 <= row["dice_to_truth_from_prompt_slice"] <= 1
+    assert label["ours"]["next_equals_first"] is True
+    assert label["same_shape"] is True and 0 <= label["dice_ours_vs_monai_label"] <= 1
+    # the same weights and input: where both propagate (forward from the prompted slice) the labels agree
+    assert label["dice_ours_vs_monai_label_from_prompt_slice"] > 0.8, label
+    ratio = label["ratio_ours_to_theirs"]
+    assert set(ratio) == {"first_request_s", "next_request_s"} and min(ratio.values()) > 0, ratio
