@@ -73,10 +73,9 @@ def test_configs_exist_and_resolve(bundle, tmp_path):
     assert parser.get("sampler#dataset") == parser.get("dataloader#dataset")
     assert parser.get("sampler#even_divisible") is False and parser.get("sampler#shuffle") is False
     assert parser.get("dataloader#sampler") == "@sampler"
-    assert "set_determinism" in parser.get("initialize")[0]  # inference.json's, kept
-    assert (
-        "init_process_group" in parser.get("initialize")[-2] and "destroy_process_group" in parser.get("finalize")[-1]
-    )
+    init = parser.get("initialize")
+    assert "set_determinism" in init[0] and any("init_process_group" in step for step in init[1:])  # kept, then
+    assert "destroy_process_group" in parser.get("finalize")[-1]
 
 
 def torchrun(bundle: str, root, *args: str) -> None:
