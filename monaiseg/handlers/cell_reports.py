@@ -49,7 +49,7 @@ class _Timing:
         self.items += len(engine.state.output) if isinstance(engine.state.output, list) else 1
 
     def merged(self) -> tuple[int, float]:
-        """(items, seconds) summed over ranks (a collective call): per process, as in one process."""
+        """(items, seconds) summed over ranks (a collective call): items / seconds stays one process's speed."""
         return int(sum_over_ranks(self.items)), sum_over_ranks(self.seconds)
 
 
