@@ -2,6 +2,7 @@
 
 import json
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -215,19 +216,42 @@ def test_lits_errors(lits, tmp_path):
 
 
 # ---------------------------------------------------------------- scripts
-@pytest.mark.slow
+def run_script(argv: list[str], capsys) -> tuple[int, str, str]:
+    """`python scripts/X.py ARGS` in this process (runpy, as __main__): (exit status, stdout, stderr)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", argv)
+        try:
+            runpy.run_path(str(REPO / argv[0]), run_name="__main__")
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 @pytest.mark.parametrize(
     "script, fixture", [("prepare_flare22", "flare"), ("prepare_msd", "msd"), ("prepare_lits", "lits")]
 )
-def test_scripts(script, fixture, request, tmp_path):
+def test_scripts(script, fixture, request, tmp_path, capsys):
     root = request.getfixturevalue(fixture)
     out = tmp_path / "out" / "datalist.json"
-    cmd = [sys.executable, f"scripts/{script}.py", "--data_root", str(root), "--output", str(out), "--seed", "3"]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(out)
+    argv = [f"scripts/{script}.py", "--data_root", str(root), "--output", str(out), "--seed", "3"]
+    code, stdout, stderr = run_script(argv, capsys)
+    assert code == 0, stderr
+    assert stdout.strip() == str(out)
     assert len(_all_items(json.loads(out.read_text()))) in (10, 9, 12)
 
     missing = tmp_path / "nowhere"
-    result = subprocess.run([*cmd[:3], str(missing), *cmd[4:]], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and f"data root not found or not a folder: {missing}" in result.stderr
+    code, _, stderr = run_script([*argv[:2], str(missing), *argv[3:]], capsys)
+    assert code == 2 and f"data root not found or not a folder: {missing}" in stderr
+
+
+@pytest.mark.slow
+def test_script_as_a_subprocess(flare, tmp_path):
+    """The scripts run as `python scripts/X.py` from the repository (the in-process runs above check each)."""
+    out = tmp_path / "out" / "datalist.json"
+    cmd = [sys.executable, "scripts/prepare_flare22.py", "--data_root", str(flare), "--output", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    assert len(_all_items(json.loads(out.read_text()))) == 10
