@@ -7,11 +7,28 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+
+def _cache_bytecode() -> None:
+    """With PYTHONDONTWRITEBYTECODE set and the venv installed without .pyc files, every Python process
+    of the suite (bundle runs, scripts, MONAI Label servers, torchrun workers) compiled torch / MONAI /
+    transformers from source: ~14 s of CPU each. Compiled modules go to a cache outside the source
+    tree instead (PYTHONPYCACHEPREFIX, for this process and its children); a prefix already set is kept."""
+    if not sys.flags.dont_write_bytecode or os.environ.get("PYTHONPYCACHEPREFIX"):
+        return
+    prefix = os.path.join(tempfile.gettempdir(), f"monaiseg-pycache-{os.getuid()}")
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    sys.pycache_prefix, sys.dont_write_bytecode = prefix, False
+
+
+_cache_bytecode()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
