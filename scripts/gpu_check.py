@@ -16,9 +16,9 @@ Sections, each timed and guarded (an error is recorded in the report and the nex
   the same points on one liver slice and the same sam2.1 weights (MONAI Label's default size, large):
   seconds of a first and a next request, per slice, peak GPU memory, Dice to each other and to the truth.
 
-`--dry-run`: CPU, tiny sizes (label_3d: sam2.1 tiny at 64 on 48 x 48 x 8), two bundles, the benchmark
-scripts' options only checked: the suite runs it
-so the script cannot rot. A section is skipped (and says so) once `--budget-s` is spent.
+`--dry-run`: CPU, tiny sizes (label_3d: sam2.1 tiny at 32 on 32 x 32 x 4), two bundles, the benchmark
+scripts' options only checked: the suite runs it so the script cannot rot. A section is skipped (and
+says so) once `--budget-s` is spent.
 """
 
 from __future__ import annotations
@@ -341,7 +341,8 @@ def label_weights(model_dir: Path, weights: Path, size: str, image_size: int, ch
 
 def label_requests(task, request: dict, device: torch.device, count: int = 2) -> tuple[list[dict], list[np.ndarray]]:
     """`count` identical requests to a MONAI Label infer task: seconds, peak GPU memory and the label
-    volume (I, J, K) of each (read from the label file the task writes, which is removed)."""
+    volume (I, J, K) of each (read from the label file the task writes, which is removed, or the array
+    MONAI Label's task returns when told not to write one)."""
     import nibabel as nib
 
     rows, labels = [], []
@@ -359,6 +360,8 @@ def label_requests(task, request: dict, device: torch.device, count: int = 2) ->
 
 
 def label_summary(rows: list[dict], labels: list[np.ndarray], truth: np.ndarray, k: int) -> dict:
+    """One task's report from `label_requests`: seconds (per slice too) and peak memory of its first and
+    next request, Dice of its first label to the `truth` mask (I, J, K), also from prompted slice `k` on."""
     depth = truth.shape[-1]
     first, nxt = labels[0] > 0, labels[-1] > 0
     t = torch.from_numpy
