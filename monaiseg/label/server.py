@@ -71,10 +71,12 @@ class LabelServer:
     ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # the CLI module run as a file (-P: its folder not on sys.path): it imports the standard library only,
+        # so the process does not import the whole monaiseg package (~8 s of CPU) before it execs MONAI Label
         self.cmd = [
             sys.executable,
-            "-m",
-            "monaiseg.cli",
+            "-P",
+            str(Path(__file__).resolve().parents[1] / "cli.py"),
             "label",
             "serve",
             "--studies",

@@ -2,20 +2,21 @@
 returned mask lies where the box prompt was. 2D: inside the ROI and Dice >= 0.8 on a drawn ellipse,
 one shared WBC image and one DeepLesion slice; 3D (a Slicer ROI around a drawn ellipsoid and a
 cropped DeepLesion lesion): every slice holding the object is labelled, none beyond its ends, all
-inside the box. One server for the module; the shared sets skip when absent."""
+inside the box. The server is shared (tests/label/conftest.py); the shared sets skip when absent."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import REPO, SHARED
+from conftest import SHARED
 from monailabel.client import MONAILabelClient
 from PIL import Image
 
 from monaiseg.label.prompts import object_prompts, parse_objects
 from monaiseg.label.runtime import RequestError
-from monaiseg.label.server import LabelServer, tiny_copy
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +26,13 @@ SLACK = 2  # pixels a mask may pass its box by (the letterbox resize back to the
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(shared_server, tmp_path_factory):
+    """The package's shared server (tests/label/conftest.py: lite_medsam with its released weights), a client
+    and a folder for the files sent."""
     root = tmp_path_factory.mktemp("real_weights")
-    bundles = root / "bundles"
-    tiny_copy(REPO / "bundles" / "lite_medsam", bundles / "lite_medsam", weights=False)
-    (bundles / "lite_medsam" / "configs" / "tiny.json").unlink()  # the released weights, not the tiny network
-    with LabelServer(root / "studies", [bundles], ["label_test.json"]) as srv:
-        srv.client = MONAILabelClient(srv.url, tmpdir=str(root), client_id="real_weights")
-        srv.tmp = root
-        yield srv
+    return SimpleNamespace(
+        client=MONAILabelClient(shared_server.url, tmpdir=str(root), client_id="real_weights"), tmp=root
+    )
 
 
 def ellipse(shape: tuple[int, ...], centre, radii) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""The MONAI Label server (`monaiseg label serve`) over HTTP: one real server for the module, on
-copies of the bundles with tiny random weights; stopped at the end with nothing left running."""
+"""The MONAI Label server (`monaiseg label serve`) over HTTP: one real server (shared with
+test_label_real_weights.py, tests/label/conftest.py), on copies of the bundles with tiny random weights;
+stopped at the end with nothing left running."""
 
 from __future__ import annotations
 
@@ -11,53 +12,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 import requests
-from conftest import REPO
 from PIL import Image
-
-from monaiseg.data.synthetic_ct import make_synthetic_ct
-from monaiseg.label.server import LabelServer, tiny_copy
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("label")
-    bundles = root / "bundles"
-    tiny_copy(REPO / "bundles" / "medsam2", bundles / "medsam2", {"image_size": 64})
-    for name in ("sam_med2d", "medsam", "sam_medcls", "unet_cells"):
-        tiny_copy(REPO / "bundles" / name, bundles / name)
-    tiny_copy(REPO / "bundles" / "sam_automed", bundles / "sam_automed", weights=False)
-    data = root / "data"
-    data.mkdir()
-    image, label = make_synthetic_ct((32, 40, 6), seed=3)
-    affine = np.diag([0.8, 0.7, 2.5, 1.0])
-    nib.save(nib.Nifti1Image(image.astype(np.int16), affine), data / "ct.nii.gz")
-    rng = np.random.default_rng(0)
-    rgb = (rng.random((48, 40, 3)) * 255).astype(np.uint8)  # rows 48, columns 40: (I, J) = (40, 48)
-    Image.fromarray(rgb).save(data / "rgb.png")
-    cells = np.zeros((48, 40), np.uint8)
-    cells[10:20, 5:15] = 1
-    cells[30:40, 20:32] = 1
-    Image.fromarray(cells).save(data / "rgb_label.png")
-    (data / "broken.png").write_bytes(b"not a png")
-    studies = root / "studies"
-    with LabelServer(studies, [bundles], overrides=["tiny.json", "label_test.json"]) as srv:
-        srv.upload("ct", data / "ct.nii.gz")
-        srv.upload("rgb", data / "rgb.png")
-        srv.upload("broken", data / "broken.png")
-        srv.data, srv.bundles, srv.studies = data, bundles, studies
-        yield srv
-    assert srv.process.poll() is not None
-    assert not _listening(srv.url)
-
-
-def _listening(url: str) -> bool:
-    try:
-        requests.get(f"{url}/info/", timeout=2)
-        return True
-    except requests.ConnectionError:
-        return False
+@pytest.fixture
+def server(shared_server):
+    """The package's shared server (tests/label/conftest.py)."""
+    return shared_server
 
 
 def _nifti(content: bytes) -> nib.Nifti1Image:
@@ -67,7 +30,7 @@ def _nifti(content: bytes) -> nib.Nifti1Image:
 def test_info_lists_bundles_with_types_and_labels(server):
     info = requests.get(f"{server.url}/info/").json()
     models = info["models"]
-    assert set(models) == {"medsam2", "sam_med2d", "medsam", "sam_medcls", "unet_cells"}
+    assert set(models) == {"medsam2", "sam_med2d", "medsam", "sam_medcls", "unet_cells", "lite_medsam"}
     assert models["medsam2"]["type"] == "deepgrow" and models["medsam2"]["dimension"] == 3
     assert models["medsam2"]["labels"]["spleen"] == 3
     assert models["sam_med2d"]["type"] == "deepgrow" and models["sam_med2d"]["dimension"] == 2
