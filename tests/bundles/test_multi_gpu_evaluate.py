@@ -43,7 +43,7 @@ def test_multi_gpu_evaluate_merges_over_each_evaluate_config(bundle):
         assert init[: len(evaluate["initialize"])] == evaluate["initialize"], name  # the evaluate config's, then
         assert init[len(evaluate["initialize"]) :] == multi["+initialize"], name  # the process group
         for step in evaluate["run"]:  # every step of the evaluate config's run (rank-0 only at most)
-            assert any(s.startswith(step.removesuffix(")")) for s in parser.get("run")), (name, step)
+            assert any(s.startswith(step) for s in parser.get("run")), (name, step)
         sampler = next(k for k in multi if k.endswith("#sampler"))
         assert multi[sampler]["even_divisible"] is False and multi[sampler]["shuffle"] is False
         evaluator = next(k.removesuffix("#val_handlers") for k in multi if k.endswith("#val_handlers"))
