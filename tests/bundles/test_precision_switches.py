@@ -1,7 +1,7 @@
 """The `amp` / `amp_dtype` / `channels_last` / `compile` switches of every bundle (monaiseg.utils.precision),
-on CPU: bf16 autocast trains and validates with the prediction shapes of float32 (random weights, tiny
-configs), LiteMedSAM's real weights give the float32 masks under bf16, and bad settings are refused when
-the config is parsed, before anything runs."""
+on CPU: bf16 autocast trains (one bundle of each kind; the others run its forward and loss) with the
+prediction shapes of float32 (random weights, tiny configs), LiteMedSAM's real weights give the float32
+masks under bf16, and bad settings are refused when the config is parsed, before anything runs."""
 
 from __future__ import annotations
 
@@ -45,23 +45,29 @@ class FloatShadow:
         return output
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("bundle", BUNDLES, ids=BUNDLE_IDS)
-def test_bf16_autocast_on_cpu_trains_with_the_float32_shapes(bundle, tiny_run, tmp_path):
-    """One training iteration of the tiny config with `amp: true`, bf16, on CPU: the autocast forward gives
-    the float32 forward's prediction shape on the same batch and weights, as float32 (outside the autocast
-    region), finite, with a finite loss. sam_med2d's click-simulation iteration (no inferer) gives
-    predictions shaped as its targets."""
-    from ignite.engine import Events
-    from monai.bundle import ConfigParser
+# a full bf16 training iteration (forward, loss, backward, step) on one bundle of each kind, and on sam_med2d
+# (its click-simulation iteration has no inferer); the other bundles run the same autocast forward and loss
+# on one training batch without the backward and step (identical MONAI code for every bundle)
+FULL_TRAINING = {
+    "medsam2": "3D propagation",
+    "lite_medsam": "2D prompted",
+    "sam_med2d": "2D prompted, click-simulation iteration",
+    "hf_sam": "automatic",
+    "unet_cells": "automatic (no foundation model)",
+    "sam_medcls": "classification",
+}
+FORWARD_ONLY = [b for b in BUNDLES if b.name not in FULL_TRAINING]
 
-    from monaiseg.inferers import AutocastInferer
+
+def bf16_trainer(bundle: Path, tiny_run, bundle_root: Path):
+    """The tiny config's trainer with `amp: true`, bf16, on CPU (one iteration); no GradScaler for bf16."""
+    from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(configs(bundle, "train.json"))
     parser.update(
         {
-            "bundle_root": str(tmp_path),
+            "bundle_root": str(bundle_root),
             **tiny_run(bundle),
             "device": "$torch.device('cpu')",
             "amp": True,
@@ -72,11 +78,27 @@ def test_bf16_autocast_on_cpu_trains_with_the_float32_shapes(bundle, tiny_run, t
         }
     )
     trainer = parser.get_parsed_content("train#trainer")
-    assert trainer.amp is False  # no GradScaler for bf16
-    shadow = None
-    if "iteration_update" not in parser["train"]["trainer"]:
-        assert isinstance(trainer.inferer, AutocastInferer) and trainer.inferer.dtype == torch.bfloat16
-        shadow = trainer.inferer = FloatShadow(trainer.inferer)
+    assert trainer.amp is False
+    if "iteration_update" in parser["train"]["trainer"]:
+        return trainer, None
+    from monaiseg.inferers import AutocastInferer
+
+    assert isinstance(trainer.inferer, AutocastInferer) and trainer.inferer.dtype == torch.bfloat16
+    return trainer, FloatShadow(trainer.inferer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", [REPO / "bundles" / b for b in FULL_TRAINING], ids=list(FULL_TRAINING))
+def test_bf16_autocast_on_cpu_trains_with_the_float32_shapes(bundle, tiny_run, tmp_path):
+    """One training iteration of the tiny config with `amp: true`, bf16, on CPU: the autocast forward gives
+    the float32 forward's prediction shape on the same batch and weights, as float32 (outside the autocast
+    region), finite, with a finite loss. sam_med2d's click-simulation iteration (no inferer) gives
+    predictions shaped as its targets."""
+    from ignite.engine import Events
+
+    trainer, shadow = bf16_trainer(bundle, tiny_run, tmp_path)
+    if shadow is not None:
+        trainer.inferer = shadow
     outputs = []
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(e.state.output))
     trainer.run()
@@ -86,6 +108,24 @@ def test_bf16_autocast_on_cpu_trains_with_the_float32_shapes(bundle, tiny_run, t
         assert [shapes(i["pred"]) for i in items] == [shapes(i["label"]) for i in items]
     else:
         assert shadow.amp == shadow.float32 and len(shadow.amp) == 1  # shapes, and float32 outside autocast
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", FORWARD_ONLY, ids=[b.name for b in FORWARD_ONLY])
+def test_bf16_autocast_on_cpu_forward_gives_the_float32_shapes(bundle, tiny_run, tmp_path):
+    """The trainer's switches resolve (bf16 autocast inferer, no GradScaler) and its autocast forward on the
+    first training batch (prepared by the trainer's prepare_batch, network in training mode) gives the float32
+    forward's prediction shapes as float32, with a finite loss."""
+    trainer, shadow = bf16_trainer(bundle, tiny_run, tmp_path)
+    batch = trainer.prepare_batch(next(iter(trainer.data_loader)), torch.device("cpu"), False)
+    inputs, targets = batch[:2]
+    args, kwargs = batch[2:] if len(batch) == 4 else ((), {})
+    trainer.network.train()
+    with torch.no_grad():
+        pred = shadow(inputs, trainer.network, *args, **kwargs)
+        loss = trainer.loss_function(pred, targets).mean()
+    assert torch.isfinite(loss)
+    assert shadow.amp == shadow.float32 and len(shadow.amp) == 1  # shapes, and float32 outside autocast
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=BUNDLE_IDS)
