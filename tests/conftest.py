@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +36,29 @@ SHARED = REPO.parent / "shared"
 MEDSAM2 = REPO / "bundles" / "medsam2"
 BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
 BUNDLE_IDS = [b.name for b in BUNDLES]
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+NO_CHROMIUM = "chromium / chromedriver absent (apt-get install chromium chromium-driver)"
+
+
+def headless_chromium(profile: Path, window: str = "1280,900", extra_flags: tuple = (), console_log: bool = False):
+    """A selenium driver of headless Debian Chromium with a fresh profile in `profile`, no background networking
+    (nothing outside the machine is reached), a 120 s page-load timeout; `console_log` keeps the page's console
+    messages (`driver.get_log("browser")`). The caller quits it."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+    flags += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    for flag in (*flags, f"--window-size={window}", *extra_flags, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    if console_log:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=subprocess.DEVNULL), options=options)
+    driver.set_page_load_timeout(120)
+    return driver
 
 
 def error_chain(exc: BaseException) -> str:

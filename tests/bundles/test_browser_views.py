@@ -4,30 +4,15 @@ artifacts, and report.html opened from disk shows its tables and embedded pictur
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pytest
 import torch
-from conftest import REPO
+from conftest import CHROMEDRIVER, CHROMIUM, NO_CHROMIUM, REPO, headless_chromium
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,900",
-)
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         not (CHROMIUM and CHROMEDRIVER),
-        reason="chromium / chromedriver absent (apt-get install chromium chromium-driver)",
+        reason=NO_CHROMIUM,
     ),
 ]
 
@@ -35,15 +20,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """One headless Chromium (fresh profile) for the module's checks."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium_profile')}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=subprocess.DEVNULL), options=options)
-    driver.set_page_load_timeout(120)
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium_profile"))
     try:
         yield driver
     finally:

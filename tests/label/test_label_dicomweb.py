@@ -28,7 +28,7 @@ import pydicom_seg
 import pytest
 import requests
 import SimpleITK
-from conftest import REPO
+from conftest import CHROMEDRIVER, CHROMIUM, NO_CHROMIUM, REPO, headless_chromium
 from dicomweb_client.api import DICOMwebClient
 
 from monaiseg.data.dicom_series import write_dicom_series
@@ -339,37 +339,15 @@ def _decode(data: bytes) -> np.ndarray:
 
 # ---------------------------------------------------------------- OHIF (MONAI Label's build) in headless Chromium
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,900",
-    "--enable-unsafe-swiftshader",  # WebGL in software: the viewport renders without a GPU
-)
-
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    """Headless Debian Chromium through selenium, keeping the page's console messages."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("chromium / chromedriver absent (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium_profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(
-        service=Service(shutil.which("chromedriver"), log_output=subprocess.DEVNULL), options=options
-    )
-    driver.set_page_load_timeout(120)
+    """Headless Debian Chromium through selenium, keeping the page's console messages; WebGL in software
+    (swiftshader), so OHIF's viewport renders without a GPU."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(NO_CHROMIUM)
+    profile = tmp_path_factory.mktemp("chromium_profile")
+    driver = headless_chromium(profile, "1400,900", ("--enable-unsafe-swiftshader",), console_log=True)
     try:
         yield driver
     finally:
