@@ -434,6 +434,7 @@ def label_section(
         "sam2": f"sam2.1 {size} at {image_size}",
         "weights": weights,
         "windowing": "both: CT level 40, width 400",
+        "order": "ours first (its first request warms the kernels for theirs), then MONAI Label's",
     }
 
     runtime = BundleRuntime(read_bundle(bundle), ["label_test.json"])
