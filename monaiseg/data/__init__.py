@@ -70,7 +70,6 @@ _SUBMODULES = {
     "encoder_identity": "embedding_cache",
     "ImageBank": "image_bank",
     "batch_items": "batch_inputs",
-    "check_shards": "batch_inputs",
 }
 __all__ = sorted(_SUBMODULES)
 

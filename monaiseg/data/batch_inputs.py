@@ -125,13 +125,3 @@ def batch_items(
             )
         names[name] = str(image)
     return items
-
-
-def check_shards(num_inputs: int, world_size: int) -> None:
-    """Refuse a sharded run where some rank gets no input: MONAI skips the run of an empty shard, so a handler
-    that gathers over the ranks (one predictions file) would wait for that rank forever."""
-    if num_inputs < world_size:
-        raise ValueError(
-            f"{num_inputs} input(s) for {world_size} processes: every rank needs at least one input to merge "
-            f"the outputs; run at most {num_inputs} processes"
-        )

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from monaiseg.data.batch_inputs import batch_items, check_shards, input_name
+from monaiseg.data.batch_inputs import batch_items, input_name
 
 PROMPTS = {"prompts": "{name}_prompts.json", "prompt_label": "{name}_label{ext}"}
 
@@ -101,9 +101,3 @@ def test_bad_input_one_clear_error(tmp_path, case, error, message):
     }
     with pytest.raises(error, match=message):
         calls[case]()
-
-
-def test_check_shards_refuses_a_rank_without_input():
-    check_shards(2, 2)
-    with pytest.raises(ValueError, match=r"1 input\(s\) for 2 processes: .* run at most 1 processes"):
-        check_shards(1, 2)
