@@ -1,6 +1,7 @@
 """Model-zoo conformance of every bundle in bundles/ (what the MONAI model zoo's CI checks).
 
-For each bundle: the contract's files are present; metadata.json validates against the schema
+For each bundle: the contract's files and config keys are present (`monaiseg.utils.bundle_contract`, the one
+place that declares them); metadata.json validates against the schema
 (the MONAI model zoo's meta_schema_20240725.json, copied into scripts/schemas/ for offline checks)
 and its version is a key of its changelog;
 `verify_net_in_out` passes with the tiny override; the network exports to TorchScript with
@@ -25,20 +26,11 @@ from pathlib import Path
 
 import torch
 
+from monaiseg.utils import bundle_contract
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SCHEMA = REPO / "scripts" / "schemas" / "meta_schema_20240725.json"
-REQUIRED = [
-    "configs/metadata.json",
-    "configs/train.json",
-    "configs/evaluate.json",
-    "configs/inference.json",
-    "configs/multi_gpu_train.json",
-    "configs/logging.conf",
-    "configs/tiny.json",
-    "docs/README.md",
-    "LICENSE",
-    "large_files.yml",
-]
+REQUIRED = list(bundle_contract.REQUIRED_FILES)
 MAX_FILE_BYTES = 1 << 20
 
 
@@ -47,8 +39,9 @@ class BundleCheckError(AssertionError):
 
 
 def discover_bundles(root: Path = REPO / "bundles") -> list[Path]:
-    """Every folder of `root` holding configs/metadata.json, sorted by name."""
-    return sorted(p for p in root.iterdir() if (p / "configs" / "metadata.json").is_file())
+    """Every folder of `root` holding configs/metadata.json, sorted by name; bundles/_template/ (and any folder
+    starting with `_`) is not a bundle."""
+    return bundle_contract.discover_bundles(root)
 
 
 def metadata(bundle: Path) -> dict:
@@ -56,10 +49,17 @@ def metadata(bundle: Path) -> dict:
 
 
 def check_files(bundle: Path) -> str:
-    missing = [f for f in REQUIRED if not (bundle / f).is_file()]
+    missing = bundle_contract.missing_files(bundle)
     if missing:
-        raise BundleCheckError(f"{bundle.name}: missing {', '.join(missing)} (bundle contract, CONTRIBUTING.md)")
+        raise BundleCheckError(f"{bundle.name}: missing {', '.join(missing)} (monaiseg.utils.bundle_contract)")
     return f"{len(REQUIRED)} files"
+
+
+def check_keys(bundle: Path) -> str:
+    missing = bundle_contract.missing_keys(bundle)
+    if missing:
+        raise BundleCheckError(f"{bundle.name}: missing {'; '.join(missing)} (monaiseg.utils.bundle_contract)")
+    return "required config keys"
 
 
 def check_version(bundle: Path) -> str:
@@ -174,6 +174,7 @@ def checks(schema: Path = DEFAULT_SCHEMA) -> dict[str, Callable[[Path, Path], st
     """Check name -> fn(bundle, workdir) -> detail (raises on failure)."""
     return {
         "files": lambda b, w: check_files(b),
+        "config_keys": lambda b, w: check_keys(b),
         "version_in_changelog": lambda b, w: check_version(b),
         "metadata_schema": lambda b, w: check_schema(b, schema),
         "json_format": lambda b, w: check_json_format(b),

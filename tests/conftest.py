@@ -34,7 +34,11 @@ _cache_bytecode()
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 MEDSAM2 = REPO / "bundles" / "medsam2"
-BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
+# the bundles as monaiseg.utils.bundle_contract.discover_bundles finds them (bundles/_template/ is none), without
+# importing monaiseg at collection
+BUNDLES = sorted(
+    p for p in (REPO / "bundles").iterdir() if p.name[0] != "_" and (p / "configs" / "metadata.json").is_file()
+)
 BUNDLE_IDS = [b.name for b in BUNDLES]
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

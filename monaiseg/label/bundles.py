@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monaiseg.utils.bundle_contract import discover_bundles
+
 TASK_TYPES = ("interactive-2d", "interactive-3d", "segmentation", "classification")
 DEFAULT_WEIGHTS_KEY = "monai-label-default-weights"  # in supported_apps; value "network_def"
 MAX_LABEL_NAME = 40  # longer channel_def entries are descriptions, not label names
@@ -90,7 +92,7 @@ def discover(paths: list[str | Path]) -> tuple[dict[str, BundleInfo], dict[str, 
         if (path / "configs" / "metadata.json").is_file():
             roots.append(path)
         else:
-            roots += sorted(p for p in path.iterdir() if (p / "configs" / "metadata.json").is_file())
+            roots += discover_bundles(path)  # bundles/_template/ is no bundle
     served, skipped = {}, {}
     for root in roots:
         try:

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import torch
 
+from monaiseg.utils.bundle_contract import NO_VALIDATION_DURING_TRAINING
+
 EPOCHS = 2  # resume runs: epochs of full passes over the tiny data
-# bundles that do not validate during training (no per-epoch metrics), with the reason (also in their docs)
-NO_VALIDATION_DURING_TRAINING = {
-    "hf_sam": "as upstream SAMed / HF-SAM: Synapse has no validation split; evaluate.json scores the test volumes",
-}
 
 
 def latest_resume(root: Path):

@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import BUNDLE_IDS, BUNDLES, REPO, error_chain
 
-SWITCHES = {"amp": "$torch.cuda.is_available()", "amp_dtype": "bfloat16", "channels_last": False, "compile": False}
+from monaiseg.utils.bundle_contract import PRECISION_SWITCHES as SWITCHES
+from monaiseg.utils.bundle_contract import PREPARE_NETWORK, WITH_AMP
 
 
 def configs(bundle: Path, *names: str) -> list[str]:
@@ -140,11 +141,8 @@ def test_every_bundle_declares_the_switches_with_their_defaults(bundle):
         assert {k: config.get(k) for k in SWITCHES} == SWITCHES, name
         text = (bundle / "configs" / name).read_text()
         engines = text.count('"_target_": "Supervised')
-        assert (
-            engines
-            and text.count("monaiseg.utils.prepare_network(@network, @device, @channels_last, @compile)") == engines
-        )
-        assert text.count("monaiseg.inferers.with_amp(") == engines - ("iteration_update" in text)
+        assert engines and text.count(PREPARE_NETWORK) == engines
+        assert text.count(WITH_AMP) == engines - ("iteration_update" in text)
         assert '"amp": false' not in text
 
 
