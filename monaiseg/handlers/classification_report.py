@@ -69,17 +69,19 @@ class ClassificationReportWriter:
                 self.labels.append(int(torch.as_tensor(out["label"]).flatten()[0]))
 
     def write(self, engine: Workflow) -> None:
-        images = gather_in_dataset_order(list(zip(self.names, self.probs, self.labels or [None] * len(self.names))))
+        labels: list[int | None] = [*self.labels] if self.with_labels else [None] * len(self.names)
+        images = gather_in_dataset_order(list(zip(self.names, self.probs, labels)))
         seconds = sum_over_ranks(self.seconds)
         if not is_rank0():
             return
         if not images:
             raise ValueError("no image was evaluated: the data list is empty")
-        names, probs, labels = [n for n, *_ in images], np.stack([p for _, p, _ in images]), [y for *_, y in images]
+        names, probs = [n for n, _, _ in images], np.stack([p for _, p, _ in images])
         if not self.with_labels:
             write_predictions(self.output_dir, names, probs, self.class_names)
             return
         extra: dict[str, object] = {"images_per_second": len(names) / seconds if seconds else 0.0}
         if self.network is not None:
             extra["parameters"] = parameter_report(unwrap_model(self.network))
-        write_classification_report(self.output_dir, labels, probs, self.class_names, names, extra)
+        targets = [y for _, _, y in images if y is not None]  # with labels: one per image
+        write_classification_report(self.output_dir, targets, probs, self.class_names, names, extra)

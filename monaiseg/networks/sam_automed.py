@@ -155,8 +155,9 @@ def build_sam_automed(
         mean,
         std,
     )
-    if none_if_null(embedding_cache_dir) is not None:
-        model.embedding_cache = FrozenEncoderCache(embedding_cache_dir, "SAM-AutoMed")
+    cache_dir = none_if_null(embedding_cache_dir)
+    if cache_dir is not None:
+        model.embedding_cache = FrozenEncoderCache(cache_dir, "SAM-AutoMed")
     if checkpoint is not None:
         load_model_weights(model, checkpoint)
     elif none_if_null(backbone_weights) is None:

@@ -35,6 +35,7 @@ from monaiseg.networks.lite_medsam import build_lite_medsam
 from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD, set_pixel_normalization
 from monaiseg.networks.sam_builder import ADAPTER_KEY, PROMPT_DIM, build_sam_segmenter
 from monaiseg.networks.sam_segmenter import normalize_sam_images
+from monaiseg.networks.tiny_vit import TinyViT
 from monaiseg.utils.config import none_if_null
 
 ENCODER_TRAINING = ("frozen", "adapters", "full")
@@ -104,7 +105,9 @@ class SAMClassifier(nn.Module):
             "encoder_num_heads": encoder_num_heads,
         }
         check_encoder(encoder, image_size, "SAMClassifier (SAM-MedCls)", **vit_size)
-        self.image_encoder: nn.Module
+        self.image_encoder: ImageEncoderViT | TinyViT
+        default_mean: float | Sequence[float]
+        default_std: float | Sequence[float]
         if encoder == "lite_medsam":
             if encoder_training == "adapters":
                 raise ValueError("SAMClassifier: encoder 'lite_medsam' has no adapters; use 'frozen' or 'full'")
