@@ -3,3 +3,12 @@ feedback) and the `PrepareBatch` callables that feed each kind of batch to a net
 
 from .interactive import InteractiveIteration, sample_objects
 from .prepare_batch import PrepareCellClipBatch, PrepareClassPromptBatch, PrepareInteractiveBatch, PrepareOptionalBoxes
+
+__all__ = [
+    "InteractiveIteration",
+    "PrepareCellClipBatch",
+    "PrepareClassPromptBatch",
+    "PrepareInteractiveBatch",
+    "PrepareOptionalBoxes",
+    "sample_objects",
+]

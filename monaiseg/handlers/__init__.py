@@ -17,3 +17,29 @@ from .nan_guard import NonFiniteLossError, StopOnNonFiniteLoss
 from .output_as_list import OutputAsList
 from .resume import RandomStates, ResumableCheckpoint, find_generators, latest_checkpoint
 from .validation_overlays import ValidationOverlays, check_writable
+
+__all__ = [
+    "BestModelSaver",
+    "BoxPromptComparison",
+    "CellReportWriter",
+    "ClassificationReportWriter",
+    "ClipCurriculum",
+    "EmbeddingCacheLogger",
+    "EndoVisReportWriter",
+    "EvaluationReport",
+    "InteractiveReportWriter",
+    "MetricsSummaryWriter",
+    "NonFiniteLossError",
+    "OutputAsList",
+    "RandomStates",
+    "ResumableCheckpoint",
+    "StopOnNonFiniteLoss",
+    "TrackingReportWriter",
+    "ValidationOverlays",
+    "add_to_mlflow_run",
+    "check_writable",
+    "find_generators",
+    "latest_checkpoint",
+    "log_to_mlflow_run",
+    "save_model_atomic",
+]

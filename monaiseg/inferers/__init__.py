@@ -10,3 +10,30 @@ from .interactive import InteractiveInferer, image_seed, modes_onehot, parse_mod
 from .object_prompt import ObjectPromptInferer
 from .precision import AutocastInferer, with_amp
 from .propagation import PropagationInferer, memory_window, propagate_volume
+
+__all__ = [
+    "AutocastInferer",
+    "BoxCarryInferer",
+    "BoxPromptInferer",
+    "CellTrackingInferer",
+    "ClassPromptInferer",
+    "InstancePromptInferer",
+    "InteractiveInferer",
+    "ObjectPromptInferer",
+    "PropagationInferer",
+    "append_clicks",
+    "box_carry_volume",
+    "box_logits",
+    "compose_class_map",
+    "decode_prompts",
+    "grow_box",
+    "image_embeddings",
+    "image_seed",
+    "instance_ids",
+    "memory_window",
+    "modes_onehot",
+    "parse_mode",
+    "presence",
+    "propagate_volume",
+    "with_amp",
+]

@@ -4,7 +4,7 @@ from .cells import CLAHE, CLAHEd, DensityMapd, LoadCTCd, RandCellTracksd, RandEl
 from .checks import CheckImaged, CheckMaskValuesd
 from .clicks import jittered_box, jittered_boxes, sample_error_clicks, sample_foreground_clicks
 from .intensity import CTWindow, CTWindowd, MRPercentileNormalize, MRPercentileNormalized
-from .medsam import BoxPromptsd, SliceMinMaxd
+from .medsam import BoxPromptsd, Letterbox, Letterboxd, LoadChallengeNpzd, SaveChallengeNpzd, SliceMinMaxd
 from .overlay import SaveOverlayd
 from .prompts import (
     InstanceBoxesd,
@@ -16,3 +16,39 @@ from .prompts import (
     RequirePromptsd,
 )
 from .video import LoadVideod, SaveMaskFramesd, SaveTracksd
+
+__all__ = [
+    "BoxPromptsd",
+    "CLAHE",
+    "CLAHEd",
+    "CTWindow",
+    "CTWindowd",
+    "CheckImaged",
+    "CheckMaskValuesd",
+    "DensityMapd",
+    "InstanceBoxesd",
+    "KeySlicePromptsd",
+    "Letterbox",
+    "Letterboxd",
+    "LoadChallengeNpzd",
+    "LoadBoxesd",
+    "LoadCTCd",
+    "LoadPromptsd",
+    "LoadVideod",
+    "MRPercentileNormalize",
+    "MRPercentileNormalized",
+    "RandBoxPromptd",
+    "RandCellTracksd",
+    "RandClipd",
+    "RandElasticd",
+    "RequirePromptsd",
+    "SaveChallengeNpzd",
+    "SaveMaskFramesd",
+    "SaveOverlayd",
+    "SaveTracksd",
+    "SliceMinMaxd",
+    "jittered_box",
+    "jittered_boxes",
+    "sample_error_clicks",
+    "sample_foreground_clicks",
+]

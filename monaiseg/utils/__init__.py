@@ -16,3 +16,30 @@ from .distributed import (
 )
 from .files import atomic_folders, atomic_outputs, write_csv_atomic, write_json_atomic
 from .precision import amp_dtype, autocast, needs_grad_scaler, prepare_network
+
+__all__ = [
+    "amp_dtype",
+    "as_bool",
+    "atomic_folders",
+    "atomic_outputs",
+    "autocast",
+    "batch_source_names",
+    "broadcast_parameters",
+    "concatenated_to_dataset_order",
+    "gather_in_dataset_order",
+    "image_names",
+    "is_rank0",
+    "needs_grad_scaler",
+    "none_if_null",
+    "plain_tensor",
+    "prepare_network",
+    "rank",
+    "silenced",
+    "source_name",
+    "sum_over_ranks",
+    "sync_gradients",
+    "unwrap_model",
+    "world_size",
+    "write_csv_atomic",
+    "write_json_atomic",
+]

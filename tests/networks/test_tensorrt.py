@@ -84,4 +84,4 @@ def test_inference_trt_config_builds_the_network_with_existing_submodules(bundle
     assert args["fallback"] and len(args["dynamic_batchsize"]) == 3 and args["dynamic_batchsize"][0] == 1
     for name in submodules or []:
         assert isinstance(network.get_submodule(name), nn.Module)
-    assert "import monaiseg.networks.tensorrt" in " ".join(parser["imports"])
+    assert "monaiseg.networks.trt_network(" in parser["network"]  # inference_trt.json's network
