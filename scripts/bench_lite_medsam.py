@@ -39,6 +39,7 @@ from monai.bundle import ConfigParser
 from PIL import Image
 
 from monaiseg.data import collate_with_prompts
+from monaiseg.metrics import binary_dice
 from monaiseg.prompts import ObjectPrompt
 
 COMPARE = runpy.run_path(str(Path(__file__).with_name("compare_lite_medsam.py")))
@@ -293,7 +294,6 @@ def main(argv=None) -> dict:
         args.images, args.depth, args.side, args.objects, args.repeats, args.warmup, args.batch = 1, 2, 64, 2, 1, 0, 1
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     rng = np.random.default_rng(0)
-    dice = COMPARE["dice"]
     with tempfile.TemporaryDirectory() as temp:
         workdir = Path(temp)
         files = []
@@ -321,14 +321,14 @@ def main(argv=None) -> dict:
         }
         flat = measure(runs, args.repeats, args.warmup, device)
         outputs = zip(flat["ours"]["out"], flat["official"]["out"])
-        flat_row = summary(flat, args.images, float(np.mean([dice(a > 0, b > 0) for a, b in outputs])), calls)
+        flat_row = summary(flat, args.images, float(np.mean([binary_dice(a, b) for a, b in outputs])), calls)
         volume, specs = ellipsoid_volume(args.depth, args.side, args.objects, rng)
         runs = {
             "ours": lambda: ours.volume(volume, specs),
             "official": lambda: official_volume(reference, volume, specs),
         }
         deep = measure(runs, args.repeats, args.warmup, device)
-        deep_row = summary(deep, args.depth, dice(deep["ours"]["out"] > 0, deep["official"]["out"] > 0), calls)
+        deep_row = summary(deep, args.depth, binary_dice(deep["ours"]["out"], deep["official"]["out"]), calls)
         single, batched = encoder_batching(ours.network.image_encoder, args.batch, args.repeats, device)
     report = {
         "runtime": runtime,

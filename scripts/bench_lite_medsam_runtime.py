@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from monaiseg.metrics import binary_dice
 from monaiseg.networks import build_lite_medsam
 from monaiseg.networks.sam_segmenter import normalize_sam_images
 
@@ -110,11 +111,6 @@ class Side:
         return F.interpolate(torch.cat(masks), size=size, mode="bilinear", align_corners=False)[:, 0] > 0
 
 
-def dice(a: torch.Tensor, b: torch.Tensor) -> float:
-    total = int(a.sum() + b.sum())
-    return 1.0 if total == 0 else 2 * int((a & b).sum()) / total
-
-
 def matmul_peak(repeats: int = 5) -> float:
     """Best fp32 GFLOP/s of square matmuls (1024, 2048) on torch's CPU threads."""
     best = 0.0
@@ -170,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
             expected = reference.run(x, boxes, labels.shape)
             for side in sides:
                 got = side.run(x, boxes, labels.shape)
-                side.dice.setdefault(name, []).extend(dice(g, e) for g, e in zip(got, expected))
+                side.dice.setdefault(name, []).extend(binary_dice(g, e) for g, e in zip(got, expected))
     peak = max(peak, matmul_peak())
 
     ref_total = sum(reference.total_s)

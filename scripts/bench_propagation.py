@@ -33,6 +33,7 @@ from PIL import Image
 
 from monaiseg.data import make_synthetic_ct
 from monaiseg.inferers.propagation import LazyFrames, memory_window, new_tracking_state, owns_frame, propagate_volume
+from monaiseg.metrics import binary_dice
 from monaiseg.networks.sam2_builder import build_sam2_segmenter
 from monaiseg.prompts import ObjectPrompt, key_slice, mask_box
 from monaiseg.transforms.intensity import CTWindow
@@ -228,11 +229,6 @@ def _rss() -> int:
         return psutil.Process().memory_info().rss
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else 2.0 * np.logical_and(a, b).sum() / total
-
-
 METHODS = {
     "a": ("ours (propagate_volume)", run_ours),
     "b": ("reference, JPEG folder + init_state", run_jpeg),
@@ -331,9 +327,9 @@ def main(argv=None) -> None:
     for obj in ids:
         a, b, c = (labels[m] == obj for m in "abc")
         print(
-            f"  object {obj}: dice(a, b) {dice(a, b):.4f}  dice(a, c) {dice(a, c):.4f}  "
-            f"voxels a/b/c {a.sum()}/{b.sum()}/{c.sum()}  dice vs truth a {dice(a, truth == obj):.3f} "
-            f"b {dice(b, truth == obj):.3f}"
+            f"  object {obj}: dice(a, b) {binary_dice(a, b):.4f}  dice(a, c) {binary_dice(a, c):.4f}  "
+            f"voxels a/b/c {a.sum()}/{b.sum()}/{c.sum()}  dice vs truth a {binary_dice(a, truth == obj):.3f} "
+            f"b {binary_dice(b, truth == obj):.3f}"
         )
     print(f"  (a) == (c) label volumes identical: {identical}")
     print(
@@ -345,7 +341,7 @@ def main(argv=None) -> None:
         f"  input frames held: ours one at a time ({one_frame:.0f} MiB), reference all "
         f"({stats['b']['frames_mib']:.0f} MiB)"
     )
-    dices = ", ".join(f"{dice(labels['a'] == o, labels['b'] == o):.3f}" for o in ids)
+    dices = ", ".join(f"{binary_dice(labels['a'] == o, labels['b'] == o):.3f}" for o in ids)
     print(
         f"SUMMARY: {depth} slices, {len(ids)} objects, {device}: ours {best['a'] / depth:.3f} s/slice vs "
         f"JPEG reference {best['b'] / depth:.3f} s/slice = {speedup:.2f}x; peak +{min(memory['a']):.0f} vs "

@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from monaiseg.metrics import binary_dice  # 1.0 when both masks are empty
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "lite_medsam"
 BUNDLE_CONFIGS = ("configs/inference.json", "configs/images_2d.json")
@@ -272,12 +274,6 @@ def read_labels(path: Path, size: tuple[int, int]) -> np.ndarray:
     return labels
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two binary masks (1.0 when both are empty)."""
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
-
-
 def compare(
     cases: Sequence[Case],
     workdir: Path,
@@ -315,9 +311,9 @@ def compare(
                     "set": case.dataset,
                     "image": case.name,
                     "label": label,
-                    "ours": dice(a, truth),
-                    "reference": None if b is None else dice(b, truth),
-                    "agreement": None if b is None else dice(a, b),
+                    "ours": binary_dice(a, truth),
+                    "reference": None if b is None else binary_dice(b, truth),
+                    "agreement": None if b is None else binary_dice(a, b),
                 }
             )
     done = sum(min(n, reference_limit or n) for n in seen.values())

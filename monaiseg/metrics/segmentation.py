@@ -8,6 +8,8 @@ Empty cases, per case and class: MONAI ``compute_dice(ignore_empty=False)`` / MO
 - non-empty GT, empty prediction: 0.0 / 0.0 -> 0.0.
 
 (``compute_dice`` with MONAI's default ``ignore_empty=True`` returns NaN whenever the GT is empty.)
+``binary_dice`` is the same Dice for two masks (numpy or torch) as one float, with the same rule: two
+empty masks agree that nothing is there, 1.0. Scripts and tests compare masks with it.
 NSD counts boundary voxels (MONAI default); ``use_subvoxels=True`` weights them by surface area
 as DeepMind's ``surface-distance`` package, which upstream MedSAM uses.
 """
@@ -102,6 +104,23 @@ class NormalizedSurfaceDice(SurfaceDiceMetric):
         spatial = tuple(range(2, y.ndim))
         both_empty = (y_pred[:, first:].sum(spatial) == 0) & (y[:, first:].sum(spatial) == 0)
         return torch.where(both_empty.to(nsd.device), torch.ones_like(nsd), nsd)
+
+
+def binary_dice(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    """Dice ``2 |A & B| / (|A| + |B|)`` of two masks of one shape (any dims), foreground = elements > 0
+    (booleans, 0/1 masks, label maps, logits); **1.0 when both are empty** (they agree nothing is there), 0.0
+    when exactly one is. numpy arrays and torch tensors (any device), mixed or not; counts are exact integers.
+    """
+    ma, mb = (x.detach() > 0 if isinstance(x, torch.Tensor) else np.asarray(x) > 0 for x in (a, b))
+    if tuple(ma.shape) != tuple(mb.shape):
+        raise ValueError(f"binary_dice: masks of different shapes {tuple(ma.shape)} and {tuple(mb.shape)}")
+    if isinstance(ma, np.ndarray) and isinstance(mb, np.ndarray):
+        both, sizes = int(np.count_nonzero(ma & mb)), int(np.count_nonzero(ma)) + int(np.count_nonzero(mb))
+    else:
+        device = next(m.device for m in (ma, mb) if isinstance(m, torch.Tensor))
+        ta, tb = torch.as_tensor(ma, device=device), torch.as_tensor(mb, device=device)
+        both, sizes = int(torch.count_nonzero(ta & tb)), int(torch.count_nonzero(ta)) + int(torch.count_nonzero(tb))
+    return 1.0 if sizes == 0 else 2.0 * both / sizes
 
 
 def meta_spacing(y: torch.Tensor) -> list[list[float]] | None:

@@ -20,6 +20,7 @@ from conftest import REPO, error_chain
 from PIL import Image
 
 from monaiseg.inferers.box_carry import box_carry_volume
+from monaiseg.metrics import binary_dice
 from monaiseg.prompts import ObjectPrompt
 from monaiseg.transforms.medsam import Letterbox
 
@@ -48,10 +49,6 @@ def parsed(names: list[str], **overrides):
     parser.read_config(configs(*names))
     parser.update(overrides)
     return parser
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))
 
 
 def scene_2d(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -251,8 +248,8 @@ def test_2d_grey_rgb_and_16_bit_with_the_official_weights(outputs_2d, name):
     seg = np.asarray(Image.open(outputs_2d / f"{name}_seg.png"))
     assert seg.shape == (H, W) and seg.dtype == np.uint8
     assert set(np.unique(seg)) == {0, 1, 2}
-    assert dice(seg == 1, label == 1) >= 0.9  # the ellipse
-    assert dice(seg == 2, label == 2) >= 0.8  # the small disk (8 px radius)
+    assert binary_dice(seg == 1, label == 1) >= 0.9  # the ellipse
+    assert binary_dice(seg == 2, label == 2) >= 0.8  # the small disk (8 px radius)
 
 
 @pytest.mark.slow
@@ -272,7 +269,7 @@ def test_3d_key_slice_box_is_carried_through_the_object_and_stops(scenes, tmp_pa
     assert set(np.unique(seg)) == {0, 2}
     labelled = {int(k) for k in np.nonzero((seg > 0).reshape(-1, seg.shape[-1]).any(0))[0]}
     assert {2, 3, 4} <= labelled <= {1, 2, 3, 4, 5}  # every object slice, at most one slice past it
-    assert dice(seg > 0, obj) >= 0.85
+    assert binary_dice(seg > 0, obj) >= 0.85
 
 
 @pytest.mark.slow
@@ -295,7 +292,7 @@ def test_challenge_npz_2d_and_3d_round_trip(scenes, outputs_2d, tmp_path):
     _, obj = scene_3d()
     assert segs.shape == (7, 80, 64) and segs.dtype == np.uint8 and set(np.unique(segs)) == {0, 1}
     assert {int(k) for k in np.nonzero(segs.reshape(7, -1).any(1))[0]} == {2, 3, 4}  # exactly z_min..z_max
-    assert dice(segs.transpose(2, 1, 0) > 0, obj) >= 0.85
+    assert binary_dice(segs.transpose(2, 1, 0) > 0, obj) >= 0.85
 
 
 @pytest.mark.slow
@@ -316,7 +313,7 @@ def test_label_app_serves_the_official_weights_without_model_pt(scenes, tmp_path
     prompts = [ObjectPrompt(obj_id=1, frame=0, box=ijk_to_xy(BOXES_2D[0]))]  # the app's 2D (i, j) = (x, y)
     output = runtime.run({"image": str(scenes / "grey.png"), "prompts": prompts}, tmp_path / "out", image_2d=True)
     _, label = scene_2d()
-    assert dice(np.asarray(output["pred"][0]).T > 0, label == 1) >= 0.9
+    assert binary_dice(np.asarray(output["pred"][0]).T > 0, label == 1) >= 0.9
 
 
 # ---------------------------------------------------------------- fine-tuning and evaluation

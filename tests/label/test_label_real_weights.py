@@ -17,6 +17,7 @@ from PIL import Image
 
 from monaiseg.label.prompts import object_prompts, parse_objects
 from monaiseg.label.runtime import RequestError
+from monaiseg.metrics import binary_dice
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +45,6 @@ def box_of(mask: np.ndarray) -> list[int]:
     """[i0, j0, i1, j1] of a (rows, columns) mask: i along columns, j along rows (MONAI Label's ROI)."""
     rows, cols = np.nonzero(mask)
     return [int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())]
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
 
 
 def outside(mask: np.ndarray, roi: list[int]) -> int:
@@ -96,7 +93,7 @@ def test_2d_box_gives_the_object_inside_the_box(server, case):
     mask = np.asarray(Image.open(out)) > 0
     assert mask.shape == truth.shape, (mask.shape, result)
     assert outside(mask, roi) == 0
-    assert dice(mask, truth) >= 0.8, dice(mask, truth)
+    assert binary_dice(mask, truth) >= 0.8, binary_dice(mask, truth)
 
 
 def drawn_ellipsoid() -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +131,7 @@ def test_3d_roi_labels_every_object_slice_and_stays_in_its_box(server, case):
     assert set(holding) <= set(labelled), (holding, labelled)
     assert labelled.min() >= holding.min() - 1 and labelled.max() <= holding.max() + 1, (holding, labelled)
     assert all(outside(label[..., k].T, roi[:4]) == 0 for k in labelled)
-    assert dice(label, truth) >= 0.8, dice(label, truth)
+    assert binary_dice(label, truth) >= 0.8, binary_dice(label, truth)
 
 
 def test_a_lone_3d_roi_is_its_objects_slice_range():
