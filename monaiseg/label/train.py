@@ -9,8 +9,6 @@ Request params: "tiny" (true: merge the bundle's configs/tiny.json), "max_epochs
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.train import TrainTask
 
 from monaiseg.label.runtime import BundleRuntime, labelled_datalist
+from monaiseg.utils.bundle_run import bundle_command, run_bundle
 from monaiseg.utils.config import as_bool
 
 logger = logging.getLogger(__name__)
@@ -39,30 +38,20 @@ class BundleTrainTask(TrainTask):
     def stats(self):
         return self._stats
 
-    def command(self, request: dict, dataset_dir: Path) -> list[str]:
+    def overrides(self, request: dict, dataset_dir: Path) -> tuple[list[Path], dict]:
+        """The config files and `--key value` overrides of the training the request asks for."""
         configs = self.runtime.info.root / "configs"
         files = [configs / "train.json"] + (
             [configs / "tiny.json"] if as_bool(request.get("tiny") or False, "tiny") else []
         )
-        cmd = [
-            sys.executable,
-            "-m",
-            "monai.bundle",
-            "run",
-            "--config_file",
-            str([str(f) for f in files]),
-            "--bundle_root",
-            str(self.runtime.info.root),
-            "--dataset_dir",
-            str(dataset_dir),
-        ]
+        overrides: dict = {"bundle_root": str(self.runtime.info.root), "dataset_dir": str(dataset_dir)}
         if request.get("max_epochs"):
-            cmd += ["--max_epochs", str(int(request["max_epochs"]))]
+            overrides["max_epochs"] = int(request["max_epochs"])
         if request.get("tracking"):
-            cmd += ["--tracking", str(request["tracking"])]
+            overrides["tracking"] = str(request["tracking"])
             if request.get("tracking_uri"):
-                cmd += ["--tracking_uri", str(request["tracking_uri"])]
-        return cmd
+                overrides["tracking_uri"] = str(request["tracking_uri"])
+        return files, overrides
 
     def __call__(self, request, datastore: Datastore):
         name = self.runtime.info.name
@@ -71,10 +60,10 @@ class BundleTrainTask(TrainTask):
             raise HTTPException(400, detail=f"{name}: the datastore has no labelled image to train on")
         with tempfile.TemporaryDirectory(prefix=f"monaiseg-train-{name}-") as tmp:
             labelled_datalist(items, Path(tmp) / "datalist.json")
-            cmd = self.command(request, Path(tmp))
-            logger.info("train %s on %d labelled images: %s", name, len(items), " ".join(cmd))
+            files, overrides = self.overrides(request, Path(tmp))
+            logger.info("train %s on %d labelled images: %s", name, len(items), bundle_command(files, **overrides))
             start = time.time()
-            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=self.timeout)
+            proc = run_bundle(files, cwd=tmp, timeout=self.timeout, check=False, **overrides)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout)[-2000:]
             raise HTTPException(500, detail=f"{name}: training failed (exit {proc.returncode}): {tail}")

@@ -3,6 +3,7 @@ mixed precision and compilation switches.
 The lowest layer of the package: it imports nothing else of monaiseg."""
 
 from .batch import batch_source_names, image_names, plain_tensor, source_name, unwrap_model
+from .bundle_run import bundle_command, run_bundle
 from .config import as_bool, none_if_null, silenced
 from .distributed import (
     broadcast_parameters,
@@ -25,6 +26,7 @@ __all__ = [
     "autocast",
     "batch_source_names",
     "broadcast_parameters",
+    "bundle_command",
     "concatenated_to_dataset_order",
     "gather_in_dataset_order",
     "image_names",
@@ -34,6 +36,7 @@ __all__ = [
     "plain_tensor",
     "prepare_network",
     "rank",
+    "run_bundle",
     "silenced",
     "source_name",
     "sum_over_ranks",
