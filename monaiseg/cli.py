@@ -3,7 +3,10 @@
 starts a MONAI Label server on the monaiseg app (`monaiseg.label.main`) for the bundles found
 (default: the repository's bundles/). A `http(s)://` URL as studies is a DICOMweb server (e.g.
 Orthanc's `http://127.0.0.1:8042/dicom-web`): images are its image series, final labels go back as
-DICOM SEG."""
+DICOM SEG.
+
+`monaiseg new-bundle NAME [--bundles DIR]` copies bundles/_template to DIR/NAME (default bundles/NAME) with
+its name filled in (`monaiseg.utils.bundle_contract.new_bundle`)."""
 
 from __future__ import annotations
 
@@ -83,11 +86,19 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-sessions", type=int, default=8, help="interactive sessions kept (least recent first out)")
     serve.add_argument("--session-idle-s", type=float, default=1800, help="idle seconds after which a session expires")
+    new = groups.add_parser("new-bundle", help="a new bundle folder copied from bundles/_template")
+    new.add_argument("name", help="the bundle's folder name (lower-case snake case)")
+    new.add_argument("--bundles", default="bundles", help="the folder of bundles to create it in (default: bundles)")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.group == "new-bundle":
+        from monaiseg.utils.bundle_contract import new_bundle
+
+        print(f"{new_bundle(args.name, args.bundles)}: made from bundles/_template (CONTRIBUTING.md, Add a bundle)")
+        return
     if args.group == "label" and args.action == "serve":
         if not is_url(args.studies):
             Path(args.studies).mkdir(parents=True, exist_ok=True)

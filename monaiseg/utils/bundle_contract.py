@@ -215,3 +215,32 @@ def missing_keys(bundle: Path) -> list[str]:
             continue
         missing += [f"{name}: {key}" for key in keys if not has_key(config, key)]
     return missing
+
+
+PLACEHOLDER = "TEMPLATE_NAME"  # in the template's text files; `new_bundle` writes the bundle's name there
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "bundles" / TEMPLATE
+
+
+def new_bundle(name: str, bundles_dir: str | Path, template: str | Path = TEMPLATE_DIR) -> Path:
+    """Copy the template to `bundles_dir/name`, the placeholder replaced by `name` in its text files; the
+    template's models/ and eval/ (outputs of a run in place) are not copied. Returns the new bundle folder.
+    ValueError for a name that is not lower-case snake case or starts with `_`, FileExistsError when the folder
+    exists (nothing is written then)."""
+    import re
+    import shutil
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"bundle name {name!r}: lower-case letters, digits and _, starting with a letter")
+    target = Path(bundles_dir) / name
+    if target.exists():
+        raise FileExistsError(f"{target} exists")
+    template = Path(template)
+    if not (template / "configs" / "metadata.json").is_file():
+        raise FileNotFoundError(f"{template} is not a bundle template (no configs/metadata.json)")
+    shutil.copytree(template, target, ignore=shutil.ignore_patterns("models", "eval", "__pycache__"))
+    for path in sorted(target.rglob("*")):
+        if path.is_file() and path.suffix in (".json", ".md", ".yml", ".conf", ".txt"):
+            text = path.read_text()
+            if PLACEHOLDER in text:
+                path.write_text(text.replace(PLACEHOLDER, name))
+    return target
