@@ -169,25 +169,8 @@ def tiny_run(tmp_path_factory):
     """bundle folder -> the overrides of a tiny run on its synthetic data: `dataset_dir` made by the
     generator named in the bundle's `configs/tiny.json` key `synthetic_dataset` (`{"_target_":
     "module.function", **kwargs}`, called with the output folder first; generated once per distinct
-    spec), plus the keys of `synthetic_overrides` (e.g. the class names of the synthetic set)."""
-    import json
+    spec), plus the keys of `synthetic_overrides` (e.g. the class names of the synthetic set).
+    `monaiseg.data.tiny_run.TinyRunData`, which scripts/gpu_check.py uses too."""
+    from monaiseg.data.tiny_run import TinyRunData
 
-    from monai.utils import optional_import
-
-    made: dict[str, Path] = {}
-
-    def get(bundle: Path) -> dict:
-        tiny = json.loads((bundle / "configs" / "tiny.json").read_text())
-        spec = tiny.get("synthetic_dataset")
-        assert spec, f"{bundle.name}: configs/tiny.json has no `synthetic_dataset` generator"
-        key = json.dumps(spec, sort_keys=True)
-        if key not in made:
-            kwargs = dict(spec)
-            module, name = kwargs.pop("_target_").rsplit(".", 1)
-            generator, _ = optional_import(module, name=name)
-            out = tmp_path_factory.mktemp(f"{bundle.name}_data") / "data"
-            generator(out, **kwargs)
-            made[key] = out
-        return {"dataset_dir": str(made[key]), **tiny.get("synthetic_overrides", {})}
-
-    return get
+    return TinyRunData(tmp_path_factory.mktemp("tiny_run_data"))
