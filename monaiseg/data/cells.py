@@ -41,6 +41,7 @@ Sources:
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import logging
@@ -309,3 +310,40 @@ def prepare_lisc(
         if paths:
             logger.warning("LISC: skipped %d image(s): %s", len(paths), reason)
     return Path(out_dir) / "datalist.json"
+
+
+def main(dataset: str, argv: Sequence[str] | None = None) -> None:
+    """CLI of ``scripts/prepare_<dataset>.py``, ``dataset`` "wbc" or "lisc": ``--src DIR --out DIR``, prints
+    the images per split (LISC: and the skipped ones) and the datalist path; bad input exits with status 2."""
+    descriptions = {
+        "wbc": 'Convert the WBC CellaVision dataset ("Dataset 2" of Zheng et al., Micron 2018) to the cell dataset '
+        "format.",
+        "lisc": "Convert the LISC release (Rezatofighi & Soltanian-Zadeh, CMIG 2011) to the cell dataset format.",
+    }
+    sources = {
+        "wbc": "folder with NNN.bmp, NNN.png and class_labels.csv",
+        "lisc": "the 'LISC Database' folder or its parent",
+    }
+    parser = argparse.ArgumentParser(description=descriptions[dataset])
+    parser.add_argument("--src", required=True, help=sources[dataset])
+    parser.add_argument("--out", required=True, help="dataset folder to create (must not exist or be empty)")
+    if dataset == "lisc":
+        parser.add_argument("--expert", type=int, default=1, help="use the masks of areaforexpert<EXPERT>")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the 70/15/15 split")
+    if dataset == "wbc":
+        parser.add_argument("--min_area", type=int, default=50, help="smallest cell kept, in pixels")
+    args = parser.parse_args(argv)
+    try:
+        if dataset == "wbc":
+            datalist = prepare_wbc(args.src, args.out, seed=args.seed, min_area=args.min_area)
+        else:
+            datalist = prepare_lisc(args.src, args.out, expert=args.expert, seed=args.seed)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        parser.error(str(e))
+    content = json.loads(datalist.read_text())
+    for split in ("training", "validation", "testing"):
+        print(f"{split}: {len(content[split])} images")
+    if dataset == "lisc":
+        for reason, paths in content["skipped"].items():
+            print(f"skipped ({reason}): {len(paths)} images")
+    print(datalist)

@@ -33,6 +33,7 @@ without its frame.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from collections.abc import Sequence
@@ -291,3 +292,46 @@ def require_labels(items: list[dict], query_mode: str) -> list[dict]:
                     "query_mode 'all'"
                 )
     return items
+
+
+def main(dataset: str, argv: Sequence[str] | None = None) -> None:
+    """CLI of ``scripts/prepare_<dataset>.py``, ``dataset`` "endovis2018" or "endovis2017": ``SRC DST``,
+    prints the frames per split (per fold for 2017) and the datalist (2018) or dataset folder (2017); bad
+    input exits with status 2."""
+    descriptions = {
+        "endovis2018": "Convert EndoVis2018 with ISINet's instrument-type labels to the surgical dataset layout.",
+        "endovis2017": "Convert the EndoVis2017 training release to the surgical dataset layout with 4 folds.",
+    }
+    parser = argparse.ArgumentParser(description=descriptions[dataset])
+    if dataset == "endovis2018":
+        parser.add_argument("src", help="EndoVis2018 release folder with ISINet's instrument labels")
+    else:
+        parser.add_argument("src", help="EndoVis2017 training folder holding instrument_dataset_1..8")
+    parser.add_argument("dst", help="dataset folder to create (must not exist or be empty)")
+    if dataset == "endovis2018":
+        parser.add_argument(
+            "--labels_folder",
+            default=None,
+            help="name of the per-sequence instrument label folder (default: the one instrument_labels*)",
+        )
+    else:
+        parser.add_argument("--no_crop", action="store_true", help="keep the black borders (no 1024x1280 crop)")
+    args = parser.parse_args(argv)
+    try:
+        if dataset == "endovis2018":
+            dst = convert_endovis2018(args.src, args.dst, labels_folder=args.labels_folder)
+        else:
+            dst = convert_endovis2017(args.src, args.dst, crop=None if args.no_crop else ENDOVIS2017_CROP)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        parser.error(str(e))
+    if dataset == "endovis2018":
+        content = json.loads((dst / "datalist.json").read_text())
+        print(f"training: {len(content['training'])} frames, validation: {len(content['validation'])} frames")
+        print(dst / "datalist.json")
+        return
+    for fold in range(4):
+        content = json.loads((dst / f"datalist_fold{fold}.json").read_text())
+        print(
+            f"fold {fold}: training {len(content['training'])} frames, validation {len(content['validation'])} frames"
+        )
+    print(dst)

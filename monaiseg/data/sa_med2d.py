@@ -26,6 +26,7 @@ Images are referenced in place (absolute paths), not copied.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -152,3 +153,34 @@ def prepare_sa_med2d(
         write_datalist(tmp / "datalist.json", content, labels={i: n for n, i in ids.items()})
     logger.info("SAM-Med2D data: %d images, %d classes -> %s", len(items), len(names), out_dir)
     return Path(out_dir) / "datalist.json"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI of ``scripts/prepare_sa_med2d.py``: ``--src DIR --out DIR [--val 0.1] [--test 0.0] [--seed 0]``,
+    prints the images per split, the number of classes and the datalist path; bad input exits with status 2."""
+    parser = argparse.ArgumentParser(
+        description="Convert SAM-Med2D's data layout (SA-Med2D-16M release or data_demo) to class maps + datalist.json."
+    )
+    parser.add_argument("--src", required=True, help="SAM-Med2D data folder (e.g. SAMed2Dv1 or data_demo)")
+    parser.add_argument("--out", required=True, help="dataset folder to create (must not exist or be empty)")
+    parser.add_argument("--val", type=float, default=0.1, help="fraction of the training map for validation")
+    parser.add_argument(
+        "--test",
+        type=float,
+        default=0.0,
+        help="fraction of the training map for testing (when there is no label2image_test.json)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split")
+    args = parser.parse_args(argv)
+    splits = {"training": 1.0 - args.val - args.test, "validation": args.val}
+    if args.test:
+        splits["testing"] = args.test
+    try:
+        datalist = prepare_sa_med2d(args.src, args.out, splits=splits, seed=args.seed)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        parser.error(str(e))
+    content = json.loads(datalist.read_text())
+    for split in ("training", "validation", "testing"):
+        print(f"{split}: {len(content.get(split, []))} images")
+    print(f"classes: {len(content['labels'])}")
+    print(datalist)

@@ -246,6 +246,16 @@ def test_scripts(script, fixture, request, tmp_path, capsys):
     assert code == 2 and f"data root not found or not a folder: {missing}" in stderr
 
 
+@pytest.mark.parametrize("script", sorted(p.stem for p in (REPO / "scripts").glob("prepare_*.py")))
+def test_prepare_scripts_are_thin_calls(script, capsys):
+    """Each scripts/prepare_*.py calls its converter's CLI in monaiseg.data (no parser of its own) and shows
+    its usage under its own name."""
+    source = (REPO / "scripts" / f"{script}.py").read_text()
+    assert "argparse" not in source and "from monaiseg.data." in source, script
+    code, stdout, _ = run_script([f"scripts/{script}.py", "--help"], capsys)
+    assert code == 0 and stdout.startswith(f"usage: {script}.py"), stdout
+
+
 @pytest.mark.slow
 def test_script_as_a_subprocess(flare, tmp_path):
     """The scripts run as `python scripts/X.py` from the repository (the in-process runs above check each)."""

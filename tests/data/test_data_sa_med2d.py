@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
 from PIL import Image
 
-from monaiseg.data.sa_med2d import mask_class, prepare_sa_med2d
-
-sys.path.insert(0, str(REPO / "scripts"))
+from monaiseg.data.sa_med2d import main, mask_class, prepare_sa_med2d
 
 
 def box_mask(shape, rows, cols, value=255) -> np.ndarray:
@@ -101,11 +97,10 @@ def test_bad_inputs_name_the_file_and_leave_nothing(tmp_path):
         prepare_sa_med2d(root, tmp_path / "out")
 
 
-def test_script(tmp_path, capsys):
-    import prepare_sa_med2d
-
-    prepare_sa_med2d.main(["--src", str(demo_tree(tmp_path)), "--out", str(tmp_path / "out"), "--val", "0.34"])
+def test_cli(tmp_path, capsys):
+    """The CLI of scripts/prepare_sa_med2d.py."""
+    main(["--src", str(demo_tree(tmp_path)), "--out", str(tmp_path / "out"), "--val", "0.34"])
     out = capsys.readouterr().out
     assert "training: 2 images" in out and "testing: 1 images" in out and "classes: 2" in out
     with pytest.raises(SystemExit):
-        prepare_sa_med2d.main(["--src", str(tmp_path / "missing"), "--out", str(tmp_path / "out2")])
+        main(["--src", str(tmp_path / "missing"), "--out", str(tmp_path / "out2")])
