@@ -1,11 +1,13 @@
-"""`propagate_volume` against sam2's own video-predictor API on the same in-memory frames.
+"""`propagate_volume` against sam2's own video-predictor API on the same in-memory frames, as
+scripts/bench_propagation.py runs them (its method (c) must equal (a)).
 
-The reference (from scripts/bench_propagation.py) stacks all frames, adds the prompts, runs
+The reference (the script's `reference_propagate` and `memory_state`) stacks all frames, adds the prompts, runs
 `propagate_in_video` forward, `reset_state`, prompts again, reverse, and merges the masks as
 ours does: lazy frames, dropped outputs and shared key-slice features must change nothing.
 """
 
-import importlib.util
+import runpy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,17 +18,7 @@ from monaiseg.inferers.propagation import memory_window, owns_frame, propagate_v
 from monaiseg.networks.sam2_builder import build_sam2_segmenter
 from monaiseg.prompts import ObjectPrompt, mask_box
 
-SCRIPT = REPO / "scripts" / "bench_propagation.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_propagation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = SimpleNamespace(**runpy.run_path(str(REPO / "scripts" / "bench_propagation.py")))
 
 
 @pytest.fixture(scope="module")
