@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -245,23 +243,15 @@ def write_dataset(cases: Sequence[Case], folder: Path) -> Path:
 
 def run_bundle(dataset: Path, datalist: Path, output: Path, bundle: Path = BUNDLE, in_process: bool = False) -> None:
     """The bundle's inference over the datalist's `testing` items, as a user runs it: `python -m
-    monai.bundle run` in a subprocess, or `monai.bundle.run` in this process (`in_process`, the tests)."""
-    configs = [str(bundle / c) for c in BUNDLE_CONFIGS]
-    overrides = {"bundle_root": str(bundle), "dataset_dir": str(dataset), "datalist": str(datalist)}
-    overrides["output_dir"] = str(output)
-    if in_process:
-        from monai.bundle import run
+    monai.bundle run` in a subprocess, or in this process (`in_process`, the tests)."""
+    from monaiseg.utils.bundle_run import run_bundle as run
 
-        run(config_file=configs, logging_file=str(bundle / "configs" / "logging.conf"), **overrides)
-        return
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(configs)]
-    for key, value in overrides.items():
-        command += [f"--{key}", value]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"bundle inference failed ({' '.join(command)}):\n{result.stdout[-3000:]}{result.stderr[-5000:]}"
-        )
+    configs = [bundle / c for c in BUNDLE_CONFIGS]
+    overrides = {"bundle_root": bundle, "dataset_dir": dataset, "datalist": datalist, "output_dir": output}
+    if in_process:
+        run(configs, in_process=True, **overrides)
+    else:
+        run(configs, **overrides)
 
 
 def read_labels(path: Path, size: tuple[int, int]) -> np.ndarray:

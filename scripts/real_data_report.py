@@ -77,24 +77,14 @@ def run_script(path: Path, data: str, quick: bool, out: Path) -> list[dict]:
 
 
 def bundle_run(bundle: str, configs: list, overrides: dict, log: Path) -> float:
-    """`python -m monai.bundle run` in `bundles/<bundle>` with `configs` (paths, or names in its configs/) and
-    `overrides` (None is passed as "null"); wall seconds. The output goes to `log`; a failure raises RuntimeError
+    """`python -m monai.bundle run` in `bundles/<bundle>` (`monaiseg.utils.run_bundle`) with `configs` (paths, or
+    names in its configs/) and `overrides`; wall seconds. The output goes to `log`; a failure raises RuntimeError
     with its last lines."""
+    from monaiseg.utils.bundle_run import run_bundle
+
     folder = SCRIPTS.parent / "bundles" / bundle
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str([str(folder / "configs" / c) for c in configs]),
-    ]
-    cmd += ["--logging_file", str(folder / "configs" / "logging.conf")]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", "null" if value is None else str(value)]
     start = time.perf_counter()
-    with open(log, "w") as f:
-        done = subprocess.run(cmd, cwd=folder, stdout=f, stderr=subprocess.STDOUT)
+    done = run_bundle([folder / "configs" / c for c in configs], cwd=folder, log=log, check=False, **overrides)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-20:])

@@ -16,10 +16,10 @@ import argparse
 import csv
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from monaiseg.utils.bundle_run import run_bundle
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "bloodcell_sam2"
 COLUMNS = ["ablation", "description", "trainable_percent", "mdice", "tra", "boundary_f1", "training_time_s"]
@@ -27,18 +27,6 @@ COLUMNS = ["ablation", "description", "trainable_percent", "mdice", "tra", "boun
 
 def ablation_names() -> list[str]:
     return ["full"] + sorted(p.stem for p in (BUNDLE / "configs" / "ablations").glob("*.json"))
-
-
-def run_bundle(configs: list[str], overrides: dict, log) -> None:
-    """`python -m monai.bundle run` on `configs` with `overrides` as --key value; raises on failure."""
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs)]
-    for key, value in overrides.items():
-        command += [f"--{key}", "null" if value is None else str(value)]  # the CLI drops a None
-    log.write("$ " + " ".join(command) + "\n")
-    log.flush()
-    result = subprocess.run(command, cwd=BUNDLE, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode:
-        raise RuntimeError(f"{configs} failed (exit {result.returncode}); see {log.name}")
 
 
 def run_ablation(name: str, dataset: Path, out: Path, extra: list[str]) -> dict:
@@ -55,17 +43,18 @@ def run_ablation(name: str, dataset: Path, out: Path, extra: list[str]) -> dict:
         "output_dir": (folder / "eval").resolve(),
     }
     stage_configs = {"train": ["configs/train.json"], "train_video": ["configs/train.json", "configs/train_video.json"]}
-    with open(folder / "run.log", "w") as log:
-        start = time.perf_counter()
-        for stage in settings["stages"]:
-            run_bundle(stage_configs[stage] + extra + override, args, log)
-        training_time = time.perf_counter() - start
-        run_bundle(["configs/train.json", "configs/evaluate.json"] + extra + override, args, log)
-        run_bundle(
-            ["configs/train.json", "configs/train_video.json", "configs/evaluate_video.json"] + extra + override,
-            args,
-            log,
-        )
+    log = folder / "run.log"
+    log.unlink(missing_ok=True)
+
+    def run(configs: list[str]) -> None:
+        run_bundle([BUNDLE / c for c in configs + extra + override], cwd=BUNDLE, log=log, **args)
+
+    start = time.perf_counter()
+    for stage in settings["stages"]:
+        run(stage_configs[stage])
+    training_time = time.perf_counter() - start
+    run(["configs/train.json", "configs/evaluate.json"])
+    run(["configs/train.json", "configs/train_video.json", "configs/evaluate_video.json"])
     images = json.loads((folder / "eval" / "summary.json").read_text())
     videos = json.loads((folder / "eval" / "tracking.json").read_text())
     return {

@@ -2,7 +2,8 @@
 
 `configs` are config file paths of one bundle (`<bundle>/configs/<name>.json`); the bundle's own
 `configs/logging.conf` is used unless `logging_file` is given. Overrides are `--key value` pairs; None is
-passed as "null" (the command line cannot pass None; configs read it back with `none_if_null`).
+passed as "null" (the command line cannot pass None; configs read it back with `none_if_null`), a Path as
+its string.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ def _config_files(configs: str | Path | Sequence[str | Path]) -> list[str]:
 
 
 def _overrides(configs: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
-    """The overrides with None as "null" and the bundle's logging.conf as `logging_file` by default."""
-    values = {k: "null" if v is None else v for k, v in overrides.items()}
+    """The overrides with None as "null", paths as strings and the bundle's logging.conf as `logging_file` by
+    default."""
+    values = {k: "null" if v is None else str(v) if isinstance(v, Path) else v for k, v in overrides.items()}
     logging_conf = Path(configs[0]).parent / "logging.conf"
     if "logging_file" not in values and logging_conf.is_file():
         values["logging_file"] = str(logging_conf)
@@ -73,9 +75,9 @@ def run_bundle(
     """Run the workflow of `configs` with `overrides`.
 
     `in_process`: MONAI's `monai.bundle.run` in this process (returns None; errors propagate as raised).
-    Otherwise a subprocess in `cwd` (default: the bundle folder): its output goes to `log` (a file, stdout and
-    stderr together) or is captured; a non-zero exit raises RuntimeError naming the configs, with the last lines
-    of the output (with `check`; without it the caller reads the CompletedProcess). Returns the CompletedProcess."""
+    Otherwise a subprocess in `cwd` (default: the bundle folder): its output is appended to `log` (a file,
+    stdout and stderr together) or is captured; with `check`, a non-zero exit raises RuntimeError naming the
+    configs, with the last lines of the output. Returns the CompletedProcess."""
     files = _config_files(configs)
     if in_process:
         from monai.bundle import run
@@ -89,7 +91,7 @@ def run_bundle(
         proc = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=timeout, env=environment)
         output = f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     else:
-        with open(log, "w") as f:
+        with open(log, "a") as f:
             done = subprocess.run(
                 command, cwd=folder, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, env=environment
             )

@@ -90,14 +90,15 @@ def test_bundle_run_passes_none_as_null_and_a_failure_names_the_bundle_and_ends_
 
     calls = []
 
-    def fake_run(cmd, cwd, stdout, stderr):
+    def fake_run(cmd, cwd, stdout, stderr, timeout, env):
         calls.append((cmd, cwd))
         stdout.write("line\n" * 30 + "Traceback: boom\n")
         return SimpleNamespace(returncode=calls[0][0].count("--fail") and 3)
 
-    monkeypatch.setitem(
-        SCRIPT["bundle_run"].__globals__, "subprocess", SimpleNamespace(run=fake_run, STDOUT=subprocess.STDOUT)
-    )
+    import monaiseg.utils.bundle_run
+
+    fake = SimpleNamespace(run=fake_run, STDOUT=subprocess.STDOUT, CompletedProcess=subprocess.CompletedProcess)
+    monkeypatch.setattr(monaiseg.utils.bundle_run, "subprocess", fake)
     bundle_run = SCRIPT["bundle_run"]
     seconds = bundle_run(
         "unet_cells", ["train.json", tmp_path / "extra.json"], {"a": None, "b": 2}, tmp_path / "ok.log"
@@ -107,7 +108,7 @@ def test_bundle_run_passes_none_as_null_and_a_failure_names_the_bundle_and_ends_
     assert seconds >= 0 and cwd == folder
     assert cmd[1:5] == ["-m", "monai.bundle", "run", "--config_file"]
     assert cmd[5] == str([str(folder / "configs" / "train.json"), str(tmp_path / "extra.json")])
-    assert cmd[6:] == ["--logging_file", str(folder / "configs" / "logging.conf"), "--a", "null", "--b", "2"]
+    assert cmd[6:] == ["--a", "null", "--b", "2", "--logging_file", str(folder / "configs" / "logging.conf")]
 
     calls.clear()
     with pytest.raises(RuntimeError, match=r"unet_cells: train.json failed \(exit 3\)") as error:

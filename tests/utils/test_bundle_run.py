@@ -36,7 +36,7 @@ def fake_bundle(tmp_path):
 
 def test_command_lists_configs_then_overrides_none_as_null_and_the_bundles_logging_conf(tmp_path):
     config = fake_bundle(tmp_path)
-    command = bundle_command([config], value=None, max_epochs=3, name="a b", flags=[1, 2])
+    command = bundle_command([config], value=None, max_epochs=3, name="a b", flags=[1, 2], root=tmp_path)
     assert command[:5] == [sys.executable, "-m", "monai.bundle", "run", "--config_file"]
     assert ast.literal_eval(command[5]) == [str(config)]
     pairs = dict(zip(command[6::2], command[7::2]))
@@ -45,6 +45,7 @@ def test_command_lists_configs_then_overrides_none_as_null_and_the_bundles_loggi
         "--max_epochs": "3",
         "--name": "a b",
         "--flags": "[1, 2]",
+        "--root": str(tmp_path),
         "--logging_file": str(config.parent / "logging.conf"),
     }
     own = bundle_command(config, logging_file="mine.conf")
@@ -57,6 +58,8 @@ def test_in_process_passes_overrides_and_none_as_null(tmp_path):
     assert json.loads((tmp_path / "out.json").read_text()) == ["7", "int"]
     run_bundle(config, in_process=True, value=None)
     assert json.loads((tmp_path / "out.json").read_text()) == ["'null'", "str"]
+    run_bundle(config, in_process=True, value=tmp_path)
+    assert json.loads((tmp_path / "out.json").read_text()) == [repr(str(tmp_path)), "str"]
 
 
 def test_in_process_error_propagates(tmp_path):
