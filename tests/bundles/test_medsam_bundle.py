@@ -88,7 +88,7 @@ def test_default_network_is_medsam_vit_b_with_the_upstream_trainable_split():
         ["image_encoder", "mask_decoder"],
     )
     report = parameter_report(model)
-    state = model.state_dict()  # checkpoint_formats/medsam_vit_b.json: 314 keys, 93,735,728 values
+    state = model.state_dict()  # tests/networks/manifests/medsam_vit_b.json: 314 keys, 93,735,728 values
     assert len(state) == 314 and sum(v.numel() for v in state.values()) == 93_735_728
     assert report["total"] == 93_735_472  # less the prompt encoder's random-feature buffer (2 x 128)
     prompt_encoder = sum(p.numel() for p in model.prompt_encoder.parameters())

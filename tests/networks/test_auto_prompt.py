@@ -3,20 +3,18 @@ gradients, freezing, weight loading)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from conftest import SHARED
 from torchvision.models import mobilenet_v3_small
 
 from monaiseg.networks import CheckpointMismatchError, build_sam_segmenter, freeze_except, parameter_report
 from monaiseg.networks.auto_prompt import MobileNetPromptGenerator
 from monaiseg.networks.sam_automed import SAMAutoMed, build_sam_automed
 
+from .checkpoint_manifests import manifest
+
 TINY = {"image_size": 64, "backbone": "small", "encoder_depth": 2, "encoder_embed_dim": 64, "encoder_num_heads": 2}
 DEFAULT_TRAINABLE = ["prompt_generator", "mask_decoder"]  # configs/train.json
-MANIFEST = SHARED / "checkpoint_formats" / "sam_med2d_vit_b.json"
 
 
 def generator(attention: bool, size: int = 64, backbone: str = "small", seed: int = 0) -> MobileNetPromptGenerator:
@@ -184,9 +182,8 @@ def test_default_parameter_counts(attention, total, trainable):
     assert (report["total"], report["trainable"]) == (total, trainable)
 
 
-@pytest.mark.skipif(not MANIFEST.exists(), reason="../shared/checkpoint_formats not present")
 def test_keys_besides_the_generator_are_sam_med2d_release_keys():
-    manifest = json.loads(MANIFEST.read_text())["state_dict"]
+    official = manifest("sam_med2d_vit_b.json")["state_dict"]
     model = build_sam_automed(3, device="meta")
     ours = {k: list(v.shape) for k, v in model.state_dict().items() if not k.startswith("prompt_generator.")}
-    assert ours == {k: list(v) for k, v in manifest.items()}
+    assert ours == {k: list(v) for k, v in official.items()}

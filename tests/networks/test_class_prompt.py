@@ -3,13 +3,12 @@ parameter counts (its losses, image bank and class-map decoding: tests/losses, t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SHARED
+from conftest import REPO
 from segment_anything.modeling import PromptEncoder
 
 from monaiseg.networks.checkpoint import CheckpointMismatchError
@@ -22,8 +21,7 @@ from monaiseg.networks.surgical_sam import (
 )
 from monaiseg.networks.trainable import freeze_except, parameter_report
 
-MANIFEST = SHARED / "checkpoint_formats" / "surgicalsam_endovis2018.json"
-needs_manifest = pytest.mark.skipif(not MANIFEST.exists(), reason="checkpoint manifest (../shared) not present")
+from .checkpoint_manifests import manifest as read_manifest
 
 
 def small_encoder(dim=4, size=2, tokens=1, seed=0) -> PrototypePromptEncoder:
@@ -120,7 +118,7 @@ def full_size_model():
 
 def fake_release(num_tokens: int = 2) -> dict:
     """Random tensors with the shapes of the released model_ckp.pth (checkpoint_formats manifest)."""
-    manifest = json.loads(MANIFEST.read_text())
+    manifest = read_manifest("surgicalsam_endovis2018.json")
     generator = torch.Generator().manual_seed(0)
     release = {
         sub: {k: torch.randn(shape, generator=generator) for k, shape in keys.items()}
@@ -133,7 +131,6 @@ def fake_release(num_tokens: int = 2) -> dict:
     return release
 
 
-@needs_manifest
 def test_released_checkpoint_layout_loads_strictly(full_size_model, tmp_path):
     release = fake_release()
     assert set(RELEASE_SUBDICTS) == set(release)
@@ -198,9 +195,8 @@ def test_real_released_checkpoint_loads(full_size_model):
     load_surgicalsam_release(full_size_model, release, source=str(REAL_RELEASE))
 
 
-@needs_manifest
 def test_default_vit_h_trains_exactly_the_released_parameters():
-    manifest = json.loads(MANIFEST.read_text())
+    manifest = read_manifest("surgicalsam_endovis2018.json")
     model = freeze_except(build_surgical_sam(device="meta"), SURGICAL_SAM_TRAINABLE)  # ViT-H at 1024, no memory used
     assert parameter_report(model)["trainable"] == manifest["num_trainable_params"]
     for sub, child in RELEASE_SUBDICTS.items():

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,20 +18,14 @@ from monaiseg.networks.hf_sam import (
 )
 from monaiseg.networks.lora import FusedQKVLoRA
 
-FORMATS = Path("/work/shared/checkpoint_formats")
+from .checkpoint_manifests import manifest
+
 TINY = {"image_size": 64, "encoder_depth": 2, "encoder_embed_dim": 64, "encoder_num_heads": 2}
 
 
 def tiny(**kwargs):
     torch.manual_seed(0)
     return build_hf_sam(3, **{**TINY, **kwargs})
-
-
-def manifest(name: str) -> dict:
-    path = FORMATS / name
-    if not path.is_file():
-        pytest.skip(f"{path} not available")
-    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ The real models are built once per module; the encoders run 5 images in all (abo
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -15,12 +14,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
 
 from monaiseg.networks import CheckpointMismatchError, build_lite_medsam, freeze_except, load_lite_medsam_checkpoint
 from monaiseg.networks import lite_medsam as lm
 
-MANIFEST = REPO / "monaiseg" / "networks" / "manifests" / "lite_medsam.json"
+from .checkpoint_manifests import manifest as read_manifest
+
 SIZE = 256
 ATOL = 1e-5
 
@@ -121,7 +120,7 @@ def test_real_weights_segment_an_ellipse(run):
 
 
 def test_state_dict_matches_manifest_and_official_file(ours):
-    manifest = json.loads(MANIFEST.read_text())
+    manifest = read_manifest("lite_medsam.json")
     assert manifest["sha256"] == lm.LITE_MEDSAM_SHA256
     ours_shapes = {k: list(v.shape) for k, v in ours.state_dict().items()}
     assert ours_shapes == manifest["tensors"]

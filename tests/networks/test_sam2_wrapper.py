@@ -6,7 +6,6 @@ One random-init sam2.1 tiny at image_size 256 is built per module (fast on CPU).
 from __future__ import annotations
 
 import inspect
-import json
 import pickle
 from importlib.resources import files
 
@@ -14,7 +13,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import SHARED
 from monai.bundle.scripts import download_large_files
 
 from monaiseg.networks import (
@@ -27,15 +25,9 @@ from monaiseg.networks import (
     parameter_report,
 )
 
-MANIFESTS = SHARED / "checkpoint_formats"
+from .checkpoint_manifests import manifest
+
 SIZE = 256
-
-
-def manifest(name: str) -> dict:
-    path = MANIFESTS / name
-    if not path.is_file():
-        pytest.skip(f"checkpoint manifest {path} not found (shared folder absent)")
-    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ ViT (depth 2-4, width 64) at image_size 64."""
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import runpy
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, SHARED
+from conftest import REPO
 from segment_anything import sam_model_registry
 
 from monaiseg.networks import (
@@ -32,7 +31,8 @@ from monaiseg.networks import (
     resize_sam_state_dict,
 )
 
-MANIFESTS = SHARED / "checkpoint_formats"
+from .checkpoint_manifests import manifest
+
 SIZE = 64
 TINY = {"encoder_depth": 2, "encoder_embed_dim": 64, "encoder_num_heads": 4, "encoder_global_attn_indexes": [1]}
 # depth 4 with global blocks 1 and 3: windowed and global blocks, as in ViT-B
@@ -45,13 +45,6 @@ ADAPTER_PARTS = [
     "spatial.0.weight",
     "spatial.2.weight",
 ]
-
-
-def manifest(name: str) -> dict:
-    path = MANIFESTS / name
-    if not path.is_file():
-        pytest.skip(f"checkpoint manifest {path} not found (shared folder absent)")
-    return json.loads(path.read_text())
 
 
 def shapes(state_dict) -> dict[str, list[int]]:
