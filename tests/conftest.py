@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["slow_report"]
+
 
 def _cache_bytecode() -> None:
     """With PYTHONDONTWRITEBYTECODE set and the venv installed without .pyc files, every Python process
