@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from ignite.engine import Events
 from monai.engines import Workflow
 from monai.metrics import compute_dice, compute_iou
 
+from monaiseg.handlers.collector import OutputCollector
 from monaiseg.networks.sam_segmenter import SAMSegmenter
 from monaiseg.prompts import mask_box
 from monaiseg.utils.batch import source_name
@@ -58,7 +58,7 @@ def box_prompt_masks(network: SAMSegmenter, image: torch.Tensor, masks: torch.Te
     return pred
 
 
-class BoxPromptComparison:
+class BoxPromptComparison(OutputCollector):
     """Evaluator handler comparing the evaluated (automatic) model with `network` (SAM-Med2D)
     prompted by ground-truth boxes. Outputs are de-collated items with `image` (channels, H, W)
     and one-hot `pred`, `label` (C + 1, H, W); `class_names` name channels 1..C (a list, or a
@@ -78,20 +78,10 @@ class BoxPromptComparison:
         self.methods = (method, baseline)
         self.rows: list[dict] = []
         self.seconds = {method: 0.0, baseline: 0.0}
-        self._start = 0.0
-
-    def attach(self, engine: Workflow) -> None:
-        engine.add_event_handler(Events.STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_STARTED, self.start)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
-        engine.add_event_handler(Events.COMPLETED, self.write)
 
     def reset(self, engine: Workflow) -> None:
         self.rows.clear()
         self.seconds = dict.fromkeys(self.methods, 0.0)
-
-    def start(self, engine: Workflow) -> None:
-        self._start = time.perf_counter()
 
     def collect(self, engine: Workflow) -> None:
         method, baseline = self.methods

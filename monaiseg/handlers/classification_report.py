@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ignite.engine import Events
 from monai.engines import Workflow
 
+from monaiseg.handlers.collector import OutputCollector
 from monaiseg.metrics.classification import write_classification_report, write_predictions
 from monaiseg.networks.trainable import parameter_report
 from monaiseg.utils.batch import unwrap_model
@@ -20,7 +20,7 @@ from monaiseg.utils.distributed import gather_in_dataset_order, is_rank0, sum_ov
 logger = logging.getLogger(__name__)
 
 
-class ClassificationReportWriter:
+class ClassificationReportWriter(OutputCollector):
     """Ignite handler: collect each image's logits `pred` (K,) (softmax applied here), its `label`
     and file name; when the evaluator completes write the report (`write_classification_report`,
     with the number of images, images per second of the evaluator's iterations and the network's
@@ -39,19 +39,10 @@ class ClassificationReportWriter:
         self.names: list[str] = []
         self.probs: list[np.ndarray] = []
         self.labels: list[int] = []
-        self.seconds, self._start = 0.0, 0.0
-
-    def attach(self, engine: Workflow) -> None:
-        engine.add_event_handler(Events.STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_STARTED, self.start)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
-        engine.add_event_handler(Events.COMPLETED, self.write)
+        self.seconds = 0.0
 
     def reset(self, engine: Workflow) -> None:
         self.names, self.probs, self.labels, self.seconds = [], [], [], 0.0
-
-    def start(self, engine: Workflow) -> None:
-        self._start = time.perf_counter()
 
     def collect(self, engine: Workflow) -> None:
         self.seconds += time.perf_counter() - self._start  # network and post-processing, not data loading

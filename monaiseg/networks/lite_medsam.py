@@ -21,11 +21,12 @@ import logging
 from pathlib import Path
 
 import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+
+from monaiseg.utils.config import none_if_null
 
 from .checkpoint import CheckpointMismatchError, load_state_dict_strict
 from .encoder_runtime import resolve_runtime
-from .sam_builder import SAM_VARIANTS, read_sam_checkpoint
+from .sam_builder import SAM_VARIANTS, read_sam_checkpoint, sam_prompt_encoder_and_decoder
 from .sam_segmenter import SAMSegmenter
 from .tiny_vit import TinyViT
 
@@ -37,7 +38,6 @@ LITE_MEDSAM_SIZE = 39_370_479
 LITE_MEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
 IMAGE_SIZE = 256
 EMBED_SIZE = 64
-PROMPT_DIM = 256
 _verified: dict[tuple[str, int, int], str] = {}  # (resolved path, mtime_ns, size) -> sha256
 
 
@@ -148,23 +148,10 @@ def build_lite_medsam(
     """
     runtime = resolve_runtime(runtime, device, precision)
     image_encoder = TinyViT(img_size=IMAGE_SIZE)
-    prompt_encoder = PromptEncoder(
-        embed_dim=PROMPT_DIM,
-        image_embedding_size=(EMBED_SIZE, EMBED_SIZE),
-        input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
-        mask_in_chans=16,
-    )
-    mask_decoder = MaskDecoder(
-        num_multimask_outputs=3,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_DIM, mlp_dim=2048, num_heads=8),
-        transformer_dim=PROMPT_DIM,
-        iou_head_depth=3,
-        iou_head_hidden_dim=256,
-    )
+    prompt_encoder, mask_decoder = sam_prompt_encoder_and_decoder(IMAGE_SIZE, EMBED_SIZE)
     model = SAMSegmenter(image_encoder, prompt_encoder, mask_decoder, pixel_mean=0.0, pixel_std=1.0)
     model.multimask_output = multimask_output
-    if isinstance(checkpoint, str) and checkpoint.strip().lower() in ("", "none", "null"):
-        checkpoint = None
+    checkpoint = none_if_null(checkpoint)
     if checkpoint is None:
         logger.warning("LiteMedSAM built with RANDOM weights (checkpoint is null): for tests and smoke runs only")
     else:

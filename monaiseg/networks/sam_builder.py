@@ -58,6 +58,26 @@ def default_global_attn_indexes(depth: int) -> tuple[int, ...]:
     return tuple(sorted({(q + 1) * depth // 4 - 1 for q in range(4)} - {-1}))
 
 
+def sam_prompt_encoder_and_decoder(image_size: int, embedding_size: int) -> tuple[PromptEncoder, MaskDecoder]:
+    """segment-anything's prompt encoder and mask decoder as every SAM size builds them (256 channels, a
+    two-block two-way transformer, 3 multimask outputs + 1) for square `image_size` inputs and an
+    (`embedding_size`, `embedding_size`) image embedding."""
+    prompt_encoder = PromptEncoder(
+        embed_dim=PROMPT_DIM,
+        image_embedding_size=(embedding_size, embedding_size),
+        input_image_size=(image_size, image_size),
+        mask_in_chans=16,
+    )
+    mask_decoder = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_DIM, mlp_dim=2048, num_heads=8),
+        transformer_dim=PROMPT_DIM,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+    )
+    return prompt_encoder, mask_decoder
+
+
 def build_sam_segmenter(
     variant: str = "vit_b",
     image_size: int = 1024,
@@ -116,19 +136,7 @@ def build_sam_segmenter(
         )
         if encoder_adapter:
             add_sam_med2d_adapters(image_encoder)
-        prompt_encoder = PromptEncoder(
-            embed_dim=PROMPT_DIM,
-            image_embedding_size=(tokens, tokens),
-            input_image_size=(image_size, image_size),
-            mask_in_chans=16,
-        )
-        mask_decoder = MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_DIM, mlp_dim=2048, num_heads=8),
-            transformer_dim=PROMPT_DIM,
-            iou_head_depth=3,
-            iou_head_hidden_dim=256,
-        )
+        prompt_encoder, mask_decoder = sam_prompt_encoder_and_decoder(image_size, tokens)
     model = SAMSegmenter(image_encoder, prompt_encoder, mask_decoder, pixel_mean=pixel_mean, pixel_std=pixel_std)
     model.multimask_output = multimask_output
     checkpoint = none_if_null(checkpoint)
