@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from monai.inferers import Inferer
 from scipy import ndimage
 
 from monaiseg.inferers.decoding import promptable_segmenter
+from monaiseg.inferers.prompt_spec import PromptSpec
 from monaiseg.inferers.propagation import propagate_volume
 from monaiseg.prompts import ObjectPrompt, mask_box
 
@@ -26,6 +29,8 @@ class InstancePromptInferer(Inferer):
     as one object; objects are merged by `instance_ids`. Without boxes (None or K = 0) the
     prompt-free mask is split into connected components (automatic mode).
     """
+
+    prompt_spec: ClassVar[PromptSpec] = PromptSpec(frozenset({"box"}), frozenset({2}), "boxes", automatic=True)
 
     def __call__(
         self, inputs: torch.Tensor, network, boxes: torch.Tensor | None = None, density: torch.Tensor | None = None

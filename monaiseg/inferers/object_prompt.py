@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from monai.inferers import Inferer
 
 from monaiseg.inferers.decoding import decode_prompts, promptable_segmenter
+from monaiseg.inferers.prompt_spec import PromptSpec
 
 MASK_LOGIT = 8.0  # a binary mask prompt as decoder mask logits +-8 (sigmoid 0.9997 / 0.0003)
 
@@ -23,6 +25,8 @@ class ObjectPromptInferer(Inferer):
     +-`MASK_LOGIT`) with the object's box and / or points. The image is encoded once; each object is
     decoded with its own prompts.
     """
+
+    prompt_spec: ClassVar[PromptSpec] = PromptSpec(frozenset({"points", "box", "mask"}), frozenset({2}), "object_json")
 
     def __init__(self, multimask_output: bool = True):
         super().__init__()

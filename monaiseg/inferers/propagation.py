@@ -12,95 +12,24 @@ prompted frame to the start. Each frame of each object takes its mask from the d
 nearest prompted frame is closer (ties: forward). Within a frame, overlapping objects go to the
 highest logit. Both passes visit the frames from the first to the last prompted frame: their image features
 are computed once, in the forward pass, and kept for the backward one (up to `SHARED_FRAMES` frames; beyond
-that only the prompted frames' features are kept).
+that only the prompted frames' features are kept; `monaiseg.inferers.tracking`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
-from typing import overload
+from typing import ClassVar
 
-import numpy as np
 import torch
 from monai.inferers import Inferer
 
+from monaiseg.inferers.prompt_spec import PromptSpec
+from monaiseg.inferers.session import owns_frame
+from monaiseg.inferers.tracking import LazyFrames, add_prompt, frames_in_both_passes
+from monaiseg.inferers.volume_session import VolumeSession
+from monaiseg.networks.sam2_private import new_tracking_state
 from monaiseg.prompts import ObjectPrompt, prompts_from_json
 from monaiseg.utils.batch import unwrap_model
-
-
-class LazyFrames(Sequence[torch.Tensor]):
-    """Frames of a (C, H, W, D) volume in [0, 1], made into SAM2 input (3, S, S) on access."""
-
-    def __init__(self, volume: torch.Tensor, model):
-        self.volume, self.model = volume, model
-
-    def __len__(self) -> int:
-        return self.volume.shape[-1]
-
-    @overload
-    def __getitem__(self, index: int) -> torch.Tensor: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[torch.Tensor]: ...
-
-    def __getitem__(self, index: int | slice) -> torch.Tensor | list[torch.Tensor]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        frame = self.volume[..., index].unsqueeze(0).to(self.model.device, torch.float32)
-        return self.model.normalize_images(frame)[0]
-
-
-def new_tracking_state(model, frames: LazyFrames, height: int, width: int, offload: bool) -> dict:
-    """A sam2 video-predictor state (the dict `init_state` builds) over lazy in-memory frames."""
-    device = model.device
-    return {
-        "images": frames,
-        "num_frames": len(frames),
-        "offload_video_to_cpu": offload,
-        "offload_state_to_cpu": offload,
-        "video_height": height,
-        "video_width": width,
-        "device": device,
-        "storage_device": torch.device("cpu") if offload else device,
-        "point_inputs_per_obj": {},
-        "mask_inputs_per_obj": {},
-        "cached_features": {},
-        "constants": {},
-        "obj_id_to_idx": OrderedDict(),
-        "obj_idx_to_id": OrderedDict(),
-        "obj_ids": [],
-        "output_dict_per_obj": {},
-        "temp_output_dict_per_obj": {},
-        "frames_tracked_per_obj": {},
-    }
-
-
-def add_prompt(model, state: dict, prompt: ObjectPrompt) -> None:
-    """Give sam2's tracking `state` one prompt (a mask, or points and / or a box on its frame)."""
-    if prompt.mask is not None:
-        model.add_new_mask(state, prompt.frame, prompt.obj_id, torch.as_tensor(np.asarray(prompt.mask, dtype=bool)))
-        return
-    points = labels = None
-    if prompt.points is not None:
-        points = np.asarray(prompt.points, dtype=np.float32)
-        labels = np.asarray(prompt.point_labels, dtype=np.int32)
-    box = None if prompt.box is None else np.asarray(prompt.box, dtype=np.float32)
-    model.add_new_points_or_box(
-        state, prompt.frame, prompt.obj_id, points=points, labels=labels, box=box, normalize_coords=True
-    )
-
-
-SHARED_FRAMES = 32  # frames whose image features are kept for the backward pass (~8 MiB each at 512)
-
-
-def frames_in_both_passes(prompts: Sequence[ObjectPrompt]) -> set[int]:
-    """Frames whose image features are encoded once for both passes: the frames from the first to the last
-    prompted frame (both passes visit them), or the prompted frames alone when that span exceeds SHARED_FRAMES."""
-    first, last = min(p.frame for p in prompts), max(p.frame for p in prompts)
-    if last - first < SHARED_FRAMES:
-        return set(range(first, last + 1))
-    return {p.frame for p in prompts}
 
 
 def memory_window(model) -> int:
@@ -114,14 +43,6 @@ def _drop_stale_outputs(state: dict, frame: int, reverse: bool, window: int) -> 
         stored = per_obj["non_cond_frame_outputs"]
         for t in [t for t in stored if (t - frame if reverse else frame - t) >= window]:
             del stored[t]
-
-
-def owns_frame(keys: Sequence[int], frame: int, reverse: bool) -> bool:
-    """Whether the pass in this direction gives the object's mask on `frame`: its nearest
-    prompted frame behind `frame` is closer than the one ahead (ties go to the forward pass)."""
-    forward = min((frame - k for k in keys if k <= frame), default=float("inf"))
-    backward = min((k - frame for k in keys if k >= frame), default=float("inf"))
-    return backward < forward if reverse else forward <= backward
 
 
 @torch.inference_mode()
@@ -184,12 +105,18 @@ class PropagationInferer(Inferer):
 
     volumes: (B, C, I, J, K) in [0, 1]; prompts: per volume a list of `ObjectPrompt` (or its
     JSON from `collate_with_prompts`), slices along K. The output keeps the input's metadata
-    (affine), so it is saved in its geometry.
+    (affine), so it is saved in its geometry. `session(network, volume)`: a `VolumeSession` kept
+    for corrections.
     """
+
+    prompt_spec: ClassVar[PromptSpec] = PromptSpec(frozenset({"points", "box", "mask"}), frozenset({3}), "objects")
 
     def __init__(self, offload_to_cpu: bool = True):
         super().__init__()
         self.offload_to_cpu = offload_to_cpu
+
+    def session(self, network, volume: torch.Tensor) -> VolumeSession:
+        return VolumeSession(unwrap_model(network), volume, self.offload_to_cpu)
 
     def __call__(self, inputs: torch.Tensor, network, prompts: Sequence[Sequence[ObjectPrompt] | str]) -> torch.Tensor:
         model = unwrap_model(network)  # DistributedDataParallel

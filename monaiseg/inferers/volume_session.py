@@ -34,26 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from monaiseg.data.embedding_cache import tensor_leaves
-from monaiseg.inferers.propagation import (
-    LazyFrames,
-    add_prompt,
-    frames_in_both_passes,
-    new_tracking_state,
-    owns_frame,
-)
+from monaiseg.inferers.session import InteractiveSession, SessionError, owns_frame
+from monaiseg.inferers.tracking import LazyFrames, add_prompt, frames_in_both_passes
+from monaiseg.networks.sam2_private import encode_memory, new_tracking_state, track_frame, video_res_logits
 from monaiseg.prompts import ObjectPrompt
 
 FORWARD, BACKWARD = False, True
 STORES = ("cond_frame_outputs", "non_cond_frame_outputs")
-
-
-class SessionError(ValueError):
-    """An interaction the session cannot apply, with the HTTP-like `status` a server answers it
-    with: 404 unknown object, 400 prompt outside the volume, 409 nothing to undo."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -79,7 +66,7 @@ def merge_prompt(old: ObjectPrompt | None, new: ObjectPrompt) -> ObjectPrompt:
     return replace(old, points=points or None, point_labels=labels or None)
 
 
-class VolumeSession:
+class VolumeSession(InteractiveSession):
     """Propagation state of one (C, H, W, D) volume in [0, 1] kept for corrections (see the module
     docstring). `settle`: a restart stops after this many consecutive unchanged slices."""
 
@@ -121,7 +108,7 @@ class VolumeSession:
 
     def _logits(self, reverse: bool, out: dict) -> torch.Tensor:
         """(H, W) mask logits of one stored output at the volume's resolution."""
-        return self.model._get_orig_video_res_output(self.states[reverse], out["pred_masks"])[1][0, 0].float().cpu()
+        return video_res_logits(self.model, self.states[reverse], out["pred_masks"])[0, 0].float().cpu()
 
     @torch.inference_mode()
     def start(self, prompts: Sequence[ObjectPrompt]) -> torch.Tensor:
@@ -163,7 +150,7 @@ class VolumeSession:
                 if not objs:
                     continue
                 outs = [self._stored_output(reverse, o, frame)["pred_masks"] for o in objs]
-                logits = self.model._get_orig_video_res_output(self.states[reverse], torch.cat(outs))[1]
+                logits = video_res_logits(self.model, self.states[reverse], torch.cat(outs))
                 best, winner = logits[:, 0].float().cpu().max(dim=0)
                 ids = torch.tensor(objs, dtype=labels.dtype)[winner]
                 fg = best > 0
@@ -237,17 +224,17 @@ class VolumeSession:
             point_inputs = self._point_inputs(merged)
             if previous is not None:
                 prev_logits = torch.clamp(previous["pred_masks"].to(self.states[owner]["device"]), -32.0, 32.0)
-        out, _ = self.model._run_single_frame_inference(
-            inference_state=self.states[owner],
-            output_dict=self._outputs(owner, obj),
-            frame_idx=k,
-            batch_size=1,
-            is_init_cond_frame=previous is None,
+        out = track_frame(
+            self.model,
+            self.states[owner],
+            self._outputs(owner, obj),
+            k,
+            owner,
+            init_cond_frame=previous is None,
             point_inputs=point_inputs,
             mask_inputs=mask_inputs,
-            reverse=owner,
             run_mem_encoder=False,
-            prev_sam_mask_logits=prev_logits,
+            prev_logits=prev_logits,
         )
         high_res = F.interpolate(
             out["pred_masks"].to(self.states[owner]["device"]),
@@ -255,8 +242,8 @@ class VolumeSession:
             mode="bilinear",
             align_corners=False,
         )
-        out["maskmem_features"], out["maskmem_pos_enc"] = self.model._run_memory_encoder(
-            self.states[owner], k, 1, high_res, out["object_score_logits"], is_mask_from_pts=True
+        out["maskmem_features"], out["maskmem_pos_enc"] = encode_memory(
+            self.model, self.states[owner], k, high_res, out["object_score_logits"]
         )
         for reverse in (FORWARD, BACKWARD):
             self._set(step, reverse, "cond_frame_outputs", k, out)
@@ -281,17 +268,7 @@ class VolumeSession:
             if not owns_frame(keys, frame, reverse) or unchanged >= self.settle:
                 break
             old = self.object_mask(obj, frame)
-            out, _ = self.model._run_single_frame_inference(
-                inference_state=self.states[reverse],
-                output_dict=self._outputs(reverse, obj),
-                frame_idx=frame,
-                batch_size=1,
-                is_init_cond_frame=False,
-                point_inputs=None,
-                mask_inputs=None,
-                reverse=reverse,
-                run_mem_encoder=True,
-            )
+            out = track_frame(self.model, self.states[reverse], self._outputs(reverse, obj), frame, reverse)
             self._set(step, reverse, "non_cond_frame_outputs", frame, out)
             self._set_source(step, frame, reverse)
             changed.append(frame)

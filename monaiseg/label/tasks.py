@@ -24,8 +24,7 @@ from fastapi import HTTPException
 from monai.inferers import Inferer
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from monaiseg.inferers.box_carry import BoxCarry
-from monaiseg.inferers.volume_session import VolumeSession
+from monaiseg.inferers import InteractiveSession, PromptSpec
 from monaiseg.label.prompts import (
     RequestObject,
     SlicePrompt,
@@ -48,10 +47,9 @@ logger = logging.getLogger(__name__)
 INPUT_ERRORS = (ValueError, FileNotFoundError, IndexError, KeyError)
 ACTIONS = ("new", "correct", "undo", "reset")
 PLACEHOLDER = [ObjectPrompt(obj_id=1, frame=0, box=(0.0, 0.0, 1.0, 1.0))]  # pipelines require a prompt
-SESSION_INFERERS = ("PropagationInferer", "BoxCarryInferer")  # 3D sessions: SAM2 propagation, box carry
 
 
-class BundleInferTask(InferTask):
+class MonaisegInferTask(InferTask):
     """Base: runs `infer(request, workdir) -> (label file or None, result JSON)` in a fresh folder."""
 
     infer_type = InferType.SEGMENTATION
@@ -114,7 +112,7 @@ class BundleInferTask(InferTask):
         return str(files[0])
 
 
-class SegmentationTask(BundleInferTask):
+class SegmentationTask(MonaisegInferTask):
     """Automatic segmentation: the bundle's inference on the whole image, labels from channel_def."""
 
     def infer(self, request, workdir):
@@ -123,7 +121,7 @@ class SegmentationTask(BundleInferTask):
         return self.saved_label(workdir), {"labels": self.runtime.info.labels}
 
 
-class ClassificationTask(BundleInferTask):
+class ClassificationTask(MonaisegInferTask):
     """Classification: softmax class scores {class name: score} and the predicted class."""
 
     infer_type = InferType.CLASSIFICATION
@@ -151,13 +149,13 @@ class VolumeStep(Inferer):
         return out
 
 
-class InteractiveTask(BundleInferTask):
-    """Prompted segmentation. The prompt form follows the bundle's inferer:
-    PropagationInferer (3D, points and boxes, bidirectional from the prompted slices; sessions with
-    corrections, undo and reset), BoxCarryInferer (boxes; 2D or a volume by box carry; 3D sessions
-    with corrections by a box or clicks, undo and reset),
-    ObjectPromptInferer (2D points and boxes), InstancePromptInferer (2D boxes, one cell each; no
-    prompt: automatic). Image embeddings are reused between requests (`networks`)."""
+class InteractiveTask(MonaisegInferTask):
+    """Prompted segmentation. The bundle's inferer says what it takes (`prompt_spec`: prompt kinds,
+    2D and / or 3D, the form of its input, automatic without prompts) and, with `session(network,
+    volume)`, that it keeps 3D sessions with corrections, undo and reset: PropagationInferer (3D,
+    points and boxes), BoxCarryInferer (boxes; 2D or a volume; corrected by a box or clicks),
+    ObjectPromptInferer (2D points, boxes and a mask), InstancePromptInferer (2D boxes, one cell each;
+    no prompt: automatic). Image embeddings are reused between requests (`networks`)."""
 
     infer_type = InferType.DEEPGROW
 
@@ -165,7 +163,9 @@ class InteractiveTask(BundleInferTask):
         self, runtime: BundleRuntime, networks: ReusedNetworks | None = None, sessions: SessionStore | None = None
     ):
         super().__init__(runtime)
-        self.inferer = str(runtime.config()["inferer"]["_target_"]).rsplit(".", 1)[-1]
+        self.inferer = runtime.parsed("inferer")
+        self.spec: PromptSpec | None = getattr(self.inferer, "prompt_spec", None)
+        self.keeps_sessions = hasattr(self.inferer, "session")
         self.networks = networks if networks is not None else ReusedNetworks(None)
         self.sessions = sessions if sessions is not None else SessionStore()
 
@@ -179,49 +179,39 @@ class InteractiveTask(BundleInferTask):
             raise RequestError(f"image {Path(path).name} has shape {shape}: not a 2D image or a 3D volume")
         is_2d = len(shape) == 2
         if action != "new":
-            if self.inferer not in SESSION_INFERERS or is_2d:
+            if not self.keeps_sessions or is_2d:
                 raise RequestError(f"{name} keeps no sessions here: send all prompts again (embeddings are reused)")
             return self.continue_session(action, request, workdir, shape)
-        masks = {}
-        if self.inferer == "InstancePromptInferer" and not any(
-            request.get(k) for k in ("foreground", "roi", "objects")
-        ):
+        spec, masks = self.spec, {}
+        if spec is not None and spec.automatic and not any(request.get(k) for k in ("foreground", "roi", "objects")):
             objects = []  # no prompt: the bundle's automatic mode
-        elif self.uploaded_mask(request) and self.inferer == "ObjectPromptInferer" and is_2d:
+        elif spec is not None and is_2d and 2 in spec.dims and "mask" in spec.kinds and self.uploaded_mask(request):
             objects, masks = self.mask_objects(request, shape)
         else:
             objects = parse_objects(request, shape, self.runtime.info.labels)
-        has_points = any(p.points for o in objects for p in o.slices.values())
-        overrides = {}
-        if self.inferer == "PropagationInferer":
-            if is_2d:
-                raise RequestError(f"{name} propagates through volumes; image {Path(path).name} is 2D {shape}")
+        if spec is None:
+            raise RequestError(f"{name}: inferer {type(self.inferer).__name__} takes no prompts", 501)
+        if len(shape) not in spec.dims:
+            wanted = "3D volumes" if is_2d else "2D images"
+            raise RequestError(f"{name} segments {wanted}; image {Path(path).name} is {len(shape)}D {shape}")
+        if "points" not in spec.kinds and any(p.points for o in objects for p in o.slices.values()):
+            raise RequestError(f"{name} is box-prompted: draw an roi instead of clicking points")
+        if spec.form == "objects":
             item = {"image": path, "prompts": object_prompts(objects)}
-        elif self.inferer == "BoxCarryInferer":
-            if has_points:
-                raise RequestError(f"{name} is box-prompted: draw an roi instead of clicking points")
-            item = {"image": path, "prompts": object_prompts(objects)}
-        elif self.inferer in ("ObjectPromptInferer", "InstancePromptInferer"):
-            if not is_2d:
-                raise RequestError(f"{name} segments 2D images; image {Path(path).name} is 3D {shape}")
-            if self.inferer == "ObjectPromptInferer":
-                item = {"image": path, "prompts": viewer_objects_json(objects, masks)}
-            else:
-                if has_points:
-                    raise RequestError(f"{name} takes one roi (box) per cell, not points")
-                item = {"image": path} | ({"boxes": box_rows(objects)} if objects else {})
+        elif spec.form == "object_json":
+            item = {"image": path, "prompts": viewer_objects_json(objects, masks)}
         else:
-            raise RequestError(f"{name}: inferer {self.inferer} takes no prompts", 501)
+            item = {"image": path} | ({"boxes": box_rows(objects)} if objects else {})
+        overrides = {}
         if request.get("largest_cc") in (True, "true", "True", 1):
             overrides["largest_component"] = True
-        session_id = self.session_id(request) if self.inferer in SESSION_INFERERS and not is_2d else None
-        started: list[VolumeSession | BoxCarry] = []
+        session_id = self.session_id(request) if self.keeps_sessions and not is_2d else None
+        started: list[InteractiveSession] = []
         if session_id is not None:
             self.sessions.check_owner(session_id, name, self.client(request))  # before any work
-            carry = self.runtime.parsed("inferer") if self.inferer == "BoxCarryInferer" else None
 
             def start(model, volume, prompts):
-                started.append(VolumeSession(model, volume) if carry is None else carry.session(model, volume))
+                started.append(self.inferer.session(model, volume))
                 return started[0].start(prompts)
 
             overrides["inferer"] = VolumeStep(start)
@@ -277,7 +267,7 @@ class InteractiveTask(BundleInferTask):
         return str(given)
 
     def session_json(self, session: Session, action: str, changed: list[int]) -> dict:
-        state: VolumeSession | BoxCarry = session.state
+        state: InteractiveSession = session.state
         names = {v: k for k, v in self.runtime.info.labels.items()}
         return {
             "id": session.id,
@@ -314,7 +304,7 @@ class InteractiveTask(BundleInferTask):
             session_id, name, self.client(request), request["image"], self.runtime.weights_version
         )
         with session.lock:
-            state: VolumeSession | BoxCarry = session.state
+            state: InteractiveSession = session.state
             if action == "correct":
                 target = self.correction(request, shape)
                 if target.obj_id not in state.objects:

@@ -10,6 +10,7 @@ import torch
 from sam2.build_sam import build_sam2_video_predictor
 
 from monaiseg.networks.checkpoint import load_state_dict_strict, read_checkpoint
+from monaiseg.networks.sam2_private import has_sam2_extension
 from monaiseg.networks.sam2_segmenter import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
@@ -20,14 +21,6 @@ SAM2_CONFIGS = {
     "base_plus": "configs/sam2.1/sam2.1_hiera_b+.yaml",
     "large": "configs/sam2.1/sam2.1_hiera_l.yaml",
 }
-
-
-def _has_sam2_extension() -> bool:
-    try:
-        from sam2 import _C  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def build_sam2_segmenter(
@@ -62,7 +55,7 @@ def build_sam2_segmenter(
     model = build_sam2_video_predictor(
         SAM2_CONFIGS[size], ckpt_path=None, device="cpu", hydra_overrides_extra=overrides
     )
-    if not _has_sam2_extension():  # sam2 skips hole filling without its CUDA extension anyway (same masks)
+    if not has_sam2_extension():  # sam2 skips hole filling without its CUDA extension anyway (same masks)
         model.fill_hole_area = 0
     model.multimask_output = multimask_output
     model.set_normalization(pixel_mean, pixel_std)

@@ -1,7 +1,7 @@
 """SAM2 as a MONAI network: one module for prompted training and volume/video propagation.
 
 `SAM2Segmenter` *is* sam2's `SAM2VideoPredictor` (so its state dict has exactly the official
-keys and sam2's memory/tracking code is used unchanged) with a differentiable, batched
+keys and sam2's memory/tracking code is used, patched only in `sam2_private`) with a differentiable, batched
 `forward` added for training and for `verify_net_in_out`.
 
 Input images are intensities in [0, 1], shape (B, C, H, W) with C = 1 (grey, repeated) or 3;
@@ -19,8 +19,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from sam2.sam2_video_predictor import SAM2VideoPredictor
 from torch import nn
+
+from monaiseg.networks.sam2_private import PatchedVideoPredictor, backbone_features
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,7 +46,7 @@ def set_pixel_normalization(module: nn.Module, mean: float | Sequence[float], st
         module.get_buffer("pixel_std").copy_(values[1].view(1, 3, 1, 1))
 
 
-class SAM2Segmenter(SAM2VideoPredictor):
+class SAM2Segmenter(PatchedVideoPredictor):
     """SAM2 with a training/inference `forward` on batched 2D images with prompts.
 
     Prompts are in pixel coordinates of the input image (x = column, y = row):
@@ -87,7 +88,7 @@ class SAM2Segmenter(SAM2VideoPredictor):
         train_encoder = torch.is_grad_enabled() and any(p.requires_grad for p in self.image_encoder.parameters())
         with torch.set_grad_enabled(train_encoder):
             backbone_out = self.forward_image(self.normalize_images(images))
-        _, feats, _, sizes = self._prepare_backbone_features(backbone_out)
+        _, feats, _, sizes = backbone_features(self, backbone_out)
         if self.directly_add_no_mem_embed:
             feats[-1] = feats[-1] + self.no_mem_embed
         maps = [f.permute(1, 2, 0).reshape(f.shape[1], f.shape[2], *hw) for f, hw in zip(feats, sizes)]
@@ -209,7 +210,7 @@ class SAM2Segmenter(SAM2VideoPredictor):
         train_encoder = torch.is_grad_enabled() and any(p.requires_grad for p in self.image_encoder.parameters())
         with torch.set_grad_enabled(train_encoder):
             backbone_out = self.forward_image(self.normalize_images(images))
-        _, feats, pos_embeds, sizes = self._prepare_backbone_features(backbone_out)  # (HW, B*T, C) each
+        _, feats, pos_embeds, sizes = backbone_features(self, backbone_out)  # (HW, B*T, C) each
         # the clip each object is tracked in: its own, or clip 0 for all (frames encoded once)
         clip_of_object = (
             torch.arange(prompt_rows, device=clips.device)
@@ -247,39 +248,6 @@ class SAM2Segmenter(SAM2VideoPredictor):
         if return_memory:
             return torch.stack(logits, dim=-1), torch.stack(memories, dim=-1)
         return torch.stack(logits, dim=-1)
-
-    def _memory_dtype(self, features: torch.Tensor) -> torch.Tensor:
-        """sam2 stores memories in bfloat16, which only works under autocast; keep the model
-        dtype otherwise (e.g. float32 on CPU), where sam2 would fail with a dtype mismatch."""
-        if torch.is_autocast_enabled(features.device.type):
-            return features
-        return features.to(self.pixel_mean.dtype)
-
-    def _get_image_feature(self, inference_state, frame_idx, batch_size):
-        """sam2's single-frame feature cache, plus features of the frames in
-        `inference_state["keep_frames"]` kept in `inference_state["kept_features"]` for the whole run: sam2
-        would encode a frame again after every cache miss. Kept frames share one copy of the positional
-        encodings (a function of the feature shapes alone: 21 of a frame's 29 MiB at 512 with Hiera-tiny)."""
-        kept = inference_state.get("kept_features")
-        if kept is not None and frame_idx in kept:
-            inference_state["cached_features"] = {frame_idx: kept[frame_idx]}
-        features = super()._get_image_feature(inference_state, frame_idx, batch_size)
-        if kept is not None and frame_idx in inference_state.get("keep_frames", ()) and frame_idx not in kept:
-            image, backbone_out = inference_state["cached_features"][frame_idx]
-            if kept:
-                backbone_out = {**backbone_out, "vision_pos_enc": next(iter(kept.values()))[1]["vision_pos_enc"]}
-            kept[frame_idx] = (image, backbone_out)
-        return features
-
-    def _run_single_frame_inference(self, *args, **kwargs):
-        out, masks = super()._run_single_frame_inference(*args, **kwargs)
-        if out["maskmem_features"] is not None:
-            out["maskmem_features"] = self._memory_dtype(out["maskmem_features"])
-        return out, masks
-
-    def _run_memory_encoder(self, *args, **kwargs):
-        features, pos_enc = super()._run_memory_encoder(*args, **kwargs)
-        return self._memory_dtype(features), pos_enc
 
     def forward(self, images: torch.Tensor, **prompts) -> torch.Tensor | dict[str, torch.Tensor]:
         """Mask logits (B, M, H, W) for images (B, 1|3, H, W) in [0, 1] (prompts as in

@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from monaiseg.inferers.box_carry import BoxCarryInferer, BoxPromptInferer, box_carry_volume, box_logits, grow_box
+from monaiseg.inferers import BoxCarryInferer, BoxPromptInferer, box_carry_volume, box_logits, grow_box
 from monaiseg.prompts import ObjectPrompt, prompts_to_json
 
 

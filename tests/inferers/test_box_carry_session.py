@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monaiseg.inferers.box_carry import BoxCarry, box_carry_volume
-from monaiseg.inferers.volume_session import SessionError
+from monaiseg.inferers import BoxCarry, BoxCarrySettings, SessionError, box_carry_volume
 from monaiseg.networks import build_sam_segmenter
 from monaiseg.prompts import ObjectPrompt
 
@@ -61,7 +60,7 @@ def test_a_correction_stops_where_the_carried_box_is_unchanged_and_keeps_other_o
     volume[0, 13:17, 2:6, :] = 1.0  # a bar through every slice: object 2
     net = BoxInterior()
     bar = ObjectPrompt(obj_id=2, frame=6, box=(2, 13, 5, 16))
-    carry = BoxCarry(net, volume, box_margin=1)
+    carry = BoxCarry(net, volume, BoxCarrySettings(box_margin=1))
     carry.start([KEY, bar])
     before = carry.labels.clone()
     net.calls.clear()
@@ -92,7 +91,7 @@ def test_bad_corrections_change_nothing(prompt, status, words):
 
 def test_clicks_refine_the_box_of_their_slice_and_undo_restores_it(sam):
     volume = torch.rand(1, 24, 28, 6)
-    carry = BoxCarry(sam, volume, letterbox=32, transpose=True)
+    carry = BoxCarry(sam, volume, BoxCarrySettings(letterbox=32, transpose=True))
     start = carry.start([ObjectPrompt(obj_id=1, frame=2, box=(4, 4, 20, 18), frame_range=(0, 5))]).clone()
     changed = carry.correct(ObjectPrompt(obj_id=1, frame=3, points=((10.0, 9.0), (15.0, 12.0)), point_labels=(1, 0)))
     assert 3 in changed and carry.prompts[1][3].box == carry.history[1][0].records[3].prompt.box

@@ -18,14 +18,9 @@ import torch
 from monai.data import MetaTensor
 
 from monaiseg.data.collate import collate_with_prompts
-from monaiseg.inferers.propagation import (
-    SHARED_FRAMES,
-    PropagationInferer,
-    frames_in_both_passes,
-    memory_window,
-    owns_frame,
-    propagate_volume,
-)
+from monaiseg.inferers import PropagationInferer, memory_window, propagate_volume
+from monaiseg.inferers.session import owns_frame
+from monaiseg.inferers.tracking import SHARED_FRAMES, frames_in_both_passes
 from monaiseg.networks import build_sam2_segmenter
 from monaiseg.prompts import ObjectPrompt
 

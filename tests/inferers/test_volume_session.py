@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from monaiseg.inferers.propagation import owns_frame, propagate_volume
-from monaiseg.inferers.volume_session import SessionError, VolumeSession, merge_prompt
+from monaiseg.inferers import SessionError, VolumeSession, propagate_volume
+from monaiseg.inferers.session import owns_frame
+from monaiseg.inferers.volume_session import merge_prompt
 from monaiseg.networks import build_sam2_segmenter
 from monaiseg.prompts import ObjectPrompt
 
