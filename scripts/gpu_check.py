@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     names = args.bundles or (
         list(DRY_BUNDLES)
         if args.dry_run
-        else sorted(p.name for p in (REPO / "bundles").iterdir() if (p / "configs").is_dir())
+        else sorted(p.name for p in (REPO / "bundles").iterdir() if p.name[0] != "_" and (p / "configs").is_dir())
     )
     report: dict = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
