@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SHARED
+from conftest import REPO, SHARED, error_chain
 from PIL import Image
+
+from monaiseg.utils.bundle_run import run_bundle
 
 from .bundle_training import run_torchrun
 
@@ -24,46 +26,27 @@ TRAIN = ["train.json"]
 VIDEO = ["train.json", "train_video.json"]
 
 
-def bundle_cli(configs: list[str], root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """`python -m monai.bundle run` with the tiny override, models/eval under `root`."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str([str(CONFIGS / c) for c in [*configs, "tiny.json"]]),
-        "--bundle_root",
-        str(BUNDLE),
-        "--ckpt_dir",
-        str(root / "models"),
-        "--output_dir",
-        str(root / "eval"),
-        "--logging_file",
-        str(CONFIGS / "logging.conf"),
-        *args,
-    ]
-    proc = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc
+def run(configs: list[str], root: Path, **overrides) -> None:
+    """The bundle's workflow in this process with the tiny override, models/eval under `root`."""
+    files = [CONFIGS / c for c in [*configs, "tiny.json"]]
+    paths = {"bundle_root": BUNDLE, "ckpt_dir": root / "models", "output_dir": root / "eval"}
+    run_bundle(files, in_process=True, **{**paths, **overrides})
+
+
+def expect_error(configs: list[str], root: Path, words: list[str], **overrides) -> None:
+    """The run fails with every one of `words` in its error chain."""
+    with pytest.raises(Exception) as failure:
+        run(configs, root, **overrides)
+    message = error_chain(failure.value)
+    assert all(w in message for w in words), message
 
 
 @pytest.fixture(scope="module")
 def trained(synthetic_cells, tmp_path_factory):
     """Stage 1 (images, MLflow tracked) then stage 2 (videos) on synthetic data; returns the root."""
     root = tmp_path_factory.mktemp("bloodcell")
-    bundle_cli(
-        TRAIN,
-        root,
-        "--dataset_dir",
-        str(synthetic_cells),
-        "--tracking",
-        "mlflow",
-        "--tracking_uri",
-        f"sqlite:///{root}/mlflow.db",
-    )
-    bundle_cli(VIDEO, root, "--dataset_dir", str(synthetic_cells))
+    run(TRAIN, root, dataset_dir=synthetic_cells, tracking="mlflow", tracking_uri=f"sqlite:///{root}/mlflow.db")
+    run(VIDEO, root, dataset_dir=synthetic_cells)
     return root
 
 
@@ -118,7 +101,7 @@ def test_training_is_tracked_in_mlflow(trained):
 
 @pytest.mark.slow
 def test_evaluate_writes_tables(trained, synthetic_cells):
-    bundle_cli(["train.json", "evaluate.json"], trained, "--dataset_dir", str(synthetic_cells))
+    run(["train.json", "evaluate.json"], trained, dataset_dir=synthetic_cells)
     summary = json.loads((trained / "eval" / "summary.json").read_text())
     for metric in ("val_mean_dice", "val_mean_iou", "val_boundary_f1"):
         assert 0 <= summary[metric] <= 1
@@ -132,9 +115,7 @@ def test_evaluate_writes_tables(trained, synthetic_cells):
     assert (trained / "eval" / "cell_types.csv").read_text().splitlines()[0].startswith("cell_type,")
     assert len((trained / "eval" / "val_mean_dice_raw.csv").read_text().splitlines()) == len(testing) + 1
 
-    bundle_cli(
-        ["train.json", "train_video.json", "evaluate_video.json"], trained, "--dataset_dir", str(synthetic_cells)
-    )
+    run(["train.json", "train_video.json", "evaluate_video.json"], trained, dataset_dir=synthetic_cells)
     tracking = json.loads((trained / "eval" / "tracking.json").read_text())
     videos = json.loads((synthetic_cells / "datalist.json").read_text())["testing_videos"]
     assert tracking["num_videos"] == len(videos) and 0 <= tracking["mean_tra"] <= 1
@@ -149,19 +130,15 @@ def test_inference_images_with_boxes_and_overlays(trained, synthetic_cells, tmp_
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([[10, 20, 60, 70], [70, 70, 120, 110]]))
     out = tmp_path / "out"
-    bundle_cli(
+    checkpoint = trained / "models" / "model.pt"
+    run(
         ["inference.json"],
         trained,
-        "--input_image",
-        str(image),
-        "--input_boxes",
-        str(boxes),
-        "--save_overlays",
-        "true",
-        "--output_dir",
-        str(out),
-        "--checkpoint",
-        str(trained / "models" / "model.pt"),
+        input_image=image,
+        input_boxes=boxes,
+        save_overlays="true",
+        output_dir=out,
+        checkpoint=checkpoint,
     )
     pred = np.asarray(Image.open(out / "smear_000_cells.png"))
     assert pred.shape == np.asarray(Image.open(image)).shape[:2]
@@ -175,16 +152,8 @@ def test_inference_video_keeps_cell_ids(trained, synthetic_cells, tmp_path):
 
     out = tmp_path / "out"
     video = synthetic_cells / "videos" / "01"
-    bundle_cli(
-        ["inference.json", "inference_video.json"],
-        trained,
-        "--input_video",
-        str(video),
-        "--output_dir",
-        str(out),
-        "--checkpoint",
-        str(trained / "models" / "model.pt"),
-    )
+    checkpoint = trained / "models" / "model.pt"
+    run(["inference.json", "inference_video.json"], trained, input_video=video, output_dir=out, checkpoint=checkpoint)
     masks = [np.asarray(Image.open(p)) for p in sorted((out / "01_RES").glob("mask*.tif"))]
     assert len(masks) == 6 and masks[0].shape == read_ctc_frames(video).shape[1:3]
     track_lines = (out / "01_RES" / "res_track.txt").read_text().split("\n")
@@ -201,19 +170,11 @@ def test_inference_refuses_bad_images_without_outputs(trained, tmp_path, mode):
     else:
         Image.fromarray(np.random.default_rng(0).integers(0, 60000, (64, 64)).astype(np.uint16)).save(image)
     out = tmp_path / "out"
-    proc = bundle_cli(
-        ["inference.json"],
-        trained,
-        "--input_image",
-        str(image),
-        "--output_dir",
-        str(out),
-        "--checkpoint",
-        str(trained / "models" / "model.pt"),
-        check=False,
+    problem = "4 channels" if mode == "RGBA" else "bit depth"
+    checkpoint = trained / "models" / "model.pt"
+    expect_error(
+        ["inference.json"], trained, [str(image), problem], input_image=image, output_dir=out, checkpoint=checkpoint
     )
-    assert proc.returncode != 0
-    assert str(image) in proc.stderr and ("4 channels" in proc.stderr or "bit depth" in proc.stderr)
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -221,18 +182,15 @@ def test_inference_refuses_bad_images_without_outputs(trained, tmp_path, mode):
 def test_inference_refuses_box_outside_image(trained, synthetic_cells, tmp_path):
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([[10, 20, 600, 70]]))
-    proc = bundle_cli(
+    image = synthetic_cells / "images" / "smear_000.png"
+    expect_error(
         ["inference.json"],
         trained,
-        "--input_image",
-        str(synthetic_cells / "images" / "smear_000.png"),
-        "--input_boxes",
-        str(boxes),
-        "--output_dir",
-        str(tmp_path / "out"),
-        check=False,
+        [str(boxes), "outside"],
+        input_image=image,
+        input_boxes=boxes,
+        output_dir=tmp_path / "out",
     )
-    assert proc.returncode != 0 and str(boxes) in proc.stderr and "outside" in proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -283,8 +241,8 @@ def test_real_wbc_images(tmp_path):
 
     dataset = tmp_path / "wbc"
     prepare_wbc(WBC, dataset)
-    bundle_cli(TRAIN, tmp_path, "--dataset_dir", str(dataset), "--video_data_keys", "[]")
-    bundle_cli(["train.json", "evaluate.json"], tmp_path, "--dataset_dir", str(dataset))
+    run(TRAIN, tmp_path, dataset_dir=dataset, video_data_keys=[])
+    run(["train.json", "evaluate.json"], tmp_path, dataset_dir=dataset)
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["num_images"] == 15 and 0 <= summary["val_mean_dice"] <= 1
     assert set(summary["per_cell_type"]) - {"macro"} <= {

@@ -14,6 +14,8 @@ import pytest
 import torch
 from conftest import REPO, error_chain
 
+from monaiseg.utils import bundle_run
+
 BUNDLE = REPO / "bundles" / "hf_sam"
 CONFIGS = BUNDLE / "configs"
 TINY_NET = {"image_size": 64, "encoder_depth": 2, "encoder_embed_dim": 64, "encoder_num_heads": 2}
@@ -24,9 +26,7 @@ def configs(*names: str) -> list[str]:
 
 
 def run_bundle(names: list[str], **overrides):
-    from monai.bundle import run
-
-    return run(config_file=configs(*names), logging_file=str(CONFIGS / "logging.conf"), **overrides)
+    bundle_run.run_bundle(configs(*names), in_process=True, **overrides)
 
 
 @pytest.fixture(scope="module")

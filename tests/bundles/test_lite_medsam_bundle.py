@@ -23,6 +23,7 @@ from monaiseg.inferers.box_carry import box_carry_volume
 from monaiseg.metrics import binary_dice
 from monaiseg.prompts import ObjectPrompt
 from monaiseg.transforms.medsam import Letterbox
+from monaiseg.utils import bundle_run
 
 BUNDLE = REPO / "bundles" / "lite_medsam"
 CONFIGS = BUNDLE / "configs"
@@ -37,9 +38,7 @@ def configs(*names: str) -> list[str]:
 
 
 def run_bundle(names: list[str], **overrides) -> None:
-    from monai.bundle import run
-
-    run(config_file=configs(*names), logging_file=str(CONFIGS / "logging.conf"), **overrides)
+    bundle_run.run_bundle(configs(*names), in_process=True, **overrides)
 
 
 def parsed(names: list[str], **overrides):

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from conftest import REPO, SHARED, error_chain
 
+from monaiseg.utils import bundle_run
+
 BUNDLE = REPO / "bundles" / "lite_medsam"
 CONFIGS = BUNDLE / "configs"
 WBC = SHARED / "data" / "wbc_cellavision"
@@ -23,10 +25,8 @@ EVALUATE = ["train.json", "evaluate.json", "images_2d.json"]
 
 
 def run_bundle(names: list[str], extra: list[Path] = (), **overrides) -> None:
-    from monai.bundle import run
-
     files = [str(CONFIGS / n) for n in names] + [str(p) for p in extra]
-    run(config_file=files, logging_file=str(CONFIGS / "logging.conf"), **overrides)
+    bundle_run.run_bundle(files, in_process=True, **overrides)
 
 
 def wbc_whole_cell_set(root: Path, training: list[str], testing: list[str]) -> Path:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,47 +12,22 @@ import pytest
 import torch
 from conftest import MEDSAM2, SHARED
 
+from monaiseg.utils import bundle_run
+
 CONFIGS = MEDSAM2 / "configs"
 LABELS = [1, 2, 3, 5, 13]
 
 
-def bundle_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "monai.bundle", *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc
-
-
-def configs(*names: str) -> str:
-    return str([str(CONFIGS / n) for n in names])
-
-
 def run_bundle(config_files: list[str], **overrides):
-    from monai.bundle import run
-
-    return run(
-        config_file=[str(CONFIGS / n) for n in config_files], logging_file=str(CONFIGS / "logging.conf"), **overrides
-    )
+    bundle_run.run_bundle([str(CONFIGS / n) for n in config_files], in_process=True, **overrides)
 
 
 @pytest.fixture(scope="module")
 def trained(synthetic_ct, tmp_path_factory):
     """One tiny training through the CLI with MLflow tracking; returns the bundle root used."""
     root = tmp_path_factory.mktemp("medsam2_root")
-    bundle_cli(
-        "run",
-        "--config_file",
-        configs("train.json", "tiny.json"),
-        "--bundle_root",
-        str(root),
-        "--dataset_dir",
-        str(synthetic_ct),
-        "--tracking",
-        "mlflow",
-        "--logging_file",
-        str(CONFIGS / "logging.conf"),
-        cwd=root,
-    )
+    files = [CONFIGS / "train.json", CONFIGS / "tiny.json"]
+    bundle_run.run_bundle(files, cwd=root, timeout=600, bundle_root=root, dataset_dir=synthetic_ct, tracking="mlflow")
     return root
 
 

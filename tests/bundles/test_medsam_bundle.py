@@ -15,6 +15,8 @@ import yaml
 from conftest import REPO, error_chain
 from PIL import Image
 
+from monaiseg.utils import bundle_run
+
 BUNDLE = REPO / "bundles" / "medsam"
 CONFIGS = BUNDLE / "configs"
 TINY = {
@@ -33,9 +35,7 @@ def configs(*names: str) -> list[str]:
 
 
 def run_bundle(names: list[str], **overrides):
-    from monai.bundle import run
-
-    return run(config_file=configs(*names), logging_file=str(CONFIGS / "logging.conf"), **overrides)
+    bundle_run.run_bundle(configs(*names), in_process=True, **overrides)
 
 
 def parsed(names: list[str], **overrides):

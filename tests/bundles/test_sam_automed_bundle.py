@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,8 @@ import pytest
 import torch
 from conftest import REPO, error_chain
 from PIL import Image
+
+from monaiseg.utils import bundle_run
 
 BUNDLE = REPO / "bundles" / "sam_automed"
 CONFIGS = BUNDLE / "configs"
@@ -26,33 +26,16 @@ def configs(*names: str) -> list[str]:
 
 
 def run_bundle(names: list[str], **overrides):
-    from monai.bundle import run
-
-    return run(config_file=configs(*names), logging_file=str(CONFIGS / "logging.conf"), **overrides)
+    bundle_run.run_bundle(configs(*names), in_process=True, **overrides)
 
 
 @pytest.fixture(scope="module")
 def trained(synthetic_2d, tmp_path_factory) -> Path:
     """One tiny training through the CLI with MLflow tracking; returns the bundle root used."""
     root = tmp_path_factory.mktemp("sam_automed_root")
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str(configs("train.json")),
-        "--bundle_root",
-        str(root),
-        "--dataset_dir",
-        str(synthetic_2d),
-        "--tracking",
-        "mlflow",
-        "--logging_file",
-        str(CONFIGS / "logging.conf"),
-    ]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    proc = bundle_run.run_bundle(
+        configs("train.json"), cwd=root, timeout=600, bundle_root=root, dataset_dir=synthetic_2d, tracking="mlflow"
+    )
     assert (proc.stdout + proc.stderr).count("train_loss:") == 2
     return root
 

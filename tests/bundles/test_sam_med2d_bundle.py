@@ -13,18 +13,18 @@ import torch
 from conftest import REPO, error_chain
 from PIL import Image
 
+from monaiseg.utils import bundle_run
+
 BUNDLE = REPO / "bundles" / "sam_med2d"
 CONFIGS = BUNDLE / "configs"
 MODES = ["box", "points_1", "points_3", "points_5"]
 
 
 def run_bundle(configs: list[str], root: Path, **overrides) -> None:
-    """`monai.bundle run` in this process with the tiny override, models/eval under `root`."""
-    from monai.bundle import run
-
+    """The workflow in this process with the tiny override, models/eval under `root`."""
     files = [str(CONFIGS / c) for c in [*configs, "tiny.json"]]
     overrides = {"ckpt_dir": str(root / "models"), "output_dir": str(root / "eval"), **overrides}
-    run(config_file=files, bundle_root=str(BUNDLE), logging_file=str(CONFIGS / "logging.conf"), **overrides)
+    bundle_run.run_bundle(files, bundle_root=str(BUNDLE), in_process=True, **overrides)
 
 
 def parse(configs: list[str], **overrides):

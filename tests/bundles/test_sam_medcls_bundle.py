@@ -16,6 +16,7 @@ from PIL import Image
 from monaiseg.networks import CheckpointMismatchError, build_sam_segmenter, parameter_report
 from monaiseg.networks.attention import ChannelAttention, SpatialAttention
 from monaiseg.networks.sam_classifier import SAMClassifier
+from monaiseg.utils import bundle_run
 
 BUNDLE = REPO / "bundles" / "sam_medcls"
 CONFIGS = BUNDLE / "configs"
@@ -34,9 +35,7 @@ def configs(*names: str) -> list[str]:
 
 
 def run_bundle(names, **overrides):
-    from monai.bundle import run
-
-    run(config_file=configs(*names), logging_file=str(CONFIGS / "logging.conf"), **overrides)
+    bundle_run.run_bundle(configs(*names), in_process=True, **overrides)
 
 
 # ---------------------------------------------------------------- network

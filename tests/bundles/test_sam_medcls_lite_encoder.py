@@ -13,6 +13,7 @@ from conftest import REPO, SHARED, error_chain
 from PIL import Image
 
 from monaiseg.data.classification import main as classification_cli
+from monaiseg.utils import bundle_run
 
 BUNDLE = REPO / "bundles" / "sam_medcls"
 CONFIGS = BUNDLE / "configs"
@@ -21,9 +22,7 @@ CLASSES = ["neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil"]
 
 
 def run_bundle(names: list[str], **overrides) -> None:
-    from monai.bundle import run
-
-    run(config_file=[str(CONFIGS / n) for n in names], logging_file=str(CONFIGS / "logging.conf"), **overrides)
+    bundle_run.run_bundle([str(CONFIGS / n) for n in names], in_process=True, **overrides)
 
 
 def small_wbc_datalist(path):
