@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["slow_report"]
+pytest_plugins = ["slow_report", "worker_groups"]
 
 
 def _cache_bytecode() -> None:

@@ -123,6 +123,7 @@ def tracked_torchrun(tiny_run, mlflow_server, tmp_path_factory):
                 sys.executable,
                 "-m",
                 "torch.distributed.run",
+                "--standalone",
                 "--nproc_per_node=2",
                 "-m",
                 "monai.bundle",

@@ -267,6 +267,7 @@ def test_torchrun_stage2_videos(trained, synthetic_cells, tmp_path):
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",
         "--nproc_per_node=2",
         "-m",
         "monai.bundle",
