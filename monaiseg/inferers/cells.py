@@ -1,4 +1,5 @@
-"""MONAI inferer that segments volumes by SAM2 propagation from prompts."""
+"""Cell inferers of BloodCellSAM2: one instance per box prompt in an image (`InstancePromptInferer`) and cells
+tracked through a video by SAM2 propagation (`CellTrackingInferer`)."""
 
 from __future__ import annotations
 
