@@ -57,7 +57,8 @@ class BoxCarrySettings:
 
 
 class BoxCarry(InteractiveSession):
-    """Box carry through one volume (C, H, W, D), kept for corrections; see the module docstring.
+    """Box carry through one volume (C, H, W, D) (`monaiseg.inferers.box_carry`), kept for corrections
+    (the module docstring).
 
     `start(prompts)` -> labels (H, W, D) float32 (each object its `obj_id`, 0 elsewhere);
     `correct(prompt)`, `undo(obj_id)`, `reset(obj_id)` -> the slices whose result changed (the new
