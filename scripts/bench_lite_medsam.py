@@ -103,7 +103,7 @@ class OursFromBundle:
     @torch.no_grad()
     def volume(self, volume: np.ndarray, specs) -> np.ndarray:
         """(D, H, W) uint8 labels of a (D, H, W) volume, given as MONAI loads a NIfTI of it, by box carry."""
-        transpose = bool(self.inferer.transpose)
+        transpose = bool(self.inferer.settings.transpose)
         tensor = torch.from_numpy(volume.transpose(2, 1, 0) if transpose else volume.transpose(1, 2, 0))
         prompts = []
         for label, (key, box, span) in enumerate(specs, 1):
