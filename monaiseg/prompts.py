@@ -117,6 +117,14 @@ def prompts_from_json(text: str) -> list[ObjectPrompt]:
     return prompts
 
 
+def batch_prompt_lists(prompts: Sequence[Sequence[ObjectPrompt] | str], batch_size: int) -> list[list[ObjectPrompt]]:
+    """One prompt list per image of a batch of `batch_size`: lists as given, JSON strings (`prompts_to_json`, as
+    they survive collation) decoded; ValueError when the number of lists is not the batch size."""
+    if len(prompts) != batch_size:
+        raise ValueError(f"got {len(prompts)} prompt lists for a batch of {batch_size} volumes")
+    return [prompts_from_json(given) if isinstance(given, str) else list(given) for given in prompts]
+
+
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Tight box (x0, y0, x1, y1) of a non-empty (H, W) mask, inclusive pixel indices."""
     rows, cols = np.nonzero(mask)

@@ -328,3 +328,13 @@ def test_collate_and_decollate_keep_prompts():
 def test_collate_without_prompts_key():
     batch = collate_with_prompts([{"image": torch.zeros(1, 2, 2)}, {"image": torch.ones(1, 2, 2)}])
     assert set(batch) == {"image"} and batch["image"].shape == (2, 1, 2, 2)
+
+
+def test_batch_prompt_lists_decodes_json_and_checks_the_count():
+    from monaiseg.prompts import batch_prompt_lists
+
+    first = [ObjectPrompt(obj_id=1, frame=0, box=(1.0, 2.0, 3.0, 4.0))]
+    second = [ObjectPrompt(obj_id=2, frame=1, points=((5.0, 6.0),), point_labels=(1,))]
+    assert batch_prompt_lists([first, prompts_to_json(second)], 2) == [first, second]
+    with pytest.raises(ValueError, match="got 1 prompt lists for a batch of 2 volumes"):
+        batch_prompt_lists([first], 2)

@@ -54,7 +54,7 @@ from monai.inferers import Inferer
 
 from monaiseg.inferers.box_carry_session import BoxCarry, BoxCarrySettings
 from monaiseg.inferers.prompt_spec import PromptSpec
-from monaiseg.prompts import ObjectPrompt, prompts_from_json
+from monaiseg.prompts import ObjectPrompt, batch_prompt_lists
 from monaiseg.utils.batch import unwrap_model
 
 
@@ -88,11 +88,8 @@ class BoxCarryInferer(Inferer):
     def __call__(self, inputs: torch.Tensor, network, prompts: Sequence[Sequence[ObjectPrompt] | str]) -> torch.Tensor:
         if inputs.ndim != 5:
             raise ValueError(f"box carry needs volumes (B, C, H, W, D), got shape {tuple(inputs.shape)}")
-        if len(prompts) != inputs.shape[0]:
-            raise ValueError(f"got {len(prompts)} prompt lists for a batch of {inputs.shape[0]} volumes")
+        prompt_lists = batch_prompt_lists(prompts, inputs.shape[0])
         out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)  # keeps MetaTensor metadata
         for b, volume in enumerate(inputs):
-            given = prompts[b]
-            volume_prompts = prompts_from_json(given) if isinstance(given, str) else given
-            out[b, 0] = self.session(network, volume).start(volume_prompts).to(out.device)
+            out[b, 0] = self.session(network, volume).start(prompt_lists[b]).to(out.device)
         return out

@@ -28,7 +28,7 @@ from monaiseg.inferers.session import owns_frame
 from monaiseg.inferers.tracking import LazyFrames, add_prompt, frames_in_both_passes
 from monaiseg.inferers.volume_session import VolumeSession
 from monaiseg.networks.sam2_private import new_tracking_state
-from monaiseg.prompts import ObjectPrompt, prompts_from_json
+from monaiseg.prompts import ObjectPrompt, batch_prompt_lists
 from monaiseg.utils.batch import unwrap_model
 
 
@@ -120,13 +120,9 @@ class PropagationInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network, prompts: Sequence[Sequence[ObjectPrompt] | str]) -> torch.Tensor:
         model = unwrap_model(network)  # DistributedDataParallel
-        if len(prompts) != inputs.shape[0]:
-            raise ValueError(f"got {len(prompts)} prompt lists for a batch of {inputs.shape[0]} volumes")
+        prompt_lists = batch_prompt_lists(prompts, inputs.shape[0])
         out = torch.zeros_like(inputs[:, :1], dtype=torch.float32)  # keeps MetaTensor metadata
         for b, volume in enumerate(inputs):
-            given = prompts[b]
-            volume_prompts = prompts_from_json(given) if isinstance(given, str) else given
-            out[b, 0] = propagate_volume(model, volume, volume_prompts, offload_to_cpu=self.offload_to_cpu).to(
-                out.device
-            )
+            labels = propagate_volume(model, volume, prompt_lists[b], offload_to_cpu=self.offload_to_cpu)
+            out[b, 0] = labels.to(out.device)
         return out
