@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 workers="${MONAISEG_TEST_WORKERS:-2}"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadgroup --durations=15 "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --durations=15 "$@"

@@ -1,14 +1,16 @@
 """pytest plugin (loaded by tests/conftest.py): how the suite shares the 2 cores under pytest-xdist
-(`-n 2 --dist loadgroup`, as scripts/test.sh runs it).
+(`-n 2`, as scripts/test.sh runs it).
 
-- Each test gets an `xdist_group`, so a costly fixture is built once, on one worker: by default its file (a
-  module's trained bundle); files that share a fixture of a wider scope share a group (`SHARED_GROUPS`); the
-  parametrised conformance tests of one bundle form one group (its torchrun training and kill / resume
-  trainings are per-bundle session fixtures).
-- Groups of the heaviest folders are collected first, so the run does not end on one long group.
+- Tests are sent to the workers in groups (`group_of`), so a costly fixture is built once, on one worker: by
+  default a group is a test file (a module's trained bundle); files that share a fixture of a wider scope share
+  a group (`SHARED_GROUPS`); the parametrised conformance tests of one bundle form one group (its torchrun
+  training and kill / resume trainings are per-bundle session fixtures). xdist's own `loadgroup` cannot do this
+  here: it renames node ids, which pytest 9 no longer allows, so this plugin gives xdist its scheduler.
+- Groups are sent in collection order, and the heaviest folders are collected first, so the run does not end
+  on one long group.
 - A worker runs torch, and the processes it starts, on one thread (OMP_NUM_THREADS=1 unless set): two workers
   then keep both cores busy without OpenMP threads spinning against each other.
-Without xdist (`-n 0`, or a single file) the marks do nothing."""
+Without xdist (`-n 0`) none of this applies."""
 
 from __future__ import annotations
 
@@ -30,17 +32,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def group_of(item: pytest.Item) -> str:
-    path = item.nodeid.split("::")[0]
-    callspec = getattr(item, "callspec", None)
-    if path == CONFORMANCE and callspec is not None and "bundle" in callspec.params:
-        return f"conformance-{callspec.params['bundle'].name}"
+def group_of(nodeid: str, bundles: set[str]) -> str:
+    """The group of a test: `conformance-<bundle>` for a conformance test of one of `bundles`, the group its file
+    shares in SHARED_GROUPS, else its file."""
+    path = nodeid.split("::")[0]
+    if path == CONFORMANCE and nodeid.endswith("]"):
+        params = nodeid[nodeid.index("[") + 1 : -1].split("-")
+        bundle = next((p for p in params if p in bundles), None)
+        if bundle is not None:
+            return f"conformance-{bundle}"
     return SHARED_GROUPS.get(path, path)
 
 
 def heaviness(item: pytest.Item) -> int:
-    path = item.nodeid
-    return next((i for i, prefix in enumerate(HEAVY_FIRST) if path.startswith(prefix)), len(HEAVY_FIRST))
+    return next((i for i, prefix in enumerate(HEAVY_FIRST) if item.nodeid.startswith(prefix)), len(HEAVY_FIRST))
 
 
 def pytest_configure(config):
@@ -52,5 +57,17 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     items.sort(key=heaviness)  # stable: the order inside a folder is kept
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of(item)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from conftest import BUNDLE_IDS
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """xdist's load-scope scheduling with `group_of` as the scope, groups in collection order."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid, set(BUNDLE_IDS))
+
+    config.option.loadscopereorder = False  # keep the heavy-first order
+    return GroupScheduling(config, log)

@@ -96,6 +96,7 @@ def run(ours, reference):
     }
 
 
+@pytest.mark.slow  # the module's two real models and their 4 encoder passes (~10 s)
 def test_parity_with_package_model(run):
     ours_emb, ref_emb = run["embedding"], run["ref_embedding"]
     assert ours_emb.shape == ref_emb.shape == (2, 256, 64, 64)
@@ -112,6 +113,7 @@ def test_parity_with_package_model(run):
     )
 
 
+@pytest.mark.slow  # shares the real models of test_parity_with_package_model
 def test_real_weights_segment_an_ellipse(run):
     pred, truth = run["masks"][0, 0] > 0, run["truth"]
     dice = 2 * (pred & truth).sum().item() / (pred.sum() + truth.sum()).item()
