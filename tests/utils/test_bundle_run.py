@@ -74,14 +74,27 @@ def test_no_config_is_refused():
 
 
 @pytest.mark.slow
-def test_subprocess_values_arrive_as_in_process_and_a_failure_names_the_configs(tmp_path):
+def test_subprocess_values_arrive_as_in_process_and_its_output_is_kept(tmp_path):
     config = fake_bundle(tmp_path)
     log = tmp_path / "run.log"
-    proc = run_bundle(config, value=None, log=log)
-    assert proc.returncode == 0
+    assert run_bundle(config, value=None, log=log).returncode == 0
     assert json.loads((tmp_path / "out.json").read_text()) == ["'null'", "str"]
-    with pytest.raises(RuntimeError, match=r"(?s)\[run.json\] failed with exit code 1.*asked to fail"):
-        run_bundle(config, fail=True, value=[1, 2])
-    assert json.loads((tmp_path / "out.json").read_text()) == ["[1, 2]", "list"]
-    failed = run_bundle(config, fail=True, check=False)
+    failed = run_bundle(config, fail=True, value=[1, 2], check=False)
     assert failed.returncode == 1 and "asked to fail" in failed.stderr + failed.stdout
+    assert json.loads((tmp_path / "out.json").read_text()) == ["[1, 2]", "list"]
+
+
+def test_a_failed_subprocess_names_the_configs_and_ends_with_its_output(tmp_path, monkeypatch):
+    import subprocess
+
+    config = fake_bundle(tmp_path)
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append((command, kwargs["cwd"]))
+        return subprocess.CompletedProcess(command, 3, stdout="a line\n", stderr="Traceback: asked to fail\n")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError, match=r"(?s)\[run.json\] failed with exit code 3:.*asked to fail"):
+        run_bundle(config, fail=True)
+    assert calls == [(bundle_command(config, fail=True), config.parents[1])]
