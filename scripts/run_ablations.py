@@ -2,8 +2,9 @@
 
 Each ablation is one override file in `bundles/bloodcell_sam2/configs/ablations/` ("full" = the
 complete model, no override). For each, in its own output folder, the training stages it names
-(`stages`: stage 1 `train`, stage 2 `train_video`) run with `monai.bundle run`, then the image
-evaluation (mDice, boundary F1) and the video evaluation (TRA). Columns: trainable parameters
+(`stages`: stage 1 `train`, stage 2 `train_video`) run as bundle workflows in this process
+(`monaiseg.utils.run_bundle`, the output in `<out>/<ablation>/run.log`), then the image evaluation (mDice,
+boundary F1) and the video evaluation (TRA). Columns: trainable parameters
 (%, of the last stage's policy), mDice, TRA, boundary F1, training time (s).
 
     python scripts/run_ablations.py --dataset DIR --out DIR [--ablations full abl2_no_temporal_loss ...]
@@ -47,7 +48,9 @@ def run_ablation(name: str, dataset: Path, out: Path, extra: list[str]) -> dict:
     log.unlink(missing_ok=True)
 
     def run(configs: list[str]) -> None:
-        run_bundle([BUNDLE / c for c in configs + extra + override], cwd=BUNDLE, log=log, **args)
+        run_bundle(
+            [BUNDLE / c for c in configs + extra + override], in_process=True, log=log, bundle_root=BUNDLE, **args
+        )
 
     start = time.perf_counter()
     for stage in settings["stages"]:

@@ -8,6 +8,8 @@ its string.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -33,6 +35,15 @@ def _overrides(configs: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _detach_handlers(stream) -> None:
+    """Remove every logging handler that writes to `stream` (a log file about to be closed)."""
+    named = [x for x in logging.Logger.manager.loggerDict.values() if isinstance(x, logging.Logger)]
+    for logger in [logging.getLogger(), *named]:
+        for handler in list(logger.handlers):
+            if getattr(handler, "stream", None) is stream:
+                logger.removeHandler(handler)
+
+
 def bundle_command(configs: str | Path | Sequence[str | Path], **overrides: Any) -> list[str]:
     """The `python -m monai.bundle run` command line: `--config_file` lists `configs`, then `--key value` per
     override (strings as they are, other values as Python literals, which the CLI parses back)."""
@@ -44,7 +55,13 @@ def bundle_command(configs: str | Path | Sequence[str | Path], **overrides: Any)
 
 
 @overload
-def run_bundle(configs: str | Path | Sequence[str | Path], *, in_process: Literal[True], **overrides: Any) -> None: ...
+def run_bundle(
+    configs: str | Path | Sequence[str | Path],
+    *,
+    in_process: Literal[True],
+    log: str | Path | None = None,
+    **overrides: Any,
+) -> None: ...
 
 
 @overload
@@ -74,7 +91,8 @@ def run_bundle(
 ) -> subprocess.CompletedProcess | None:
     """Run the workflow of `configs` with `overrides`.
 
-    `in_process`: MONAI's `monai.bundle.run` in this process (returns None; errors propagate as raised).
+    `in_process`: MONAI's `monai.bundle.run` in this process (returns None; errors propagate as raised), its
+    output appended to `log` when given (the logging handlers the run set up on that file are removed after it).
     Otherwise a subprocess in `cwd` (default: the bundle folder): its output is appended to `log` (a file,
     stdout and stderr together) or is captured; with `check`, a non-zero exit raises RuntimeError naming the
     configs, with the last lines of the output. Returns the CompletedProcess."""
@@ -82,7 +100,14 @@ def run_bundle(
     if in_process:
         from monai.bundle import run
 
-        run(config_file=files, **_overrides(files, overrides))
+        if log is None:
+            run(config_file=files, **_overrides(files, overrides))
+            return None
+        with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            try:
+                run(config_file=files, **_overrides(files, overrides))
+            finally:
+                _detach_handlers(f)
         return None
     command = bundle_command(files, **overrides)
     folder = cwd if cwd is not None else Path(files[0]).parents[1]

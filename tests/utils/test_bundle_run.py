@@ -21,9 +21,10 @@ def fake_bundle(tmp_path):
         "out": str(tmp_path / "out.json"),
         "run": [
             "$json.dump([repr(@value), type(@value).__name__], open(@out, 'w'))",
+            "$logging.getLogger('fake_bundle').info('value is ' + repr(@value))",
             "$(_ for _ in ()).throw(ValueError('asked to fail')) if @fail else None",
         ],
-        "imports": ["$import json"],
+        "imports": ["$import json", "$import logging"],
     }
     (configs / "run.json").write_text(json.dumps(config))
     (configs / "logging.conf").write_text(
@@ -60,6 +61,27 @@ def test_in_process_passes_overrides_and_none_as_null(tmp_path):
     assert json.loads((tmp_path / "out.json").read_text()) == ["'null'", "str"]
     run_bundle(config, in_process=True, value=tmp_path)
     assert json.loads((tmp_path / "out.json").read_text()) == [repr(str(tmp_path)), "str"]
+
+
+def test_in_process_output_goes_to_the_log_and_no_handler_is_left_on_it(tmp_path):
+    import logging
+
+    config = fake_bundle(tmp_path)
+    log = tmp_path / "run.log"
+    log.write_text("earlier run\n")
+    run_bundle(config, in_process=True, log=log, value=3)
+    run_bundle(config, in_process=True, log=log, value=4)
+    text = log.read_text()
+    assert text.startswith("earlier run\n") and "value is 3\nvalue is 4\n" in text, text  # appended, both runs
+    assert json.loads((tmp_path / "out.json").read_text()) == ["4", "int"]
+    named = [x for x in logging.Logger.manager.loggerDict.values() if isinstance(x, logging.Logger)]
+    streams = [getattr(h, "stream", None) for x in [logging.getLogger(), *named] for h in x.handlers]
+    assert not any(getattr(s, "name", None) == str(log) for s in streams)
+    logging.getLogger("fake_bundle").warning("a later message")  # no handler writes to the closed file
+    assert "a later message" not in log.read_text()
+    with pytest.raises(Exception, match="asked to fail"):
+        run_bundle(config, in_process=True, log=log, fail=True, value=5)
+    assert log.read_text().endswith("value is 5\n")  # the handlers are detached after a failure too
 
 
 def test_in_process_error_propagates(tmp_path):
