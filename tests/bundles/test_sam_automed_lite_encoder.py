@@ -17,6 +17,7 @@ from monaiseg.networks.tiny_vit import TinyViT
 CONFIGS = REPO / "bundles" / "sam_automed" / "configs"
 
 
+@pytest.mark.slow  # builds the official LiteMedSAM encoder and decoder (~5 s)
 def test_lite_switch_builds_official_parts_and_runs(tmp_path):
     torch.manual_seed(0)
     model = build_sam_automed(
