@@ -19,10 +19,11 @@ pytest_plugins = ["slow_report", "worker_groups"]
 
 
 def _cache_bytecode() -> None:
-    """With PYTHONDONTWRITEBYTECODE set and the venv installed without .pyc files, every Python process
-    of the suite (bundle runs, scripts, MONAI Label servers, torchrun workers) compiled torch / MONAI /
-    transformers from source: ~14 s of CPU each. Compiled modules go to a cache outside the source
-    tree instead (PYTHONPYCACHEPREFIX, for this process and its children); a prefix already set is kept."""
+    """With PYTHONDONTWRITEBYTECODE set, every Python process of the suite (bundle runs, scripts, MONAI Label
+    servers, torchrun workers) would compile what has no .pyc (monaiseg, the tests, and the whole venv when it
+    was installed without scripts/setup_env.sh's bytecode): ~14 s of CPU each for torch / MONAI. Compiled modules
+    go to a cache outside the source tree instead (PYTHONPYCACHEPREFIX, for this process and its children); a
+    prefix already set is kept."""
     if not sys.flags.dont_write_bytecode or os.environ.get("PYTHONPYCACHEPREFIX"):
         return
     prefix = os.path.join(tempfile.gettempdir(), f"monaiseg-pycache-{os.getuid()}")

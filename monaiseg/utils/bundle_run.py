@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -72,7 +71,6 @@ def run_bundle(
     cwd: str | Path | None = None,
     log: str | Path | None = None,
     timeout: float | None = None,
-    env: dict[str, str] | None = None,
     check: bool = True,
     **overrides: Any,
 ) -> subprocess.CompletedProcess: ...
@@ -85,7 +83,6 @@ def run_bundle(
     cwd: str | Path | None = None,
     log: str | Path | None = None,
     timeout: float | None = None,
-    env: dict[str, str] | None = None,
     check: bool = True,
     **overrides: Any,
 ) -> subprocess.CompletedProcess | None:
@@ -111,15 +108,12 @@ def run_bundle(
         return None
     command = bundle_command(files, **overrides)
     folder = cwd if cwd is not None else Path(files[0]).parents[1]
-    environment = {**os.environ, **(env or {})}
     if log is None:
-        proc = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=timeout, env=environment)
+        proc = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=timeout)
         output = f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     else:
         with open(log, "a") as f:
-            done = subprocess.run(
-                command, cwd=folder, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, env=environment
-            )
+            done = subprocess.run(command, cwd=folder, stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
         proc = subprocess.CompletedProcess(command, done.returncode)
         output = "\n".join(Path(log).read_text().splitlines()[-40:])
     if check and proc.returncode != 0:

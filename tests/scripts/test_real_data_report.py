@@ -90,7 +90,7 @@ def test_bundle_run_passes_none_as_null_and_a_failure_names_the_bundle_and_ends_
 
     calls = []
 
-    def fake_run(cmd, cwd, stdout, stderr, timeout, env):
+    def fake_run(cmd, cwd, stdout, stderr, timeout):
         calls.append((cmd, cwd))
         stdout.write("line\n" * 30 + "Traceback: boom\n")
         return SimpleNamespace(returncode=calls[0][0].count("--fail") and 3)
