@@ -1,5 +1,6 @@
 """README's package map (the `monaiseg/` block of "The package") matches the tree: every module of every part is
-named in its part's entry, and a single lower-case word in parentheses there names a module that exists."""
+named in its part's entry, and a single lower-case word in parentheses there names a module that exists; the
+test files the docs name exist."""
 
 from __future__ import annotations
 
@@ -54,3 +55,10 @@ def test_module_names_in_the_map_exist():
             if not (PACKAGE / part / f"{name}.py").is_file():
                 stale.append(f"{part}/{name}")
     assert not stale, f"README's package map names modules that do not exist: {stale}"
+
+
+def test_test_files_named_in_the_docs_exist():
+    docs = [REPO / "README.md", REPO / "CONTRIBUTING.md", *REPO.glob("docs/*.md"), *REPO.glob("bundles/*/docs/*.md")]
+    named = {(d.relative_to(REPO), m) for d in docs for m in re.findall(r"\btests/[\w/]+\.py\b", d.read_text())}
+    missing = sorted(f"{doc}: {path}" for doc, path in named if not (REPO / path).is_file())
+    assert not missing, f"docs name test files that do not exist: {missing}"
