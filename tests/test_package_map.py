@@ -1,4 +1,4 @@
-"""README's package map (the `monaiseg/` block of "The package") matches the tree: every module of every part is
+"""The package map (docs/package_map.md: its `monaiseg/` block) matches the tree: every module of every part is
 named in its part's entry, and a single lower-case word in parentheses there names a module that exists; the
 test files the docs name exist."""
 
@@ -12,10 +12,10 @@ PACKAGE = REPO / "monaiseg"
 
 
 def map_entries() -> dict[str, str]:
-    """part ('utils', 'prompts.py', ...) -> the text of its entry in README's package map."""
-    readme = (REPO / "README.md").read_text()
-    block = re.search(r"```\nmonaiseg/\n(.*?)```", readme, flags=re.S)
-    assert block, "README.md has no package map (a code block starting with `monaiseg/`)"
+    """part ('utils', 'prompts.py', ...) -> the text of its entry in the package map."""
+    text = (REPO / "docs" / "package_map.md").read_text()
+    block = re.search(r"```\nmonaiseg/\n(.*?)```", text, flags=re.S)
+    assert block, "docs/package_map.md has no package map (a code block starting with `monaiseg/`)"
     entries: dict[str, str] = {}
     current = None
     for line in block.group(1).splitlines():
@@ -43,7 +43,7 @@ def test_every_part_and_module_is_in_the_map():
             for m in sorted((PACKAGE / part).glob("*.py"))
             if m.name != "__init__.py" and not re.search(rf"\b{m.stem}\b", text)
         ]
-    assert not missing, f"modules not named in README's package map: {missing}"
+    assert not missing, f"modules not named in docs/package_map.md: {missing}"
 
 
 def test_module_names_in_the_map_exist():
@@ -54,7 +54,7 @@ def test_module_names_in_the_map_exist():
         for name in re.findall(r"\(([a-z][a-z0-9_]*)\)", text):
             if not (PACKAGE / part / f"{name}.py").is_file():
                 stale.append(f"{part}/{name}")
-    assert not stale, f"README's package map names modules that do not exist: {stale}"
+    assert not stale, f"docs/package_map.md names modules that do not exist: {stale}"
 
 
 def test_test_files_named_in_the_docs_exist():
