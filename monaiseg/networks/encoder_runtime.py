@@ -12,15 +12,30 @@ precision on CPUs with bf16 instructions is bf16: `precision` is always set expl
 Names: "eager", "openvino", "onnxruntime", and "auto" = `default_runtime(device)` (OpenVINO on CPU when
 installed, else eager; eager on CUDA). A runtime that the device or the environment cannot do is refused
 by `resolve_runtime` with one `RuntimeUnavailableError` when the network is built, before any data is read.
+
+On-disk cache (`ModelCache`): the exported model is kept in `cache_root()` (`$MONAISEG_CACHE_DIR`, else
+`~/.cache/monaiseg`) under `encoders/<key>/`, the key being the SHA-256 of the module's weights with its
+class, the input shape, the runtime, the precision and the package versions; OpenVINO's compiled blob goes
+beside it (its `CACHE_DIR`). A later process with the same weights reads the entry instead of exporting
+again, and OpenVINO imports the blob instead of compiling. Entries are written to a temporary folder and
+moved in with `os.replace`; a corrupt entry (a file whose checksum differs, a blob that does not import) is
+rebuilt with one logged warning.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import logging
+import os
+import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,41 +104,177 @@ def export_onnx(module: nn.Module, example: torch.Tensor) -> bytes:
         module.train(was_training)
 
 
+CACHE_ENV = "MONAISEG_CACHE_DIR"
+EXPORT_FORMAT = 1  # part of every cache key: raise it when the export (or a module's exported graph) changes
+
+
+def cache_root() -> Path:
+    """Folder of monaiseg's on-disk caches: `$MONAISEG_CACHE_DIR`, else `~/.cache/monaiseg`."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "monaiseg").expanduser()
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """SHA-256 of `module`'s state dict (names, dtypes, shapes and bytes of every tensor)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)};".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    names = ("torch", "onnx", "openvino", "onnxruntime", "nncf")
+    return {n: importlib.metadata.version(n) for n in names if importlib.util.find_spec(n) is not None}
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelCache:
+    """Folders of built model files under `root`/encoders, one per key (a JSON-able dict).
+
+    `entry(key, build)` returns the folder of `key`, calling `build(folder)` to write its files first when
+    there is none or it is corrupt. A finished entry holds `entry.json`: the key and the SHA-256 of every
+    file `build` wrote (checked at each `entry` call); files written into it later (OpenVINO's blobs in
+    `blobs/`) are not part of it."""
+
+    MANIFEST = "entry.json"
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = (Path(root) if root is not None else cache_root()) / "encoders"
+
+    def folder(self, key: dict[str, Any]) -> Path:
+        """Where the entry of `key` lives (whether or not it exists)."""
+        text = json.dumps(key, sort_keys=True)
+        return self.root / hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def problem(self, folder: Path, key: dict[str, Any]) -> str | None:
+        """Why the entry in `folder` cannot be used for `key` (None: it can)."""
+        try:
+            manifest = json.loads((folder / self.MANIFEST).read_text())
+            if manifest["key"] != json.loads(json.dumps(key)):
+                return "its key differs"
+            for name, digest in manifest["files"].items():
+                if _sha256_file(folder / name) != digest:
+                    return f"{name} has another checksum"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def entry(self, key: dict[str, Any], build: Callable[[Path], None]) -> Path:
+        """The folder of `key`'s entry, built (atomically: a temporary folder moved in) when missing or corrupt."""
+        folder = self.folder(key)
+        if folder.exists():
+            problem = self.problem(folder, key)
+            if problem is None:
+                return folder
+            logger.warning("model cache entry %s is corrupt (%s): rebuilding it", folder, problem)
+            shutil.rmtree(folder, ignore_errors=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=self.root))
+        try:
+            build(staging)
+            files = {p.name: _sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
+            (staging / self.MANIFEST).write_text(json.dumps({"key": key, "files": files}, indent=1, sort_keys=True))
+            try:
+                os.replace(staging, folder)
+            except OSError:  # another process moved its copy in first: use that one when it is whole
+                if self.problem(folder, key) is not None:
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return folder
+
+
+def _build_onnx(module: nn.Module, shape: tuple[int, ...]) -> Callable[[Path], None]:
+    def build(folder: Path) -> None:
+        (folder / "model.onnx").write_bytes(export_onnx(module, torch.zeros(shape)))
+
+    return build
+
+
+def _build_openvino_ir(module: nn.Module, shape: tuple[int, ...]) -> Callable[[Path], None]:
+    def build(folder: Path) -> None:
+        import openvino as ov
+
+        model = ov.Core().read_model(export_onnx(module, torch.zeros(shape)), b"")
+        ov.save_model(model, folder / "model.xml", compress_to_fp16=False)
+
+    return build
+
+
 class ExportedEncoder:
     """`module` exported for inputs (1, *shape[1:]) and compiled by `runtime` ("openvino" or "onnxruntime");
     calling it maps a float32 CPU batch (B, *shape[1:]) to the module's output (B, ...), sample by sample,
     one call at a time (threads, e.g. MONAI Label's requests, wait for each other). It is a frozen copy:
-    later changes of the module's weights do not reach it."""
+    later changes of the module's weights do not reach it.
 
-    def __init__(self, module: nn.Module, shape: tuple[int, ...], runtime: str, precision: str = "f32"):
+    The export is read from / written to `cache` (default `ModelCache()`: `cache_root()`); `folder` is its
+    entry, `loaded_from_cache` whether OpenVINO imported its compiled blob instead of compiling."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        shape: tuple[int, ...],
+        runtime: str,
+        precision: str = "f32",
+        cache: ModelCache | None = None,
+    ):
+        if runtime not in ("openvino", "onnxruntime"):
+            raise ValueError(f"ExportedEncoder runs 'openvino' or 'onnxruntime', not {runtime!r}")
         self.runtime, self.precision, self.shape = runtime, precision, (1, *shape[1:])
         self._lock = threading.Lock()
-        model = export_onnx(module, torch.zeros(self.shape))
+        self.loaded_from_cache = False
+        cache = cache or ModelCache()
+        key = {
+            "format": EXPORT_FORMAT,
+            "module": f"{type(module).__module__}.{type(module).__qualname__}",
+            "weights_sha256": weights_sha256(module),
+            "shape": list(self.shape),
+            "model": "onnx" if runtime == "onnxruntime" else "openvino-ir-f32",
+            "versions": _versions(),
+        }
+        build = _build_onnx if runtime == "onnxruntime" else _build_openvino_ir
+        self.folder = cache.entry(key, build(module, self.shape))
         threads = torch.get_num_threads()
         if runtime == "openvino":
-            import openvino as ov
-
-            core = ov.Core()
-            compiled = core.compile_model(
-                core.read_model(model, b""),
-                "CPU",
-                {
-                    "INFERENCE_NUM_THREADS": threads,
-                    "PERFORMANCE_HINT": "LATENCY",
-                    "INFERENCE_PRECISION_HINT": precision,
-                },
-            )
+            config = {
+                "INFERENCE_NUM_THREADS": threads,
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": precision,
+            }
+            compiled = self._compile_openvino(self.folder, config)
             request = compiled.create_infer_request()
             self._run = lambda x: request.infer({0: x})[0]
-        elif runtime == "onnxruntime":
+        else:
             import onnxruntime as ort
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
-            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(self.folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
             self._run = lambda x: session.run(None, {"x": x})[0]
-        else:
-            raise ValueError(f"ExportedEncoder runs 'openvino' or 'onnxruntime', not {runtime!r}")
+
+    def _compile_openvino(self, folder: Path, config: dict[str, Any]) -> Any:
+        """OpenVINO's compiled model of `folder`/model.xml, its blob cached in `folder`/blobs (by OpenVINO,
+        keyed by the compile options); an unusable blob folder is emptied, with one warning, and compiled again."""
+        import openvino as ov
+
+        blobs = folder / "blobs"
+        config = {**config, "CACHE_DIR": str(blobs)}
+        try:
+            compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", config)
+        except RuntimeError as exc:
+            logger.warning("OpenVINO blob cache %s is unusable (%s): compiling again", blobs, str(exc).splitlines()[0])
+            shutil.rmtree(blobs, ignore_errors=True)
+            compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", config)
+        self.loaded_from_cache = bool(compiled.get_property("LOADED_FROM_CACHE"))
+        return compiled
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         samples = x.detach().to(torch.float32).numpy()

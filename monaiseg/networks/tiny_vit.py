@@ -275,17 +275,23 @@ class TinyViT(nn.Module):
             or tuple(x.shape[1:]) != shape
         ):
             return None
+        exported = self.ensure_exported()
+        return None if exported is None else exported(x)
+
+    def ensure_exported(self) -> ExportedEncoder | None:
+        """The exported runtime, built now if needed (read from the on-disk cache when there: `ModelCache`);
+        None for eager. E.g. called at a server's start, so that the first request does not pay for it."""
         with _EXPORT_LOCK:
             if self._exported is None and self.runtime != "eager":
+                shape = (1, self.in_chans, self.img_size, self.img_size)
                 try:
-                    self._exported = ExportedEncoder(self, (1, *shape), self.runtime, self.precision)
+                    self._exported = ExportedEncoder(self, shape, self.runtime, self.precision)
                 except Exception as exc:  # noqa: BLE001 - any export / compile failure falls back, logged
                     logger.warning(
                         "TinyViT: %s runtime failed (%s: %s); running eager", self.runtime, type(exc).__name__, exc
                     )
                     self.runtime = "eager"
-            exported = self._exported
-        return None if exported is None else exported(x)
+            return self._exported
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> image embedding (B, out_chans, S / r, S / r), r = product of `merge_strides`."""

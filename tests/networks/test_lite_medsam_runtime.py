@@ -1,6 +1,7 @@
 """Encoder runtimes of LiteMedSAM (`encoder_runtime`, `TinyViT.set_runtime`, `build_lite_medsam(runtime=...)`):
 names and devices refused before any data, each runtime built on a tiny TinyViT and equal to eager, the
-export kept fresh (weights loaded, training), a failed export logged and run eager, the bundle's switch.
+export kept fresh (weights loaded, training), a failed export logged and run eager, the bundle's switch,
+the on-disk model cache (reused by a second build, a corrupt entry rebuilt).
 Masks of the real weights on the shared data: tests/scripts/test_bench_lite_medsam_runtime.py."""
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ def tiny_encoder(seed: int = 0) -> TinyViT:
             module.running_mean.uniform_(-0.2, 0.2)
             module.running_var.uniform_(0.5, 2.0)
     return encoder
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    """Every export of these tests goes to a fresh cache folder."""
+    monkeypatch.setenv(er.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 @torch.no_grad()
@@ -105,3 +113,45 @@ def test_bundle_switch_builds_the_runtime():
     with pytest.raises(Exception) as caught:
         parser.get_parsed_content("network_def", instantiate=True)
     assert "encoder runtime 'tensorrt' is unknown" in str(caught.value) + str(caught.value.__cause__)
+
+
+def test_model_cache_is_reused_and_a_corrupt_entry_rebuilt(cache_dir, monkeypatch, caplog):
+    exports = []
+    real_export = er.export_onnx
+    monkeypatch.setattr(er, "export_onnx", lambda *a: exports.append(1) or real_export(*a))
+    encoder, x = tiny_encoder(), torch.rand(1, 3, 64, 64)
+    first = er.ExportedEncoder(encoder, (1, 3, 64, 64), "openvino")
+    assert first.folder.parent == cache_dir / "encoders" and len(exports) == 1 and not first.loaded_from_cache
+    assert {"entry.json", "model.xml", "model.bin", "blobs"} <= {p.name for p in first.folder.iterdir()}
+    assert any((first.folder / "blobs").iterdir())  # OpenVINO's compiled blob
+    second = er.ExportedEncoder(encoder, (1, 3, 64, 64), "openvino")
+    assert second.folder == first.folder and len(exports) == 1 and second.loaded_from_cache
+    with torch.no_grad():
+        torch.testing.assert_close(second(x), encoder(x), rtol=1e-4, atol=1e-4)
+    other = er.ExportedEncoder(tiny_encoder(seed=1), (1, 3, 64, 64), "openvino")  # other weights: other entry
+    assert other.folder != first.folder and len(exports) == 2
+    with (first.folder / "model.bin").open("r+b") as handle:
+        handle.write(b"corrupt")
+    with caplog.at_level(logging.WARNING, logger=er.__name__):
+        rebuilt = er.ExportedEncoder(encoder, (1, 3, 64, 64), "openvino")
+    assert len(exports) == 3 and rebuilt.folder == first.folder
+    assert caplog.text.count("is corrupt (model.bin has another checksum): rebuilding it") == 1
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), encoder(x), rtol=1e-4, atol=1e-4)
+    assert not [p for p in (cache_dir / "encoders").iterdir() if p.name.startswith(".building-")]
+
+
+def test_cache_root_and_weights_key(monkeypatch, tmp_path):
+    monkeypatch.delenv(er.CACHE_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert er.cache_root() == tmp_path / ".cache" / "monaiseg"
+    encoder = tiny_encoder()
+    digest = er.weights_sha256(encoder)
+    assert digest == er.weights_sha256(copy.deepcopy(encoder)) and len(digest) == 64
+    with torch.no_grad():
+        encoder.neck[0].weight[0, 0, 0, 0] += 1e-6
+    assert er.weights_sha256(encoder) != digest
+    cache = er.ModelCache(tmp_path / "c")
+    folder = cache.entry({"a": 1}, lambda f: (f / "x.txt").write_text("hi"))
+    assert (folder / "x.txt").read_text() == "hi" and cache.problem(folder, {"a": 1}) is None
+    assert cache.problem(folder, {"a": 2}) == "its key differs"
