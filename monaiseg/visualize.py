@@ -54,14 +54,39 @@ def draw_contours(rgb: np.ndarray, labels: np.ndarray, colour: tuple[int, int, i
     return rgb
 
 
-def key_index(*label_volumes: np.ndarray | None) -> int:
-    """The index along the last axis with the most foreground in the first of `label_volumes` that has
-    any (e.g. ground truth, then prediction); the middle one when all are empty."""
-    for labels in label_volumes:
-        if labels is not None and labels.any():
-            return int(np.argmax((labels.reshape(-1, labels.shape[-1]) > 0).sum(0)))
-    shape = next(v.shape for v in label_volumes if v is not None)
-    return shape[-1] // 2
+def slice_counts(labels: np.ndarray) -> np.ndarray:
+    """(K,) foreground pixels (> 0) per index of the last axis of `labels` (..., K)."""
+    return (np.asarray(labels).reshape(-1, labels.shape[-1]) > 0).sum(0)
+
+
+def key_index(*counts: np.ndarray | None) -> int:
+    """The index with the most foreground in the first of `counts` (each (K,) foreground pixels per slice,
+    `slice_counts`; e.g. ground truth, then prediction) that has any; ties go to the lowest index; the
+    middle one when all are empty."""
+    for c in counts:
+        if c is not None and np.asarray(c).any():
+            return int(np.argmax(np.asarray(c)))
+    length = next(len(c) for c in counts if c is not None)
+    return length // 2
+
+
+def channel_first(image: np.ndarray, spatial: Sequence[int]) -> np.ndarray:
+    """`image` as (C, *spatial) for label maps of shape `spatial`: already channel-first, without a channel
+    (`spatial`), channel-last (*spatial, C), or with extra length-1 axes (a 2D image loaded as (1, H, W, 1)
+    or (H, W, 1, 3)). Raises ValueError naming both shapes when none of these fits."""
+    image, spatial = np.asarray(image), tuple(spatial)
+    if image.shape[1:] == spatial:
+        return image
+    if image.shape == spatial:
+        return image[None]
+    core = image.reshape([s for s in image.shape if s != 1] or [1])
+    if core.shape == spatial:
+        return core[None]
+    if core.shape[1:] == spatial:
+        return core
+    if core.shape[:-1] == spatial:
+        return np.moveaxis(core, -1, 0)
+    raise ValueError(f"image of shape {image.shape} does not match label maps of shape {spatial}")
 
 
 def spread_indices(length: int, count: int) -> list[int]:
@@ -78,21 +103,23 @@ def case_picture(
     size: int = 256,
     slice_numbers: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """RGB (H', W', 3) uint8 picture of one case: `image` (C, I, J[, K]) (C = 3: RGB, else channel 0),
-    label maps `pred` / `gt` (I, J[, K]) as the image; prediction filled and outlined in label colours,
-    ground truth outlined in white, `title` on a bar above. Arrays are x first (as MONAI loads them) and
-    shown rows = J. With a last axis K: its key slice (`key_index`, ground truth first) when `frames` is
-    1, else a strip of up to `frames` slices spread over K (`spread_indices`). With `slice_numbers` (slices
-    picked beforehand, e.g. from a large volume) all K slices are drawn, labelled with these numbers. Each
-    tile is scaled to `size` pixels on its longer side. Raises ValueError when the arrays cannot be drawn
-    (shapes, empty or non-finite image)."""
+    """RGB (H', W', 3) uint8 picture of one case: `image` (C, I, J[, K]) (C = 3: RGB, else channel 0; also
+    channel-last or without a channel, see `channel_first`), label maps `pred` / `gt` (I, J[, K]); prediction
+    filled and outlined in label colours, ground truth outlined in white, `title` on a bar above. Arrays are
+    x first (as MONAI loads them) and shown rows = J. With a last axis K: its key slice (`key_index`, ground
+    truth first) when `frames` is 1, else a strip of up to `frames` slices spread over K (`spread_indices`).
+    With `slice_numbers` (slices picked beforehand, e.g. from a large volume) all K slices are drawn,
+    labelled with these numbers. Each tile is scaled to `size` pixels on its longer side. Raises ValueError
+    when the arrays cannot be drawn (shapes, empty or non-finite image)."""
     image = np.asarray(image, dtype=np.float32)
-    if image.ndim not in (3, 4) or image.size == 0 or 0 in image.shape:
+    if image.size == 0:
+        raise ValueError(f"image of shape {image.shape}: expected (C, I, J) or (C, I, J, K)")
+    image = channel_first(image, pred.shape)
+    if image.ndim not in (3, 4):
         raise ValueError(f"image of shape {image.shape}: expected (C, I, J) or (C, I, J, K)")
     spatial = image.shape[1:]
-    for name, labels in (("prediction", pred), ("ground truth", gt)):
-        if labels is not None and labels.shape != spatial:
-            raise ValueError(f"{name} of shape {labels.shape} does not match the image's {spatial}")
+    if gt is not None and gt.shape != spatial:
+        raise ValueError(f"ground truth of shape {gt.shape} does not match the prediction's {spatial}")
     grey = image[:3] if image.shape[0] == 3 else image[:1]
     picks: list[int | None]
     if image.ndim == 3:
@@ -100,7 +127,7 @@ def case_picture(
     elif slice_numbers is not None:
         picks = list(range(spatial[-1]))
     elif frames <= 1:
-        picks = [key_index(gt, pred)]
+        picks = [key_index(*(None if v is None else slice_counts(v) for v in (gt, pred)))]
     else:
         picks = list[int | None](spread_indices(spatial[-1], frames))
     tiles = []
@@ -158,19 +185,23 @@ def _figure_png(fig) -> bytes:
 
 def metric_plot_png(values: Mapping[str, Mapping[str, Sequence[float]]]) -> bytes:
     """PNG of one box + strip plot panel per metric: `values[metric][label]` = per-case values (NaN
-    skipped), one box per label with the cases as jittered points."""
+    skipped), one box per label with the cases as jittered points; panels wrap onto rows so the figure is
+    at most 1100 px wide (bbox_inches="tight" may add a few pixels of tick labels)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = list(values)
-    width = max(4.0, 0.6 * max((len(values[m]) for m in metrics), default=1) + 1.5)
-    fig, axes = plt.subplots(
-        1, max(len(metrics), 1), figsize=(width * max(len(metrics), 1), 3.6), squeeze=False, layout="constrained"
-    )
+    page = 11.0  # inches at 100 dpi: the report's 1200 px column with its margins
+    width = min(page, max(4.0, 0.6 * max((len(values[m]) for m in metrics), default=1) + 1.5))
+    cols = max(1, min(len(metrics), int(page // width)))
+    rows = -(-max(len(metrics), 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.6 * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(metrics) :]:
+        ax.set_visible(False)
     rng = np.random.default_rng(0)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes.flat, metrics):
         labels = list(values[metric])
         data = [np.asarray([v for v in values[metric][n] if np.isfinite(v)], dtype=float) for n in labels]
         ax.boxplot([d if d.size else [np.nan] for d in data], showfliers=False)

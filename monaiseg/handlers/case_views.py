@@ -79,13 +79,15 @@ def class_probabilities(out: Mapping) -> tuple[np.ndarray, int]:
 
 
 def segmentation_view(out: Mapping, frames: int = 1, size: int = 256) -> tuple[dict[int, float], np.ndarray]:
-    """(per-label Dice over the whole case, RGB picture titled with their mean) of a segmentation output
+    """(per-label Dice over the whole case, RGB picture titled with their mean over the labels present in the
+    case's ground truth or prediction) of a segmentation output
     item. Of a volume (or video) only the drawn slices become label maps and leave the device: its key
     slice (the most ground truth, `key_index`) when `frames` is 1, else up to `frames` slices spread over it."""
     pred, gt = torch.as_tensor(out["pred"]).detach(), torch.as_tensor(out["label"]).detach()
     scores = per_label_dice(pred, gt)
     dice = float(np.mean(list(scores.values()))) if scores else 1.0
-    title = f"{case_name(out, 0)}  dice={dice:.3f}"
+    present = f"{len(scores)} present label{'s' if len(scores) != 1 else ''}"
+    title = f"{case_name(out, 0)}  dice={dice:.3f} ({present})"
     image = torch.as_tensor(out["image"]).detach()
     numbers = None
     if pred.ndim == 4 and image.ndim == 4 and image.shape[-1] == pred.shape[-1]:
@@ -95,7 +97,7 @@ def segmentation_view(out: Mapping, frames: int = 1, size: int = 256) -> tuple[d
             counts = []
             for v in (gt, pred):
                 fg = v[1:].float() if _one_hot(v) else (v > 0).float()
-                counts.append(fg.sum(dim=tuple(range(v.ndim - 1))).cpu().numpy()[None])
+                counts.append(fg.sum(dim=tuple(range(v.ndim - 1))).cpu().numpy())  # (K,)
             numbers = [key_index(*counts)]
         image, pred, gt = image[..., numbers], pred[..., numbers], gt[..., numbers]
     pred_map, gt_map = label_map(pred).cpu().numpy(), label_map(gt).cpu().numpy()

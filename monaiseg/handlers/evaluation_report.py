@@ -29,7 +29,8 @@ from .validation_overlays import check_writable
 logger = logging.getLogger(__name__)
 
 STYLE = (
-    "body{font-family:sans-serif;margin:1.5em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0}"
+    "body{font-family:sans-serif;margin:1.5em;max-width:1200px}img{max-width:100%;height:auto}"
+    "table{border-collapse:collapse;margin:.5em 0}"
     "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}"
     "figure{display:inline-block;margin:4px}figcaption{font-size:80%}pre{background:#f6f6f6;padding:8px;"
     "overflow:auto;max-height:40em;font-size:80%}"
@@ -69,6 +70,39 @@ def _worst_and_best(indices: list[int], cases: list[dict], k: int) -> list[int]:
     for i in ordered[k : len(ordered) - k]:
         cases[i]["picture"] = None
     return ordered[:k] + ordered[max(k, len(ordered) - k) :]
+
+
+PRESENT = "labels present in the case's ground truth or prediction, averaged per case (as in the pictures)"
+
+
+def _labels_included(table: dict[str, list[float]] | None, present: list[set[str]] | None) -> str:
+    """Which labels a metric's mean includes, read from its per-case values (`table`: label -> values) at the
+    cases where a label is absent from both ground truth and prediction (`present`)."""
+    if table is None:
+        return "as the metric defines it"
+    absent = [v for label, vs in table.items() for case, v in enumerate(vs) if present and label not in present[case]]
+    everything = f"all {len(table)} labels"
+    if not absent:
+        return everything if present else f"{everything} (presence per case unknown)"
+    if all(v == 1.0 for v in absent):
+        return f"{everything}; a label empty in both ground truth and prediction counts 1 (upstream convention)"
+    if all(math.isnan(v) for v in absent):
+        return f"{everything}; a label empty in both ground truth and prediction is left out"
+    return f"{everything}; labels empty in both ground truth and prediction included"
+
+
+def _mean(values: Sequence[float]) -> float | str:
+    """Mean of the finite `values`; "" when there are none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else ""
+
+
+def _present_only(table: dict[str, list[float]], present: list[set[str]] | None) -> dict[str, list[float]]:
+    """`table` (label -> per-case values) with NaN where the label is absent from the case's ground truth
+    and prediction; unchanged when presence is unknown or does not cover the cases."""
+    if not present or any(len(vs) != len(present) for vs in table.values()):
+        return table
+    return {label: [v if label in present[c] else math.nan for c, v in enumerate(vs)] for label, vs in table.items()}
 
 
 class EvaluationReport:
@@ -151,7 +185,8 @@ class EvaluationReport:
     def merged(self) -> dict[str, Any]:
         """The cases of every rank in dataset order (a collective call): names, scores, per_label (label ->
         per-case values, NaN where absent), pictures (score, name, PNG) of the `num_cases` worst and best,
-        skipped ("name: reason") and the confusion matrix; as one process evaluating them all gives them."""
+        skipped ("name: reason"), the confusion matrix and present (each case's labels present in its ground
+        truth or prediction; None when a case was skipped); as one process evaluating them all gives them."""
         cases = gather_in_dataset_order(self.cases)
         scored = [c for c in cases if "skipped" not in c]
         labels = list(dict.fromkeys(label for c in scored for label in c["values"]))
@@ -168,6 +203,7 @@ class EvaluationReport:
             "pictures": [(cases[i]["score"], cases[i]["name"], cases[i]["picture"]) for i in drawn],
             "skipped": [f"{c['name']}: {c['skipped']}" for c in cases if "skipped" in c],
             "confusion": confusion,
+            "present": [set(c["values"]) for c in scored] if len(scored) == len(cases) else None,
         }
 
     def _detail_values(self, engine: Workflow) -> dict[str, dict[str, list[float]]]:
@@ -185,20 +221,28 @@ class EvaluationReport:
         if not is_rank0():
             return
         metric = "p(true class)" if self.class_names else "dice (per case, this report)"
-        values = self._detail_values(engine) or {metric: merged["per_label"]}
+        details = self._detail_values(engine)
+        present = merged["present"] if not self.class_names else None
+        values = details or {metric: merged["per_label"]}
         metrics = {k: v for k, v in engine.state.metrics.items() if isinstance(v, (int, float))}
         parts = [f"<h1>{html.escape(self.title)}</h1>", "<h2>Summary</h2>"]
-        parts.append(_table(["metric", "value"], [*metrics.items(), ("cases", len(merged["names"]))], "summary"))
-        labels = sorted({n for per_metric in values.values() for n in per_metric})
-        rows = [[m, *(float(np.nanmean(values[m][n])) if n in values[m] else "" for n in labels)] for m in values]
-        parts.append(_table(["mean per label", *labels], rows, "per-label"))
+        rows: list[Sequence[Any]] = [(m, v, _labels_included(details.get(m), present)) for m, v in metrics.items()]
+        if not self.class_names and merged["scores"]:
+            rows.append(("dice, present labels", float(np.mean(merged["scores"])), PRESENT))
+        rows.append(("cases", len(merged["names"]), ""))
+        parts.append(_table(["metric", "value", "labels included"], rows, "summary"))
+        shown = {m: _present_only(v, present) for m, v in values.items()} if details else values
+        labels = sorted({n for per_metric in shown.values() for n in per_metric})
+        means = [[m, *(_mean(shown[m].get(n, [])) for n in labels)] for m in shown]
+        caption = "mean per label" + (" (cases where it is present)" if details and present else "")
+        parts.append(_table([caption, *labels], means, "per-label"))
         if self.class_names:
             parts += [
                 "<h2>Confusion matrix</h2>",
                 _img(confusion_matrix_png(merged["confusion"], self.class_names), "cm"),
             ]
-        if any(np.isfinite(v).any() for per_metric in values.values() for v in per_metric.values()):
-            parts += ["<h2>Per-case metrics</h2>", _img(metric_plot_png(values), "per-case metric plot")]
+        if any(np.isfinite(v).any() for per_metric in shown.values() for v in per_metric.values()):
+            parts += ["<h2>Per-case metrics</h2>", _img(metric_plot_png(shown), "per-case metric plot")]
         worst = merged["pictures"][: self.num_cases]
         best = merged["pictures"][::-1][: self.num_cases]  # with fewer than 2 * num_cases cases both lists share some
         for heading, cases in ((f"{len(worst)} worst cases", worst), (f"{len(best)} best cases", best)):

@@ -92,3 +92,33 @@ def test_every_bundle_names_the_report_and_the_overlays(bundle):
             lines = json.loads((configs / name).read_text())["initialize"]
             assert sum("monaiseg.handlers.ValidationOverlays(" in line for line in lines) == 1, name
         assert json.loads((configs / "tiny.json").read_text())["overlay_interval"] == 0  # off unless asked
+
+
+def test_means_say_which_labels_they_include_and_agree_with_the_picture_titles(tmp_path):
+    """Labels 1-3; case a: label 1 perfect, label 2 Dice 2 * 4 / (8 + 4) = 2/3, label 3 empty in both (upstream
+    counts it 1); case b: label 1 perfect only. Present-label means: a 5/6, b 1; over cases 11/12."""
+
+    def case(name: str, half: bool) -> dict:
+        gt = torch.zeros(1, 16, 16)
+        gt[0, 2:6, 2:6] = 1
+        pred = gt.clone()
+        if half:
+            gt[0, 10:12, 10:14] = 2  # 8 pixels of label 2
+            pred[0, 10:12, 10:12] = 2  # 4 of them predicted
+        return {
+            "image": MetaTensor(torch.rand(1, 16, 16), meta={"filename_or_obj": f"/d/{name}.png"}),
+            "pred": pred,
+            "label": gt,
+        }
+
+    details = {"val_mean_dice": torch.tensor([[1.0, 2 / 3, 1.0], [1.0, 1.0, 1.0]])}  # upstream: empty/empty = 1
+    report = EvaluationReport(tmp_path / "report.html", label_names=["liver", "lesion", "vessel"], config={})
+    page = evaluate(report, [case("a", True), case("b", False)], details=details)
+    summary = page[page.index('<table class="summary">') : page.index("</table>")]
+    assert "all 3 labels; a label empty in both ground truth and prediction counts 1 (upstream convention)" in summary
+    assert "<td>dice, present labels</td><td>0.9167</td>" in summary  # (5/6 + 1) / 2
+    per_label = page[page.index('<table class="per-label">') :]
+    per_label = per_label[: per_label.index("</table>")]
+    # present cases only: lesion is present in case a alone (2/3), vessel in none (left blank by nanmean)
+    assert "(cases where it is present)" in per_label and "<td>0.6667</td>" in per_label
+    assert report.cases[0]["score"] == pytest.approx(5 / 6)  # the number in case a's picture title
