@@ -12,6 +12,15 @@ Prompt file (JSON, 2D and 3D alike):
 with "slice": k per object in a volume (and voxel indices as above); "name" is optional; a box
 object in a volume may add "slice_range": [k0, k1], the slices the object spans (a 3D box).
 
+Boxes (`check_box`, the one box convention of the package): [x0, y0, x1, y1] in inclusive pixel
+coordinates, as the LiteMedSAM challenge's `.npz` boxes and `mask_box` give them: the box covers columns
+x0..x1 and rows y0..y1, both ends included, so it is (x1 - x0 + 1) x (y1 - y0 + 1) pixels and a 1-pixel-thin
+box [237, 199, 254, 199] (18 x 1 px) is valid. A box is refused only when it is reversed (x1 < x0 or
+y1 < y0) or outside the image (a coordinate below 0 or beyond width - 1 / height - 1).
+
+Several objects of a prompt file may share a label (one class, several instances: a lesion in two pieces);
+each object is its own instance, numbered 1, 2, ... in file order (`object_labels`).
+
 `ObjectPrompt` is what transforms, inferers and the MONAI Label app exchange; `prompts_to_json` /
 `prompts_from_json` carry a list of them through MONAI's batch collation as one string.
 """
@@ -45,9 +54,9 @@ class ObjectPrompt:
     mask: np.ndarray | None = field(default=None, compare=False)
     frame_range: tuple[int, int] | None = None
 
-    def validate(self, num_frames: int, height: int, width: int, require_area: bool = False) -> None:
-        """Raise ValueError when the prompt lies outside a (num_frames, height, width) volume;
-        `require_area`: a box must also have x0 < x1 and y0 < y1."""
+    def validate(self, num_frames: int, height: int, width: int) -> None:
+        """Raise ValueError when the prompt lies outside a (num_frames, height, width) volume or its box is
+        reversed (`check_box`)."""
         if self.obj_id <= 0:
             raise ValueError(f"object id must be a positive label value, got {self.obj_id}")
         if not 0 <= self.frame < num_frames:
@@ -73,14 +82,10 @@ class ObjectPrompt:
             if not np.any(self.mask):
                 raise ValueError(f"object {self.obj_id}: mask prompt on slice {self.frame} is empty")
         if self.box is not None:
-            x0, y0, x1, y1 = self.box
-            if not (0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height):
-                raise ValueError(
-                    f"object {self.obj_id}: box {tuple(self.box)} is outside the {width}x{height} (x, y) slice"
-                    " or not (x0, y0, x1, y1)"
-                )
-            if require_area and not (x0 < x1 and y0 < y1):
-                raise ValueError(f"object {self.obj_id}: box {tuple(self.box)} has zero area (x0 = x1 or y0 = y1)")
+            try:
+                check_box(self.box, width, height)
+            except ValueError as exc:
+                raise ValueError(f"object {self.obj_id}: {exc}") from None
         if self.points is not None:
             if self.point_labels is None or len(self.point_labels) != len(self.points) or not self.points:
                 raise ValueError(f"object {self.obj_id}: points need one label (1 fg, 0 bg) each")
@@ -89,6 +94,30 @@ class ObjectPrompt:
                     raise ValueError(
                         f"object {self.obj_id}: point {(x, y)} is outside the {width}x{height} (x, y) slice"
                     )
+
+
+def check_box(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
+    """The box convention (module docstring): `box` [x0, y0, x1, y1], inclusive pixel coordinates of a
+    `width` x `height` image, as floats; ValueError when it is not 4 numbers, reversed or outside the image.
+    A box of one row or one column (x0 = x1 or y0 = y1) is valid."""
+    values = [float(v) for v in box]
+    if len(values) != 4:
+        raise ValueError(f"box {list(box)} is not [x0, y0, x1, y1]")
+    x0, y0, x1, y1 = values
+    if x1 < x0 or y1 < y0:
+        raise ValueError(f"box {values} is reversed: give [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1")
+    if min(x0, y0) < 0 or x1 > width - 1 or y1 > height - 1:
+        raise ValueError(
+            f"box {values} is outside the {width}x{height} image (x in 0..{width - 1}, y in 0..{height - 1},"
+            " inclusive pixel coordinates)"
+        )
+    return x0, y0, x1, y1
+
+
+def box_size(box: Sequence[float]) -> tuple[float, float]:
+    """(width, height) in pixels of an inclusive box [x0, y0, x1, y1]: (x1 - x0 + 1, y1 - y0 + 1)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return x1 - x0 + 1, y1 - y0 + 1
 
 
 def prompts_to_json(prompts: Sequence[ObjectPrompt]) -> str:
@@ -160,14 +189,14 @@ def key_slice(mask: np.ndarray) -> int:
     return int(best[np.argmin(np.abs(best - middle))])
 
 
-def read_prompt_file(path: str | Path, shape: Sequence[int], require_area: bool = False) -> list[ObjectPrompt]:
+def read_prompt_file(path: str | Path, shape: Sequence[int]) -> list[ObjectPrompt]:
     """Prompts from a JSON sidecar for a volume of spatial `shape` (I, J, K).
 
     Format: {"objects": [{"label": 1, "slice": k, "box": [i0, j0, i1, j1]}
                          | {"label": 2, "slice": k, "points": [[i, j], ...], "point_labels": [1, 0]}]}
     (an optional "name" per object is ignored). A box object may give "slice_range": [k0, k1]
     (the object's slices, a 3D box); "slice" then defaults to the middle, int((k1 - k0) / 2 + k0).
-    `require_area`: refuse boxes with i0 = i1 or j0 = j1. Raises ValueError naming the file.
+    Boxes follow `check_box` (inclusive indices). Raises ValueError naming the file.
     """
     path = Path(path)
     try:
@@ -199,7 +228,7 @@ def read_prompt_file(path: str | Path, shape: Sequence[int], require_area: bool 
                 if obj.get("point_labels") is not None
                 else None,
             )
-            prompt.validate(num_frames=shape[2], height=shape[0], width=shape[1], require_area=require_area)
+            prompt.validate(num_frames=shape[2], height=shape[0], width=shape[1])
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ValueError(f"prompt file {path}, object #{n}: {exc}") from None
         prompts.append(prompt)
@@ -213,9 +242,10 @@ def read_object_prompts(path: str | Path, width: int, height: int) -> list[dict]
 
     Format: {"objects": [{"label": 1, "box": [x0, y0, x1, y1]},
                          {"label": 2, "points": [[x, y], ...], "point_labels": [1, 0, ...]}, ...]}
-    pixels of the image as viewers show it (x = column, y = row, from 0); an object may give a
-    box, points or both; point_labels (1 foreground, 0 background) default to all 1; "label"
-    (1..255, unique) is the object's value in the output label map; "name" is optional.
+    pixels of the image as viewers show it (x = column, y = row, from 0; boxes: `check_box`); an object
+    may give a box, points or both; point_labels (1 foreground, 0 background) default to all 1; "label"
+    (1..255) is the object's value in the output label map, and several objects may share one (instances
+    of one class); "name" is optional.
     Returns [{"label", "box" or None, "points" or None, "point_labels" or None}]. ValueError naming the file.
     """
     path = Path(path)
@@ -229,22 +259,18 @@ def read_object_prompts(path: str | Path, width: int, height: int) -> list[dict]
         ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"prompt file {path}: not a JSON object with a non-empty 'objects' list ({exc})") from None
-    checked, seen = [], set()
+    checked = []
     for n, obj in enumerate(objects):
         try:
             value = int(obj["label"])
-            if not 1 <= value <= 255 or value in seen:
-                raise ValueError(f"label {value} must be unique and in 1..255")
-            seen.add(value)
+            if not 1 <= value <= 255:
+                raise ValueError(f"label {value} must be in 1..255")
             box = obj.get("box")
             points, point_labels = obj.get("points"), obj.get("point_labels")
             if box is None and points is None:
                 raise ValueError("give a 'box' and/or 'points'")
             if box is not None:
-                box = [float(v) for v in box]
-                x0, y0, x1, y1 = box
-                if not (0 <= x0 <= x1 <= width - 1 and 0 <= y0 <= y1 <= height - 1):
-                    raise ValueError(f"box {box} is outside the {width}x{height} image or not [x0, y0, x1, y1]")
+                box = list(check_box(box, width, height))
             if points is not None:
                 points = [[float(x), float(y)] for x, y in points]
                 point_labels = [1] * len(points) if point_labels is None else [int(v) for v in point_labels]

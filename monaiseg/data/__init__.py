@@ -74,6 +74,8 @@ _SUBMODULES = {
     "encoder_identity": "embedding_cache",
     "ImageBank": "image_bank",
     "batch_items": "batch_inputs",
+    "CaseDataset": "case_guard",
+    "collate_cases": "case_guard",
 }
 __all__ = sorted(_SUBMODULES)
 

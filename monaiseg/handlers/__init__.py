@@ -3,6 +3,7 @@ NaN-loss stop, evaluation report writers (report.html), validation overlays, the
 logging helpers."""
 
 from .box_baseline import BoxPromptComparison
+from .case_failures import CaseFailures
 from .cell_reports import CellReportWriter, TrackingReportWriter
 from .classification_report import ClassificationReportWriter
 from .clip_curriculum import ClipCurriculum
@@ -21,6 +22,7 @@ from .validation_overlays import ValidationOverlays, check_writable
 __all__ = [
     "BestModelSaver",
     "BoxPromptComparison",
+    "CaseFailures",
     "CellReportWriter",
     "ClassificationReportWriter",
     "ClipCurriculum",

@@ -8,11 +8,13 @@ from .medsam import BoxPromptsd, Letterbox, Letterboxd, LoadChallengeNpzd, SaveC
 from .overlay import SaveOverlayd
 from .prompts import (
     InstanceBoxesd,
+    InstanceLabelsd,
     KeySlicePromptsd,
     LoadBoxesd,
     LoadPromptsd,
     RandBoxPromptd,
     RandClipd,
+    ReadObjectPromptsd,
     RequirePromptsd,
 )
 from .video import LoadVideod, SaveMaskFramesd, SaveTracksd
@@ -27,6 +29,7 @@ __all__ = [
     "CheckMaskValuesd",
     "DensityMapd",
     "InstanceBoxesd",
+    "InstanceLabelsd",
     "KeySlicePromptsd",
     "Letterbox",
     "Letterboxd",
@@ -38,6 +41,7 @@ __all__ = [
     "MRPercentileNormalize",
     "MRPercentileNormalized",
     "RandBoxPromptd",
+    "ReadObjectPromptsd",
     "RandCellTracksd",
     "RandClipd",
     "RandElasticd",

@@ -19,6 +19,7 @@ from monai.transforms import MapTransform, Randomizable
 
 from monaiseg.prompts import (
     ObjectPrompt,
+    check_box,
     ijk_box_to_xy,
     ijk_to_xy,
     key_slice,
@@ -107,13 +108,16 @@ class LoadBoxesd(MapTransform):
     and y swap; see `ijk_to_xy`). Two layouts:
     - a list of boxes `[[x0, y0, x1, y1], ...]` -> (K, 4) float32;
     - the prompt sidecar `{"objects": [{"label": v, "box": [x0, y0, x1, y1]}, ...]}`
-      (`read_object_prompts`; boxes only) -> a list of `ObjectPrompt` on slice 0, object v = its label.
-    Boxes outside the image, not (x0, y0, x1, y1) or, with `require_area`, of zero area (x0 = x1
-    or y0 = y1) raise one error naming the file. A missing key and prompt lists pass through."""
+      (`read_object_prompts`; boxes only) -> a list of `ObjectPrompt` on slice 0, one instance per
+      object, numbered 1, 2, ... in file order, and under `labels_key` the JSON list of the instances'
+      labels (several objects may share a label; `InstanceLabelsd` maps the instances back).
+    Boxes follow `monaiseg.prompts.check_box` (inclusive pixels; a 1-pixel-thin box is valid); a reversed
+    box or one outside the image raises one error naming the file. A missing key and prompt lists pass
+    through."""
 
-    def __init__(self, keys: KeysCollection = "boxes", image_key: str = "image", require_area: bool = False):
+    def __init__(self, keys: KeysCollection = "boxes", image_key: str = "image", labels_key: str = "object_labels"):
         super().__init__(keys, allow_missing_keys=True)
-        self.image_key, self.require_area = image_key, require_area
+        self.image_key, self.labels_key = image_key, labels_key
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
@@ -127,34 +131,72 @@ class LoadBoxesd(MapTransform):
             except (OSError, ValueError) as exc:
                 raise ValueError(f"{path}: not a readable JSON box file ({exc})") from exc
             if isinstance(content, dict):
-                d[key] = self._objects(path, size_x, size_y)
+                d[key], labels = self._objects(path, size_x, size_y)
+                d[self.labels_key] = json.dumps(labels)
                 continue
             try:
                 boxes = np.asarray(content, dtype=np.float32).reshape(-1, 4)
             except ValueError as exc:
                 raise ValueError(f"{path}: not a JSON list of [x0, y0, x1, y1] boxes ({exc})") from exc
             for box in boxes:
-                self._check(path, box, size_x, size_y)
+                try:
+                    check_box(box, size_x, size_y)
+                except ValueError as exc:
+                    raise ValueError(f"{path}: {exc}") from None
             d[key] = torch.as_tensor(np.asarray([ijk_to_xy(b) for b in boxes], dtype=np.float32).reshape(-1, 4))
         return d
 
-    def _check(self, path, box: Sequence[float], size_x: int, size_y: int) -> None:
-        x0, y0, x1, y1 = (float(v) for v in box)
-        if not (0 <= x0 <= x1 < size_x and 0 <= y0 <= y1 < size_y):
-            raise ValueError(
-                f"{path}: box {[x0, y0, x1, y1]} is outside the {size_x}x{size_y} image or not (x0, y0, x1, y1)"
-            )
-        if self.require_area and not (x0 < x1 and y0 < y1):
-            raise ValueError(f"{path}: box {[x0, y0, x1, y1]} has zero area (x0 = x1 or y0 = y1)")
-
-    def _objects(self, path, size_x: int, size_y: int) -> list[ObjectPrompt]:
-        prompts = []
+    def _objects(self, path, size_x: int, size_y: int) -> tuple[list[ObjectPrompt], list[int]]:
+        prompts, labels = [], []
         for n, obj in enumerate(read_object_prompts(path, width=size_x, height=size_y)):
             if obj["box"] is None or obj["points"] is not None:
                 raise ValueError(f"{path}, object #{n}: give a 'box' only (this model is box-prompted)")
-            self._check(path, obj["box"], size_x, size_y)
-            prompts.append(ObjectPrompt(obj_id=obj["label"], frame=0, box=ijk_box_to_xy(obj["box"])))
-        return prompts
+            prompts.append(ObjectPrompt(obj_id=n + 1, frame=0, box=ijk_box_to_xy(obj["box"])))
+            labels.append(obj["label"])
+        return prompts, labels
+
+
+class InstanceLabelsd(MapTransform):
+    """An instance map under `keys` (each object its instance number 1..N, 0 elsewhere; `LoadBoxesd`'s
+    numbering) -> the label map (each instance its label from the JSON list under `labels_key`), the
+    instance map kept under `instances_key`. Without `labels_key` (instances are labels) the map is copied."""
+
+    def __init__(
+        self, keys: KeysCollection = "pred", labels_key: str = "object_labels", instances_key: str = "instances"
+    ):
+        super().__init__(keys)
+        self.labels_key, self.instances_key = labels_key, instances_key
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            instances = d[key]
+            d[self.instances_key] = instances.clone()
+            if self.labels_key not in d:
+                continue
+            labels = json.loads(d[self.labels_key])
+            lookup = torch.as_tensor([0, *labels], dtype=instances.dtype, device=instances.device)
+            d[key] = lookup[torch.as_tensor(instances).long()].to(instances.dtype)
+            if hasattr(instances, "meta"):
+                d[key] = type(instances)(d[key], meta=instances.meta)
+        return d
+
+
+class ReadObjectPromptsd(MapTransform):
+    """The prompt sidecar under `keys` (a path) read against the image under `image_key` (loaded x first,
+    (C, X, Y)) into `prompts_key`: the JSON of its checked objects (`read_object_prompts`), the form
+    `monaiseg.prompts.prompted_items` gives. Read per case, so a bad file fails its case only."""
+
+    def __init__(self, keys: KeysCollection = "prompt_file", prompts_key: str = "prompts", image_key: str = "image"):
+        super().__init__(keys, allow_missing_keys=True)
+        self.prompts_key, self.image_key = prompts_key, image_key
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            width, height = d[self.image_key].shape[1:3]
+            d[self.prompts_key] = json.dumps(read_object_prompts(d.pop(key), width=width, height=height))
+        return d
 
 
 class KeySlicePromptsd(MapTransform):
@@ -208,25 +250,19 @@ class KeySlicePromptsd(MapTransform):
 
 class LoadPromptsd(MapTransform):
     """Replace the prompt-file path under `keys` by its `ObjectPrompt` list, checked against `image_key`
-    (values that are already prompt lists, e.g. from `KeySlicePromptsd`, are left as they are);
-    `require_area`: boxes of zero area are refused (`read_prompt_file`)."""
+    (values that are already prompt lists, e.g. from `KeySlicePromptsd`, are left as they are;
+    boxes: `monaiseg.prompts.check_box`)."""
 
-    def __init__(
-        self,
-        keys: KeysCollection = "prompts",
-        image_key: str = "image",
-        allow_missing_keys: bool = False,
-        require_area: bool = False,
-    ):
+    def __init__(self, keys: KeysCollection = "prompts", image_key: str = "image", allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
-        self.image_key, self.require_area = image_key, require_area
+        self.image_key = image_key
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         shape = tuple(d[self.image_key].shape[1:])
         for key in self.key_iterator(d):
             if not isinstance(d[key], list):
-                d[key] = read_prompt_file(d[key], shape, require_area=self.require_area)
+                d[key] = read_prompt_file(d[key], shape)
         return d
 
 

@@ -4,8 +4,10 @@ files from 2 processes as from one; bad input stopped before any output."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+import subprocess
 import sys
 
 import nibabel as nib
@@ -75,38 +77,55 @@ def test_configs_exist_and_resolve(bundle, tmp_path):
     assert parser.get("dataloader#sampler") == "@sampler"
     init = parser.get("initialize")
     assert "set_determinism" in init[0] and any("init_process_group" in step for step in init[1:])  # kept, then
-    assert "destroy_process_group" in parser.get("finalize")[-1]
+    assert "destroy_process_group" in parser.get("finalize")[-2]
+    assert parser.get("finalize")[-1] == "$@case_failures.exit_on_failure()"  # after the group is gone
 
 
-def torchrun(bundle: str, root, *args: str) -> None:
+def torchrun(bundle: str, root, *args: str, returncode: int = 0) -> subprocess.CompletedProcess:
     """inference.json + batch_inference.json + multi_gpu_inference.json + tiny.json with torchrun, 2 CPU processes;
-    each rank writes to `<root>/out_rank<r>` (test-only), so what each rank wrote can be told apart."""
+    each rank writes to `<root>/out_rank<r>` (test-only), so what each rank wrote can be told apart. Asserts the
+    launcher's exit code: `returncode`, or any non-zero code for -1."""
     per_rank = root / "per_rank_output.json"
     per_rank.write_text(json.dumps({"output_dir": "$@bundle_root + '/out_rank' + os.environ['RANK']"}))
     names = [*configs(bundle, "batch_inference.json", "multi_gpu_inference.json"), str(per_rank)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd += ["-m", "monai.bundle", "run", "--config_file", str(names), "--bundle_root", str(root), *args]
     proc = run_torchrun(cmd, cwd=root, timeout=300)
-    assert proc.returncode == 0, f"{bundle} torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    ok = proc.returncode != 0 if returncode == -1 else proc.returncode == returncode
+    assert ok, f"{bundle} torchrun exit code {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def failure_rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.mark.slow
 def test_automatic_folder_and_torchrun_shards_give_the_same_files(tmp_path):
-    """unet_cells: a folder of 3 images -> 3 label maps named after them, in the input's shape; torchrun on 2
-    processes: rank 0 writes images 0 and 2, rank 1 image 1 (DistributedSampler shards), byte-identical to the
-    single-process files."""
+    """unet_cells: a folder of 3 images and a broken one -> 3 label maps named after them, in the input's shape,
+    the broken image in failures.csv, exit 1 (`CaseFailures`); torchrun on 2 processes: rank 0 writes images 0
+    and 2, rank 1 image 1 and fails on the broken one (DistributedSampler shards), the label maps byte-identical
+    to the single-process files, failures.csv written by rank 0 alone, the launcher's exit code non-zero."""
     sizes = [(40, 48), (48, 48), (56, 40)]
     names = rgb_images(tmp_path / "in", sizes)
     (tmp_path / "in" / "notes.txt").write_text("not an input")
-    run_batch("unet_cells", tmp_path, tmp_path / "single", input_dir=str(tmp_path / "in"), checkpoint="null")
+    broken = tmp_path / "in" / "zz_broken.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(SystemExit, match="1 of 4 cases failed"):
+        run_batch("unet_cells", tmp_path, tmp_path / "single", input_dir=str(tmp_path / "in"), checkpoint="null")
     single = {p.name: p.read_bytes() for p in (tmp_path / "single").iterdir()}
-    assert sorted(single) == [f"{n}_cells.png" for n in names]
+    assert sorted(single) == ["failures.csv", *(f"{n}_cells.png" for n in names)]
     for n, shape in zip(names, sizes):
         assert np.asarray(Image.open(tmp_path / "single" / f"{n}_cells.png")).shape == shape
+    assert [(r["case"], r["stage"]) for r in failure_rows(tmp_path / "single" / "failures.csv")] == [
+        (str(broken), "load")
+    ]
 
-    torchrun("unet_cells", tmp_path, "--input_dir", str(tmp_path / "in"), "--checkpoint", "null")
+    proc = torchrun("unet_cells", tmp_path, "--input_dir", str(tmp_path / "in"), "--checkpoint", "null", returncode=-1)
+    assert "1 of 4 cases failed" in proc.stdout + proc.stderr
     ranks = [{p.name: p.read_bytes() for p in (tmp_path / f"out_rank{r}").iterdir()} for r in (0, 1)]
-    assert sorted(ranks[0]) == [f"{names[0]}_cells.png", f"{names[2]}_cells.png"]
+    assert sorted(ranks[0]) == ["failures.csv", f"{names[0]}_cells.png", f"{names[2]}_cells.png"]
     assert sorted(ranks[1]) == [f"{names[1]}_cells.png"]
     assert {**ranks[0], **ranks[1]} == single
 
@@ -154,14 +173,20 @@ def test_classification_list_one_predictions_file_also_from_torchrun(tmp_path):
 @pytest.mark.slow
 def test_prompted_2d_folder_with_prompt_sidecars(tmp_path):
     """sam_med2d: each image's `<name>_prompts.json` (a box, points) -> `<name>_seg.png` in the image's shape,
-    its values the objects' labels."""
-    sizes = [(48, 64), (64, 64), (40, 56)]
+    its values the objects' labels; a prompt file with a box outside its image fails that case only (read per
+    case by `ReadObjectPromptsd`)."""
+    sizes = [(48, 64), (64, 64), (40, 56), (32, 32)]
     names = rgb_images(tmp_path / "in", sizes)
     for n, (h, w) in zip(names, sizes):
         objects = [{"label": 1, "box": [4, 4, w // 2, h // 2]}, {"label": 3, "points": [[w - 5, h - 5]]}]
         (tmp_path / "in" / f"{n}_prompts.json").write_text(json.dumps({"objects": objects}))
-    run_batch("sam_med2d", tmp_path, tmp_path / "out", input_dir=str(tmp_path / "in"))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{n}_seg.png" for n in names]
+    bad = {"objects": [{"label": 1, "box": [4, 4, 40, 8]}]}  # x1 = 40 outside the last, 32-pixel-wide image
+    (tmp_path / "in" / f"{names[-1]}_prompts.json").write_text(json.dumps(bad))
+    with pytest.raises(SystemExit, match="1 of 4 cases failed"):
+        run_batch("sam_med2d", tmp_path, tmp_path / "out", input_dir=str(tmp_path / "in"))
+    names, sizes = names[:-1], sizes[:-1]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["failures.csv", *(f"{n}_seg.png" for n in names)]
+    assert "outside the 32x32 image" in failure_rows(tmp_path / "out" / "failures.csv")[0]["reason"]
     for n, shape in zip(names, sizes):
         seg = np.asarray(Image.open(tmp_path / "out" / f"{n}_seg.png"))
         assert seg.shape == shape and set(np.unique(seg)) <= {0, 1, 3}

@@ -416,8 +416,8 @@ TINY_2D = ["inference.json", "tiny.json", "images_2d.json"]
 
 @pytest.mark.parametrize(
     "box, words",
-    [([40, 10, 40, 50], ["zero area"]), ([10, 10, 130, 50], ["outside the 120x90 image"])],
-    ids=["zero_area", "outside"],
+    [([40, 10, 20, 50], ["is reversed"]), ([10, 10, 130, 50], ["outside the 120x90 image"])],
+    ids=["reversed", "outside"],
 )
 def test_bad_2d_box(tmp_path, box, words):
     grey, _ = scene_2d()
