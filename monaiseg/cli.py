@@ -1,5 +1,6 @@
 """`monaiseg` command line. `monaiseg label serve --studies DIR|URL [--host 127.0.0.1] [--port 8000]
-[--bundles PATH ...] [--overrides FILE ...] [--cache-mib 1024] [--max-sessions 8] [--session-idle-s 1800]`
+[--bundles PATH ...] [--overrides BUNDLE:FILE[,FILE] ...] [--random-init BUNDLE ...] [--cache-mib 1024]
+[--max-sessions 8] [--session-idle-s 1800]`
 starts a MONAI Label server on the monaiseg app (`monaiseg.label.main`) for the bundles found
 (default: the repository's bundles/). A `http(s)://` URL as studies is a DICOMweb server (e.g.
 Orthanc's `http://127.0.0.1:8042/dicom-web`): images are its image series, final labels go back as
@@ -52,8 +53,15 @@ def server_command(args: argparse.Namespace) -> list[str]:
     ]
     if args.bundles:
         cmd += ["--conf", "bundles", ",".join(str(Path(b).resolve()) for b in args.bundles)]
+    for spec in args.overrides or []:
+        if ":" not in spec or spec.startswith(":"):
+            raise ValueError(
+                f"--overrides {spec!r}: aim it at a bundle, as BUNDLE:FILE[,FILE] (e.g. lite_medsam:tiny.json)"
+            )
     if args.overrides:
-        cmd += ["--conf", "overrides", ",".join(args.overrides)]
+        cmd += ["--conf", "overrides", ";".join(args.overrides)]
+    if args.random_init:
+        cmd += ["--conf", "random_init", ",".join(args.random_init)]
     cmd += ["--conf", "cache_mib", str(args.cache_mib), "--conf", "max_sessions", str(args.max_sessions)]
     cmd += ["--conf", "session_idle_s", str(args.session_idle_s)]
     return cmd
@@ -75,7 +83,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--overrides",
         nargs="+",
-        help="config files merged after each bundle's inference.json where the bundle has them, e.g. tiny.json",
+        metavar="BUNDLE:FILE[,FILE]",
+        help="config files of a bundle merged after its inference.json, e.g. lite_medsam:label_test.json",
+    )
+    serve.add_argument(
+        "--random-init", nargs="+", metavar="BUNDLE", help="bundles that may be served with random weights (tests)"
     )
     serve.add_argument(
         "--app-dir",
@@ -102,7 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.group == "label" and args.action == "serve":
         if not is_url(args.studies):
             Path(args.studies).mkdir(parents=True, exist_ok=True)
-        cmd = server_command(args)
+        try:
+            cmd = server_command(args)
+        except ValueError as exc:
+            sys.exit(f"label serve: {exc}")
         app_dir = Path(cmd[cmd.index("--app") + 1])
         os.environ.setdefault("MONAI_LABEL_SESSION_PATH", str(app_dir / "sessions"))  # not the user's home
         if is_url(args.studies):  # downloaded series in the app folder; new series listed within 10 s

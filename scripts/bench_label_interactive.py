@@ -185,7 +185,7 @@ def main() -> None:
     from monailabel.client import MONAILabelClient
 
     from monaiseg.data.synthetic_ct import make_synthetic_ct
-    from monaiseg.label.server import LabelServer, tiny_copy
+    from monaiseg.label.server import LabelServer, tiny_copy, tiny_overrides
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-label-interactive-"))
     bundles, data = tmp / "bundles", tmp / "data"
@@ -199,7 +199,6 @@ def main() -> None:
     lite = (REPO / "bundles" / "lite_medsam" / "configs" / "metadata.json").is_file()
     if lite:  # its released weights: no model.pt, no tiny.json
         tiny_copy(REPO / "bundles" / "lite_medsam", bundles / "lite_medsam", weights=False)
-        (bundles / "lite_medsam" / "configs" / "tiny.json").unlink(missing_ok=True)
     image, _ = make_synthetic_ct((64, 64, args.slices), seed=0)
     nib.save(nib.Nifti1Image(image.astype(np.int16), np.diag([0.8, 0.8, 2.5, 1.0])), data / "ct.nii.gz")
     image, _ = make_synthetic_ct((64, 64, args.carry_slices), seed=0)
@@ -210,7 +209,7 @@ def main() -> None:
     figures: dict = {}
     parts = args.parts.split(",")
     options = ["--cache-mib", str(args.cache_mib if "memory" in parts else max(args.cache_mib, 1024))]
-    with LabelServer(tmp / "studies", [bundles], ["tiny.json", "label_test.json"], options=options) as server:
+    with LabelServer(tmp / "studies", [bundles], tiny_overrides(bundles), options=options) as server:
         client = MONAILabelClient(server.url, tmpdir=str(tmp), client_id="bench")
         for name, seed in (("warm", 1), ("click", 2)):
             client.upload_image(str(write_png(data / f"{name}.png", seed)), name)

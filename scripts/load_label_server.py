@@ -27,7 +27,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from monaiseg.label.server import LabelServer, free_port, tiny_copy
+from monaiseg.label.server import LabelServer, free_port, tiny_copy, tiny_overrides
 
 SCRIPTS = Path(__file__).resolve().parent
 
@@ -98,7 +98,7 @@ def run(orthanc: list[subprocess.Popen]) -> None:
         with LabelServer(
             studies if args.orthanc else tmp / "studies",
             [served],
-            overrides=["tiny.json", "label_test.json"] if args.tiny else [],
+            overrides=tiny_overrides(tmp / "bundles") if args.tiny else [],
             log=tmp / "server.log",
             options=options,
         ) as server:

@@ -5,14 +5,24 @@ A bundle is served when its `configs/metadata.json` sets `"supported_apps": {"mo
 exists, or when it also sets `"monai-label-default-weights": "network_def"` (its `network_def`
 loads released weights by itself, e.g. lite_medsam: until a `model.pt` is trained, that network is
 served as configured); otherwise it is skipped with a reason (the app answers requests to it with a 4xx).
+
+Config overrides are aimed at one bundle each (`parse_overrides`: "lite_medsam:label_test.json"), never
+merged into a bundle because a file of that name happens to exist there, and `weights_source` says
+what a served network runs on: its trained `models/model.pt`, the released file its builder loads,
+or random initialisation (served only when asked for).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monai.bundle import ConfigParser
+
+from monaiseg.networks import lite_medsam_asset
+from monaiseg.networks.lite_medsam import file_sha256
 from monaiseg.utils.bundle_contract import discover_bundles
 
 TASK_TYPES = ("interactive-2d", "interactive-3d", "segmentation", "classification")
@@ -102,3 +112,68 @@ def discover(paths: list[str | Path]) -> tuple[dict[str, BundleInfo], dict[str, 
             continue
         served[info.name] = info
     return served, skipped
+
+
+CONFIG_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.(json|yaml|yml)")
+# what "default" as a checkpoint means, per network builder (`network_def._target_`)
+RELEASED_WEIGHTS = {"monaiseg.networks.build_lite_medsam": lite_medsam_asset}
+NO_CHECKPOINT = (None, "", "none", "null", "None")
+
+
+def parse_overrides(
+    specs: list[str], served: dict[str, BundleInfo], skipped: dict[str, str] | None = None
+) -> dict[str, list[str]]:
+    """{bundle name: [config file, ...]} from "NAME:FILE[,FILE...]" specs, each file checked to be
+    a plain file name in that served bundle's configs/ folder (specs for `skipped` bundles are
+    left out); ValueError naming the spec otherwise."""
+    aimed: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, files = spec.partition(":")
+        if not sep or not name or not files:
+            raise ValueError(
+                f"override {spec!r}: aim it at a bundle, as BUNDLE:FILE[,FILE] (e.g. lite_medsam:tiny.json)"
+            )
+        if name in (skipped or {}):
+            continue
+        if name not in served:
+            raise ValueError(f"override {spec!r}: bundle {name!r} is not served (served: {sorted(served)})")
+        for file in files.split(","):
+            if not CONFIG_FILE.fullmatch(file):
+                raise ValueError(f"override {spec!r}: {file!r} is not a config file name (NAME.json in configs/)")
+            if not (served[name].root / "configs" / file).is_file():
+                raise ValueError(f"override {spec!r}: {served[name].root / 'configs' / file} not found")
+            aimed.setdefault(name, []).append(file)
+    return aimed
+
+
+def weights_source(info: BundleInfo, config: dict) -> dict:
+    """What the bundle's network runs on, given its merged inference `config`:
+    {"source": "trained", "file": models/model.pt path, "sha256"}, {"source": "released", "file": name,
+    "sha256"} (the file its builder loads for checkpoint "default", or a named checkpoint file), or
+    {"source": "random"} (no checkpoint: random initialisation)."""
+    if info.weights.is_file():
+        return {"source": "trained", "file": str(info.weights), "sha256": file_sha256(info.weights)}
+    if not info.default_weights:
+        return {"source": "none"}
+    parser = ConfigParser(config)
+    checkpoint = parser.get_parsed_content("checkpoint") if "checkpoint" in parser else "default"
+    if checkpoint in NO_CHECKPOINT:
+        return {"source": "random"}
+    if checkpoint == "default":
+        target = config.get("network_def", {})
+        builder = RELEASED_WEIGHTS.get(target.get("_target_", "") if isinstance(target, dict) else "")
+        if builder is None:
+            raise ValueError(f"bundle {info.name}: checkpoint 'default' of a network with no known released file")
+        path = builder()
+    else:
+        path = Path(str(checkpoint))
+    return {"source": "released", "file": Path(path).name, "sha256": file_sha256(path)}
+
+
+def describe_weights(source: dict) -> str:
+    """One line for the log: what `weights_source` found."""
+    if source["source"] == "random":
+        return "RANDOM initialisation (no checkpoint; served because --random-init names it)"
+    if source["source"] == "none":
+        return "no weights"
+    return f"{source['source']} weights {source['file']} (sha256 {source['sha256']})"

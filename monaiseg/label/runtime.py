@@ -22,7 +22,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.bundle.config_item import ComponentLocator
 
-from monaiseg.label.bundles import BundleInfo
+from monaiseg.label.bundles import BundleInfo, describe_weights, weights_source
 from monaiseg.networks.checkpoint import load_model_weights
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def root_cause(exc: BaseException) -> BaseException:
 
 class BundleRuntime:
     """Configs and weights of one bundle. `overrides`: extra config files of the bundle merged
-    after `inference.json` when present (e.g. ["tiny.json"]); `image_2d_override`: merged too
+    after `inference.json` (e.g. ["tiny.json"], checked by `bundles.parse_overrides`); `image_2d_override`: merged too
     for 2D inputs when the bundle has it (medsam's images_2d.json)."""
 
     def __init__(
@@ -123,8 +123,8 @@ class BundleRuntime:
                     load_model_weights(network, self.info.weights)
                 device = parser.get_parsed_content("device") if "device" in parser else torch.device("cpu")
                 self._network, self._signature = network.to(device).eval(), signature
-                source = "the network's default checkpoint" if default else self.info.weights
-                logger.info("bundle %s: weights from %s loaded", self.info.name, source)
+                source = describe_weights(weights_source(self.info, self.config()))
+                logger.info("bundle %s: %s loaded", self.info.name, source)
             return self._network
 
     @property

@@ -54,10 +54,27 @@ def tiny_copy(
     return target
 
 
+def tiny_overrides(bundles: str | Path) -> list[str]:
+    """`--overrides` for the `tiny_copy` bundles in folder `bundles`, aimed at each: "NAME:tiny.json,label_test.json"
+    for a copy with tiny weights (its model.pt holds that network), "NAME:label_test.json" for one without."""
+    specs = []
+    for configs in sorted(Path(bundles).glob("*/configs")):
+        files = (
+            ["tiny.json"]
+            if (configs.parent / "models" / "model.pt").is_file() and (configs / "tiny.json").is_file()
+            else []
+        )
+        files += ["label_test.json"] if (configs / "label_test.json").is_file() else []
+        if files:
+            specs.append(f"{configs.parent.name}:{','.join(files)}")
+    return specs
+
+
 class LabelServer:
     """`with LabelServer(studies, bundles, overrides) as server:` a running server on a free
     loopback port (`server.url`); on exit it is stopped and waited for, nothing left running.
-    `options`: more `label serve` arguments (e.g. ["--cache-mib", "64", "--max-sessions", "2"])."""
+    `overrides`: "BUNDLE:FILE[,FILE]" specs (`tiny_overrides`); `options`: more `label serve`
+    arguments (e.g. ["--cache-mib", "64", "--max-sessions", "2"], ["--users", FILE])."""
 
     def __init__(
         self,
@@ -104,7 +121,7 @@ class LabelServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
             try:
-                if requests.get(f"{self.url}/info/", timeout=30).status_code == 200:
+                if requests.get(f"{self.url}/health", timeout=30).status_code == 200:
                     return self
             except requests.RequestException:  # not listening yet, or busy starting
                 pass

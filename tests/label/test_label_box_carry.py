@@ -12,7 +12,7 @@ from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
 from monaiseg.data.synthetic_ct import make_synthetic_ct
-from monaiseg.label.server import LabelServer, tiny_copy
+from monaiseg.label.server import LabelServer, tiny_copy, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def server(tmp_path_factory):
     data = root / "data"
     data.mkdir()
     nib.save(nib.Nifti1Image(image.astype(np.int16), np.diag([0.8, 0.7, 2.5, 1.0])), data / "ct.nii.gz")
-    with LabelServer(root / "studies", [bundles], ["tiny.json", "label_test.json"]) as srv:
+    with LabelServer(root / "studies", [bundles], tiny_overrides(bundles)) as srv:
         srv.upload("ct", data / "ct.nii.gz")
         srv.data, srv.tmp = data, root
         yield srv

@@ -33,7 +33,7 @@ from dicomweb_client.api import DICOMwebClient
 
 from monaiseg.data.dicom_series import write_dicom_series
 from monaiseg.data.synthetic_ct import make_synthetic_ct
-from monaiseg.label.server import LabelServer, free_port, tiny_copy
+from monaiseg.label.server import LabelServer, free_port, tiny_copy, tiny_overrides
 
 pytestmark = [
     pytest.mark.slow,
@@ -142,13 +142,12 @@ def clinic(tmp_path_factory):
     bundles = root / "bundles"
     tiny_copy(REPO / "bundles" / "medsam2", bundles / "medsam2", {"image_size": 64})
     tiny_copy(REPO / "bundles" / "lite_medsam", bundles / "lite_medsam", weights=False)
-    (bundles / "lite_medsam" / "configs" / "tiny.json").unlink()  # the released weights, not the tiny network
     orthanc = Orthanc(root / "orthanc", free_port())
     relay = Relay(orthanc.port)
     server = LabelServer(
         f"http://127.0.0.1:{relay.port}/dicom-web",
         [bundles],
-        overrides=["tiny.json", "label_test.json"],
+        overrides=tiny_overrides(bundles),
         log=root / "label_server.log",
         options=["--app-dir", str(root / "app")],
     )

@@ -18,7 +18,7 @@ from monailabel.client.client import MONAILabelClientException
 from PIL import Image
 
 from monaiseg.data.synthetic_ct import make_synthetic_ct
-from monaiseg.label.server import LabelServer, tiny_copy
+from monaiseg.label.server import LabelServer, tiny_copy, tiny_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def server(tmp_path_factory):
     mask[8:20, 10:24, 3] = 1
     nib.save(nib.Nifti1Image(mask, np.diag([0.8, 0.7, 2.5, 1.0])), data / "mask.nii.gz")
     nib.save(nib.Nifti1Image(mask[:, :20], np.diag([0.8, 0.7, 2.5, 1.0])), data / "bad_mask.nii.gz")
-    args = {"studies": root / "studies", "bundles": [bundles], "overrides": ["tiny.json", "label_test.json"]}
+    args = {"studies": root / "studies", "bundles": [bundles], "overrides": tiny_overrides(bundles)}
     with LabelServer(**args, options=["--max-sessions", "2"]) as srv:
         srv.upload("ct", data / "ct.nii.gz")
         srv.data, srv.bundles, srv.args, srv.tmp = data, bundles, args, root

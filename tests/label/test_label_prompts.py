@@ -72,7 +72,16 @@ def test_bad_prompts_raise_one_clear_error(params, shape, words):
 
 def test_serve_command_is_loopback_monailabel_with_app_folder(tmp_path):
     args = parser().parse_args(
-        ["label", "serve", "--studies", str(tmp_path / "s"), "--bundles", "bundles/medsam2", "--overrides", "tiny.json"]
+        [
+            "label",
+            "serve",
+            "--studies",
+            str(tmp_path / "s"),
+            "--bundles",
+            "bundles/medsam2",
+            "--overrides",
+            "medsam2:tiny.json",
+        ]
     )
     cmd = server_command(args)
     assert cmd[1:4] == ["-m", "monailabel.main", "start_server"]
@@ -80,5 +89,5 @@ def test_serve_command_is_loopback_monailabel_with_app_folder(tmp_path):
     app = tmp_path / "s" / ".monaiseg-label-app" / "main.py"
     assert "MonaisegApp" in app.read_text() and cmd[cmd.index("--app") + 1] == str(app.parent)
     conf = {cmd[i + 1]: cmd[i + 2] for i, a in enumerate(cmd) if a == "--conf"}
-    assert conf["overrides"] == "tiny.json" and conf["bundles"].endswith("medsam2")
+    assert conf["overrides"] == "medsam2:tiny.json" and conf["bundles"].endswith("medsam2")
     assert (float(conf["cache_mib"]), int(conf["max_sessions"]), float(conf["session_idle_s"])) == (1024, 8, 1800)
