@@ -1,6 +1,5 @@
 """`monaiseg` command line. `monaiseg label serve --studies DIR|URL [--host 127.0.0.1] [--port 8000]
-[--bundles PATH ...] [--overrides BUNDLE:FILE[,FILE] ...] [--random-init BUNDLE ...] [--cache-mib 1024]
-[--max-sessions 8] [--session-idle-s 1800]`
+[--bundles PATH ...] [--overrides FILE ...] [--cache-mib 1024] [--max-sessions 8] [--session-idle-s 1800]`
 starts a MONAI Label server on the monaiseg app (`monaiseg.label.main`) for the bundles found
 (default: the repository's bundles/). A `http(s)://` URL as studies is a DICOMweb server (e.g.
 Orthanc's `http://127.0.0.1:8042/dicom-web`): images are its image series, final labels go back as
@@ -50,20 +49,16 @@ def server_command(args: argparse.Namespace) -> list[str]:
         args.host,
         "-p",
         str(args.port),
+        "--uvicorn_app",
+        "monaiseg.label.asgi:app",
     ]
     if args.bundles:
         cmd += ["--conf", "bundles", ",".join(str(Path(b).resolve()) for b in args.bundles)]
-    for spec in args.overrides or []:
-        if ":" not in spec or spec.startswith(":"):
-            raise ValueError(
-                f"--overrides {spec!r}: aim it at a bundle, as BUNDLE:FILE[,FILE] (e.g. lite_medsam:tiny.json)"
-            )
     if args.overrides:
-        cmd += ["--conf", "overrides", ";".join(args.overrides)]
-    if args.random_init:
-        cmd += ["--conf", "random_init", ",".join(args.random_init)]
+        cmd += ["--conf", "overrides", ",".join(args.overrides)]
     cmd += ["--conf", "cache_mib", str(args.cache_mib), "--conf", "max_sessions", str(args.max_sessions)]
     cmd += ["--conf", "session_idle_s", str(args.session_idle_s)]
+    cmd += ["--conf", "max_voxels", str(args.max_voxels)]
     return cmd
 
 
@@ -83,11 +78,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--overrides",
         nargs="+",
-        metavar="BUNDLE:FILE[,FILE]",
-        help="config files of a bundle merged after its inference.json, e.g. lite_medsam:label_test.json",
-    )
-    serve.add_argument(
-        "--random-init", nargs="+", metavar="BUNDLE", help="bundles that may be served with random weights (tests)"
+        help="config files merged after each bundle's inference.json where the bundle has them, e.g. tiny.json",
     )
     serve.add_argument(
         "--app-dir",
@@ -98,6 +89,22 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-sessions", type=int, default=8, help="interactive sessions kept (least recent first out)")
     serve.add_argument("--session-idle-s", type=float, default=1800, help="idle seconds after which a session expires")
+    serve.add_argument(
+        "--max-voxels",
+        type=int,
+        default=2**28,
+        help="largest image an upload or infer may name, in elements read from its header (413 beyond; "
+        "default 2**28 = 512x512x1024: a whole-body CT, about 6 GiB at the pipelines' ~24 bytes per voxel, "
+        "so two such requests and the models fit a 24 GiB machine)",
+    )
+    user = label.add_parser("user", help="users of the local login realm").add_subparsers(dest="op", required=True)
+    for op in ("add", "remove", "list"):
+        cmd = user.add_parser(op, help=f"{op} a user" if op != "list" else "list users and roles")
+        if op != "list":
+            cmd.add_argument("name")
+        cmd.add_argument("--users", required=True, help="the users file (created by the first add)")
+        if op == "add":
+            cmd.add_argument("--role", required=True, choices=("annotator", "reviewer", "admin"))
     new = groups.add_parser("new-bundle", help="a new bundle folder copied from bundles/_template")
     new.add_argument("name", help="the bundle's folder name (lower-case snake case)")
     new.add_argument("--bundles", default="bundles", help="the folder of bundles to create it in (default: bundles)")
@@ -114,10 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.group == "label" and args.action == "serve":
         if not is_url(args.studies):
             Path(args.studies).mkdir(parents=True, exist_ok=True)
-        try:
-            cmd = server_command(args)
-        except ValueError as exc:
-            sys.exit(f"label serve: {exc}")
+        cmd = server_command(args)
         app_dir = Path(cmd[cmd.index("--app") + 1])
         os.environ.setdefault("MONAI_LABEL_SESSION_PATH", str(app_dir / "sessions"))  # not the user's home
         if is_url(args.studies):  # downloaded series in the app folder; new series listed within 10 s

@@ -35,6 +35,7 @@ from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from monaiseg.data.dicom_series import check_series
+from monaiseg.label.confined import ConfinedDatastore
 
 logger = logging.getLogger(__name__)
 
@@ -220,3 +221,7 @@ class CheckedDICOMwebDatastore(DICOMWebDatastore):
     @_reachable
     def datalist(self, full_path=True):
         return super().datalist(full_path)
+
+
+class ConfinedDICOMwebDatastore(ConfinedDatastore, CheckedDICOMwebDatastore):
+    """The DICOMweb datastore behind the id and upload checks of `monaiseg.label.confined`."""

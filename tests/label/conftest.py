@@ -1,6 +1,6 @@
 """The MONAI Label server shared by test_label_server.py and test_label_real_weights.py (one start instead of
 two): copies of the bundles with tiny random weights, sam_automed without weights (skipped by the app), and
-lite_medsam with its released weights (only its label_test.json is merged into it: overrides are aimed at bundles).
+lite_medsam with its released weights (its copy has no tiny.json, so only label_test.json is merged into it).
 Stopped when the last test of tests/label has run, with nothing left running."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from conftest import REPO
 from PIL import Image
 
 from monaiseg.data.synthetic_ct import make_synthetic_ct
-from monaiseg.label.server import LabelServer, tiny_copy, tiny_overrides
+from monaiseg.label.server import LabelServer, tiny_copy
 
 
 def listening(url: str) -> bool:
@@ -25,7 +25,8 @@ def listening(url: str) -> bool:
 
 @pytest.fixture(scope="package")
 def shared_server(tmp_path_factory):
-    """`server.data`: the files uploaded as images "ct", "rgb", "broken" and the label `rgb_label.png`;
+    """`server.data`: the files uploaded as images "ct", "rgb" (and "broken", a file in the studies folder
+    that is no image) and the label `rgb_label.png`;
     `server.bundles`, `server.studies`: the served bundles' folder and the datastore."""
     import nibabel as nib
 
@@ -36,6 +37,7 @@ def shared_server(tmp_path_factory):
         tiny_copy(REPO / "bundles" / name, bundles / name)
     tiny_copy(REPO / "bundles" / "sam_automed", bundles / "sam_automed", weights=False)
     tiny_copy(REPO / "bundles" / "lite_medsam", bundles / "lite_medsam", weights=False)
+    (bundles / "lite_medsam" / "configs" / "tiny.json").unlink()  # the released weights, not the tiny network
     data = root / "data"
     data.mkdir()
     image, label = make_synthetic_ct((32, 40, 6), seed=3)
@@ -50,10 +52,11 @@ def shared_server(tmp_path_factory):
     Image.fromarray(cells).save(data / "rgb_label.png")
     (data / "broken.png").write_bytes(b"not a png")
     studies = root / "studies"
-    with LabelServer(studies, [bundles], overrides=tiny_overrides(bundles)) as srv:
+    studies.mkdir()
+    (studies / "broken.png").write_bytes(b"not a png")  # put there by hand: an upload of it is refused
+    with LabelServer(studies, [bundles], overrides=["tiny.json", "label_test.json"]) as srv:
         srv.upload("ct", data / "ct.nii.gz")
         srv.upload("rgb", data / "rgb.png")
-        srv.upload("broken", data / "broken.png")
         srv.data, srv.bundles, srv.studies = data, bundles, studies
         yield srv
     assert srv.process.poll() is not None
