@@ -1,9 +1,14 @@
 """`monaiseg` command line. `monaiseg label serve --studies DIR|URL [--host 127.0.0.1] [--port 8000]
-[--bundles PATH ...] [--overrides FILE ...] [--cache-mib 1024] [--max-sessions 8] [--session-idle-s 1800]`
-starts a MONAI Label server on the monaiseg app (`monaiseg.label.main`) for the bundles found
-(default: the repository's bundles/). A `http(s)://` URL as studies is a DICOMweb server (e.g.
-Orthanc's `http://127.0.0.1:8042/dicom-web`): images are its image series, final labels go back as
-DICOM SEG.
+[--bundles PATH ...] [--overrides BUNDLE:FILE[,FILE] ...] [--random-init BUNDLE ...] [--cache-mib 1024]
+[--max-sessions 8] [--session-idle-s 1800] [--allow-origin URL ...] [--users FILE | --auth-realm URI]
+[--insecure-no-auth]` starts a MONAI Label server on the monaiseg app (`monaiseg.label.main`, secured
+by `monaiseg.label.auth`) for the bundles found (default: the repository's bundles/). A `http(s)://`
+URL as studies is a DICOMweb server (e.g. Orthanc's `http://127.0.0.1:8042/dicom-web`): images are
+its image series, final labels go back as DICOM SEG. A non-loopback `--host` needs a login
+(`--users`, `--auth-realm`, or MONAI Label's MONAI_LABEL_AUTH_ENABLE) or `--insecure-no-auth`.
+
+`monaiseg label user add|remove|list [NAME] --users FILE [--role annotator|reviewer|admin]` manages
+the local realm's users (`monaiseg.label.realm`; the password from a prompt, or stdin when piped).
 
 `monaiseg new-bundle NAME [--bundles DIR]` copies bundles/_template to DIR/NAME (default bundles/NAME) with
 its name filled in (`monaiseg.utils.bundle_contract.new_bundle`)."""
@@ -11,9 +16,12 @@ its name filled in (`monaiseg.utils.bundle_contract.new_bundle`)."""
 from __future__ import annotations
 
 import argparse
+import getpass
+import ipaddress
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 APP_SHIM = (
     '"""MONAI Label app folder made by `monaiseg label serve`: the app is monaiseg.label.main."""\n'
@@ -23,6 +31,25 @@ APP_SHIM = (
 
 def is_url(studies: str) -> bool:
     return studies.startswith(("http://", "https://"))
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of an origin URL; ValueError for "*", a path, a query or no host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"--allow-origin {url!r}: give scheme://host[:port] (no path, no wildcard)")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def login_enabled(args: argparse.Namespace) -> bool:
+    return bool(args.users or args.auth_realm) or os.environ.get("MONAI_LABEL_AUTH_ENABLE", "").lower() in ("1", "true")
 
 
 def server_command(args: argparse.Namespace) -> list[str]:
@@ -54,8 +81,20 @@ def server_command(args: argparse.Namespace) -> list[str]:
     ]
     if args.bundles:
         cmd += ["--conf", "bundles", ",".join(str(Path(b).resolve()) for b in args.bundles)]
+    for spec in args.overrides or []:
+        if ":" not in spec or spec.startswith(":"):
+            raise ValueError(
+                f"--overrides {spec!r}: aim it at a bundle, as BUNDLE:FILE[,FILE] (e.g. lite_medsam:tiny.json)"
+            )
     if args.overrides:
-        cmd += ["--conf", "overrides", ",".join(args.overrides)]
+        cmd += ["--conf", "overrides", ";".join(args.overrides)]
+    if args.random_init:
+        cmd += ["--conf", "random_init", ",".join(args.random_init)]
+    own = [f"http://{h}:{args.port}" for h in ({args.host, "127.0.0.1", "localhost"} if is_loopback(args.host) else [])]
+    origins = sorted({origin_of(o) for o in [*own, *(args.allow_origin or [])]})
+    cmd += ["--conf", "allow_origins", ",".join(origins)]
+    if args.users:
+        cmd += ["--conf", "users", str(Path(args.users).resolve()), "--conf", "token_minutes", str(args.token_minutes)]
     cmd += ["--conf", "cache_mib", str(args.cache_mib), "--conf", "max_sessions", str(args.max_sessions)]
     cmd += ["--conf", "session_idle_s", str(args.session_idle_s)]
     cmd += ["--conf", "max_voxels", str(args.max_voxels)]
@@ -78,7 +117,24 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--overrides",
         nargs="+",
-        help="config files merged after each bundle's inference.json where the bundle has them, e.g. tiny.json",
+        metavar="BUNDLE:FILE[,FILE]",
+        help="config files of a bundle merged after its inference.json, e.g. lite_medsam:label_test.json",
+    )
+    serve.add_argument(
+        "--random-init", nargs="+", metavar="BUNDLE", help="bundles that may be served with random weights (tests)"
+    )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="URL",
+        help="a web origin (scheme://host[:port]) whose pages may call the server (repeatable; default: none "
+        "but the server's own pages)",
+    )
+    serve.add_argument("--users", help="login against this local users file (monaiseg label user add ...)")
+    serve.add_argument("--auth-realm", metavar="URI", help="login against this Keycloak realm (MONAI Label's own way)")
+    serve.add_argument("--token-minutes", type=float, default=480, help="lifetime of a local-realm token")
+    serve.add_argument(
+        "--insecure-no-auth", action="store_true", help="listen on a non-loopback address without login (warned)"
     )
     serve.add_argument(
         "--app-dir",
@@ -118,10 +174,33 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"{new_bundle(args.name, args.bundles)}: made from bundles/_template (CONTRIBUTING.md, Add a bundle)")
         return
+    if args.group == "label" and args.action == "user":
+        manage_users(args)
+        return
     if args.group == "label" and args.action == "serve":
+        if not is_loopback(args.host) and not login_enabled(args) and not args.insecure_no_auth:
+            sys.exit(
+                f"label serve: --host {args.host} is reachable from the network: log users in (--users FILE or "
+                "--auth-realm URI), or pass --insecure-no-auth"
+            )
+        if args.insecure_no_auth and not login_enabled(args):
+            print(
+                f"WARNING: --insecure-no-auth: anyone who reaches {args.host}:{args.port} may read every image, "
+                "overwrite every label and train",
+                file=sys.stderr,
+            )
+        if args.users:
+            os.environ["MONAI_LABEL_AUTH_ENABLE"] = "true"
+            os.environ["MONAI_LABEL_AUTH_REALM_URI"] = "local"
+        elif args.auth_realm:
+            os.environ["MONAI_LABEL_AUTH_ENABLE"] = "true"
+            os.environ["MONAI_LABEL_AUTH_REALM_URI"] = args.auth_realm
         if not is_url(args.studies):
             Path(args.studies).mkdir(parents=True, exist_ok=True)
-        cmd = server_command(args)
+        try:
+            cmd = server_command(args)
+        except ValueError as exc:
+            sys.exit(f"label serve: {exc}")
         app_dir = Path(cmd[cmd.index("--app") + 1])
         os.environ.setdefault("MONAI_LABEL_SESSION_PATH", str(app_dir / "sessions"))  # not the user's home
         if is_url(args.studies):  # downloaded series in the app folder; new series listed within 10 s
@@ -132,6 +211,31 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(2**20))
         sys.stdout.flush()
         os.execv(cmd[0], cmd)  # the server replaces this process: stopping its pid stops the server
+
+
+def manage_users(args: argparse.Namespace) -> None:
+    """`label user add|remove|list`: the local realm's users file."""
+    from monaiseg.label.realm import LocalRealm, RealmError
+
+    realm = LocalRealm(args.users)
+    try:
+        if args.op == "list":
+            for name, role in realm.users().items():
+                print(f"{name}\t{role}")
+        elif args.op == "remove":
+            realm.remove_user(args.name)
+            print(f"{args.users}: {args.name} removed")
+        else:
+            if sys.stdin.isatty():
+                password = getpass.getpass(f"password for {args.name}: ")
+                if getpass.getpass("again: ") != password:
+                    sys.exit("label user add: the passwords differ")
+            else:
+                password = sys.stdin.readline().rstrip("\n")
+            new = realm.add_user(args.name, password, args.role)
+            print(f"{args.users}: {args.name} {'added' if new else 'updated'} as {args.role}")
+    except RealmError as exc:
+        sys.exit(f"label user {args.op}: {exc}")
 
 
 if __name__ == "__main__":

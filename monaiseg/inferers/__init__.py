@@ -9,6 +9,7 @@ from .cells import CellTrackingInferer, InstancePromptInferer, instance_ids
 from .class_prompt import ClassPromptInferer, compose_class_map, image_embeddings, presence
 from .decoding import append_clicks, decode_prompts
 from .interactive import InteractiveInferer, image_seed, modes_onehot, parse_mode
+from .object_masks import ObjectMasksInferer, object_masks, with_object_masks
 from .object_prompt import ObjectPromptInferer
 from .precision import AutocastInferer, with_amp
 from .prompt_spec import PromptSpec
@@ -28,6 +29,7 @@ __all__ = [
     "InstancePromptInferer",
     "InteractiveInferer",
     "InteractiveSession",
+    "ObjectMasksInferer",
     "ObjectPromptInferer",
     "PromptSpec",
     "PropagationInferer",
@@ -44,8 +46,10 @@ __all__ = [
     "instance_ids",
     "memory_window",
     "modes_onehot",
+    "object_masks",
     "parse_mode",
     "presence",
     "propagate_volume",
     "with_amp",
+    "with_object_masks",
 ]

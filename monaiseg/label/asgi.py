@@ -15,6 +15,7 @@ import traceback
 
 from fastapi.middleware import Middleware
 from monailabel.app import app
+from monailabel.config import settings
 from monailabel.interfaces.exception import (
     ImageNotFoundException,
     LabelNotFoundException,
@@ -23,6 +24,8 @@ from monailabel.interfaces.exception import (
 )
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from monaiseg.label.auth import secure
 
 logger = logging.getLogger("monaiseg.label.requests")
 
@@ -81,3 +84,4 @@ class CleanErrors:
 
 
 app.user_middleware.append(Middleware(CleanErrors))  # inside CORS: browsers see the error's headers too
+secure(app, settings.MONAI_LABEL_APP_CONF)  # origins, login and roles (monaiseg.label.auth), CORS outermost

@@ -5,6 +5,7 @@ from .checks import CheckImaged, CheckMaskValuesd
 from .clicks import jittered_box, jittered_boxes, sample_error_clicks, sample_foreground_clicks
 from .intensity import CTWindow, CTWindowd, MRPercentileNormalize, MRPercentileNormalized
 from .medsam import BoxPromptsd, Letterbox, Letterboxd, LoadChallengeNpzd, SaveChallengeNpzd, SliceMinMaxd
+from .object_masks import SaveObjectMasksd
 from .overlay import SaveOverlayd
 from .prompts import (
     InstanceBoxesd,
@@ -48,6 +49,7 @@ __all__ = [
     "RequirePromptsd",
     "SaveChallengeNpzd",
     "SaveMaskFramesd",
+    "SaveObjectMasksd",
     "SaveOverlayd",
     "SaveTracksd",
     "SliceMinMaxd",

@@ -58,25 +58,38 @@ def batch_configs() -> list[str]:
 
 @pytest.mark.slow
 def test_folder_with_bad_cases_writes_the_good_ones_and_lists_the_bad(tmp_path):
-    """lite_medsam 2D (tiny random network, in process): 2 good cases -> label map and instance map each, in the
-    image's shape, the label map the instances' labels; 3 bad -> failures.csv (case, stage, reason), exit 1."""
+    """lite_medsam 2D (tiny random network, in process, `output_objects`): 2 good cases -> label map, instance map
+    and one mask per object each, in the image's shape; the label map is the instances' labels, each instance
+    lies in its object's mask (masks keep overlaps: the map gives a pixel to one object); 3 bad cases ->
+    failures.csv (case, stage, reason), exit 1."""
     from monaiseg.utils import run_bundle
 
     write_folder(tmp_path / "in")
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exited:
-        run_bundle(batch_configs(), in_process=True, bundle_root=tmp_path, output_dir=out, input_dir=tmp_path / "in")
+        run_bundle(
+            batch_configs(),
+            in_process=True,
+            bundle_root=tmp_path,
+            output_dir=out,
+            input_dir=tmp_path / "in",
+            output_objects="true",
+        )
     assert str(exited.value) == f"3 of 5 cases failed; see {out / 'failures.csv'}"
-    names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(
-        ["failures.csv", *(f"{n}_{kind}.png" for n in ("a_grey", "b_rgb") for kind in ("seg", "instances"))]
-    )
-    for name, shape, labels in (("a_grey", (40, 48), [2, 3, 1, 1]), ("b_rgb", (36, 44), [1])):
+    cases = {"a_grey": ((40, 48), [2, 3, 1, 1]), "b_rgb": ((36, 44), [1])}
+    expected = [f"{n}_{kind}.png" for n in cases for kind in ("seg", "instances")]
+    expected += [f"{n}_object{i + 1}.png" for n, (_, labels) in cases.items() for i in range(len(labels))]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["failures.csv", *expected])
+    for name, (shape, labels) in cases.items():
         seg = np.asarray(Image.open(out / f"{name}_seg.png"))
         instances = np.asarray(Image.open(out / f"{name}_instances.png"))
         assert seg.shape == instances.shape == shape
         assert set(np.unique(instances)) <= set(range(len(labels) + 1))
         np.testing.assert_array_equal(seg, np.asarray([0, *labels])[instances])
+        for i, label in enumerate(labels, start=1):
+            mask = np.asarray(Image.open(out / f"{name}_object{i}.png"))
+            assert mask.shape == shape and set(np.unique(mask)) <= {0, label}
+            assert np.all(mask[instances == i] == label)  # the map's pixels of object i are in its mask
     failures = read_failures(out / "failures.csv")
     assert sorted(failures) == ["c_broken.png", "d_badprompt.png", "e_outside.png"]
     assert {row["stage"] for row in failures.values()} == {"load"}

@@ -1,9 +1,12 @@
 """The MONAI Label server shared by test_label_server.py and test_label_real_weights.py (one start instead of
 two): copies of the bundles with tiny random weights, sam_automed without weights (skipped by the app), and
-lite_medsam with its released weights (its copy has no tiny.json, so only label_test.json is merged into it).
+lite_medsam with its released weights (only its label_test.json is merged into it: overrides are aimed at bundles).
 Stopped when the last test of tests/label has run, with nothing left running."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ from conftest import REPO
 from PIL import Image
 
 from monaiseg.data.synthetic_ct import make_synthetic_ct
-from monaiseg.label.server import LabelServer, tiny_copy
+from monaiseg.label.server import LabelServer, tiny_copy, tiny_overrides
 
 
 def listening(url: str) -> bool:
@@ -23,21 +26,21 @@ def listening(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="package")
-def shared_server(tmp_path_factory):
-    """`server.data`: the files uploaded as images "ct", "rgb" (and "broken", a file in the studies folder
+@contextmanager
+def sample_server(root: Path):
+    """A server on tiny copies of the bundles and lite_medsam's released weights, with its files under `root`
+    (scripts/check_label_server.py starts one too).
+    `server.data`: the files uploaded as images "ct", "rgb" (and "broken", a file in the studies folder
     that is no image) and the label `rgb_label.png`;
     `server.bundles`, `server.studies`: the served bundles' folder and the datastore."""
     import nibabel as nib
 
-    root = tmp_path_factory.mktemp("label")
     bundles = root / "bundles"
     tiny_copy(REPO / "bundles" / "medsam2", bundles / "medsam2", {"image_size": 64})
     for name in ("sam_med2d", "medsam", "sam_medcls", "unet_cells"):
         tiny_copy(REPO / "bundles" / name, bundles / name)
     tiny_copy(REPO / "bundles" / "sam_automed", bundles / "sam_automed", weights=False)
     tiny_copy(REPO / "bundles" / "lite_medsam", bundles / "lite_medsam", weights=False)
-    (bundles / "lite_medsam" / "configs" / "tiny.json").unlink()  # the released weights, not the tiny network
     data = root / "data"
     data.mkdir()
     image, label = make_synthetic_ct((32, 40, 6), seed=3)
@@ -54,10 +57,17 @@ def shared_server(tmp_path_factory):
     studies = root / "studies"
     studies.mkdir()
     (studies / "broken.png").write_bytes(b"not a png")  # put there by hand: an upload of it is refused
-    with LabelServer(studies, [bundles], overrides=["tiny.json", "label_test.json"]) as srv:
+    with LabelServer(studies, [bundles], overrides=tiny_overrides(bundles)) as srv:
         srv.upload("ct", data / "ct.nii.gz")
         srv.upload("rgb", data / "rgb.png")
         srv.data, srv.bundles, srv.studies = data, bundles, studies
+        yield srv
+
+
+@pytest.fixture(scope="package")
+def shared_server(tmp_path_factory):
+    """`sample_server`, shared by the package's tests."""
+    with sample_server(tmp_path_factory.mktemp("label")) as srv:
         yield srv
     assert srv.process.poll() is not None
     assert not listening(srv.url)

@@ -6,11 +6,15 @@ The `case_*` functions take the running shared server (scripts/check_label_serve
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import requests
 from conftest import REPO
+from PIL import Image
 
 from monaiseg.label.bundles import parse_overrides, read_bundle, weights_source
 from monaiseg.label.runtime import BundleRuntime
@@ -31,12 +35,44 @@ def case_info_and_log_say_what_each_model_runs_on(server) -> None:
     }
     log = server.log.read_text()
     assert f"bundle lite_medsam serves released weights lite_medsam.pth (sha256 {LITE_MEDSAM_SHA256})" in log
-    assert "bundle unet_cells serves trained weights" in log and "RANDOM" not in log
+    assert "bundle unet_cells serves trained weights" in log and "serves RANDOM" not in log
 
 
 @pytest.mark.slow
 def test_shared_server_weights(shared_server):
     case_info_and_log_say_what_each_model_runs_on(shared_server)
+
+
+def case_concurrent_real_weights(server, clients: int = 4, per_client: int = 10) -> None:
+    """`clients` threads x `per_client` lite_medsam (released weights) box requests on one image: no error,
+    every label byte-identical to a sequential request's."""
+    rng = np.random.default_rng(0)
+    rows, cols = np.ogrid[:120, :160]
+    truth = ((rows - 58) / 30) ** 2 + ((cols - 70) / 45) ** 2 <= 1
+    image = np.clip(60 + 120 * truth + rng.normal(0, 12, truth.shape), 0, 255).astype(np.uint8)
+    path = server.studies.parent / "ellipse.png"
+    Image.fromarray(image).save(path)
+    server.upload("ellipse", path)
+    params = {"label": "object", "roi": [25, 28, 115, 88]}
+    status, result, reference = server.infer("lite_medsam", "ellipse", params)
+    assert status == 200 and reference, result
+    mask = np.asarray(Image.open(io.BytesIO(reference))) > 0
+    assert (mask & truth).sum() > 0.8 * truth.sum()  # the released weights segment the ellipse
+
+    def client(_: int) -> list:
+        return [server.infer("lite_medsam", "ellipse", params) for _ in range(per_client)]
+
+    with ThreadPoolExecutor(clients) as pool:
+        answers = [a for batch in pool.map(client, range(clients)) for a in batch]
+    errors = [(s, r) for s, r, _ in answers if s != 200]
+    assert not errors, errors[:3]
+    assert all(label == reference for _, _, label in answers), "a concurrent label differs from the sequential one"
+    assert len(answers) == clients * per_client
+
+
+@pytest.mark.slow
+def test_concurrent_real_weight_requests_are_identical(shared_server):
+    case_concurrent_real_weights(shared_server, clients=2, per_client=2)
 
 
 def test_overrides_are_aimed_at_bundles():
