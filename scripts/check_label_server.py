@@ -1,6 +1,7 @@
-"""Check a MONAI Label server as a hospital network would meet it (issue 26): every case of the suite's
-tests/label/test_label_{confinement,uploads,auth,weights}.py `case_*` functions, plus 4 clients x 10
-lite_medsam requests on its released weights (byte-identical, 0 errors).
+"""Check a MONAI Label server as a hospital network would meet it (issue 26): every `case_*` function of
+the suite's tests/label/test_label_*.py (confinement, uploads, clean errors, weights; login, roles and
+origins against a server with a local realm), plus 4 clients x 10 lite_medsam requests on its released
+weights (byte-identical, 0 errors).
 
 Bounded and loopback only: two `monaiseg label serve` servers on free 127.0.0.1 ports (the suite's sample
 server, and one with a local login realm), each stopped by its process id (`LabelServer`) when its
@@ -23,13 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_CASES = ("test_label_confinement", "test_label_uploads", "test_label_weights")
+AUTH_CASES = "test_label_auth"  # the cases that need a server with login; the others take the sample server
 
 
 def cases_of(module_name: str) -> list[Callable]:
-    """The `case_*` functions of tests/label/<module_name>.py in source order ([] when the file is absent)."""
-    if not (REPO / "tests" / "label" / f"{module_name}.py").is_file():
-        return []
+    """The `case_*` functions of tests/label/<module_name>.py in source order."""
     module = importlib.import_module(f"tests.label.{module_name}")
     found = [f for name, f in vars(module).items() if name.startswith("case_") and callable(f)]
     return sorted(found, key=lambda f: f.__code__.co_firstlineno)
@@ -48,13 +47,13 @@ def run_cases(cases: list[tuple[str, Callable[[], None]]], results: list[tuple[s
         print(f"{name}: {outcome} ({time.perf_counter() - start:.1f} s)", flush=True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--requests", type=int, default=10, help="lite_medsam requests per client")
     p.add_argument("--timeout", type=int, default=1500, help="seconds the whole check may take")
     p.add_argument("--only", nargs="+", help="run only the cases whose name contains one of these")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the suite's case functions and its conftest
 
     def over_time(*_) -> None:
@@ -70,25 +69,23 @@ def main() -> int:
         return not args.only or any(word in name for word in args.only)
 
     results: list[tuple[str, str]] = []
+    modules = sorted(p.stem for p in (REPO / "tests" / "label").glob("test_label_*.py") if p.stem != AUTH_CASES)
+    sample = [(f"{m}.{f.__name__}", f) for m in modules for f in cases_of(m) if f is not case_concurrent_real_weights]
+    load = f"{args.clients} clients x {args.requests} lite_medsam requests"
+    sample.append((load, lambda server: case_concurrent_real_weights(server, args.clients, args.requests)))
+    auth = [(f"{AUTH_CASES}.{f.__name__}", f) for f in cases_of(AUTH_CASES)]
     with tempfile.TemporaryDirectory(prefix="check-label-") as tmp:
         try:
-            with sample_server(Path(tmp) / "sample") as server:
-                cases = [
-                    (f"{m}.{f.__name__}", lambda f=f: f(server))
-                    for m in SAMPLE_CASES
-                    for f in cases_of(m)
-                    if f is not case_concurrent_real_weights
-                ]
-                name = f"{args.clients} clients x {args.requests} lite_medsam requests"
-                cases.append((name, lambda: case_concurrent_real_weights(server, args.clients, args.requests)))
-                run_cases([c for c in cases if wanted(c[0])], results)
-            auth = [(f"test_label_auth.{f.__name__}", f) for f in cases_of("test_label_auth")]
-            if any(wanted(n) for n, _ in auth):
-                with auth_server(Path(tmp) / "auth") as server:
-                    run_cases([(n, lambda f=f: f(server)) for n, f in auth if wanted(n)], results)
+            for start, cases in ((sample_server, sample), (auth_server, auth)):
+                cases = [(n, f) for n, f in cases if wanted(n)]
+                if cases:  # each server started only for cases that need it, stopped by its pid after them
+                    with start(Path(tmp) / start.__name__) as server:
+                        run_cases([(n, lambda f=f: f(server)) for n, f in cases], results)
         except TimeoutError as exc:
             results.append(("check", f"FAILED: {exc}"))
             print(f"check: FAILED: {exc}", flush=True)
+        finally:
+            signal.alarm(0)
     failed = sum(outcome != "passed" for _, outcome in results)
     print(f"{len(results) - failed} passed, {failed} failed")
     return 1 if failed else 0
