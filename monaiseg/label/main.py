@@ -3,8 +3,10 @@
 MONAI Label loads this file (`--app` folder with main.py) and instantiates the MONAILabelApp
 subclass. App conf (`--conf KEY VALUE`, set by `monaiseg label serve`):
 - `bundles`: comma-separated bundle folders or folders of bundles (default: the repo's bundles/)
-- `overrides`: comma-separated config file names merged after each bundle's inference.json when
-  the bundle has them (e.g. "tiny.json")
+- `overrides`: ";"-separated "BUNDLE:FILE[,FILE]" config files merged after that bundle's
+  inference.json (`bundles.parse_overrides`: a bundle not served or a file it lacks stops the start)
+- `random_init`: comma-separated bundles that may be served with random weights (a network whose
+  config loads no checkpoint is otherwise skipped); /info and the log say per model what it runs on
 - `cache_mib`: bound of the in-memory image-embedding cache shared by the interactive bundles
   (MiB, default 1024; 0: no reuse)
 - `max_sessions`, `session_idle_s`: how many interactive sessions are kept (default 8) and after
@@ -35,7 +37,7 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 
 from monaiseg.data.memory_cache import MemoryLRU
-from monaiseg.label.bundles import discover
+from monaiseg.label.bundles import describe_weights, discover, parse_overrides, weights_source
 from monaiseg.label.confined import ConfinedLocalDatastore, ConfinedSessions, discard, private_tempdir, staged
 from monaiseg.label.dicomweb import CheckedDICOMwebDatastore, ConfinedDICOMwebDatastore
 from monaiseg.label.ids import check_name
@@ -56,11 +58,19 @@ class MonaisegApp(MONAILabelApp):
 
     def __init__(self, app_dir, studies, conf):
         paths = [p for p in conf.get("bundles", "").split(",") if p] or [str(DEFAULT_BUNDLES)]
-        overrides = [p for p in conf.get("overrides", "").split(",") if p]
         self.bundles, self.skipped = discover(paths)
+        overrides = parse_overrides([p for p in conf.get("overrides", "").split(";") if p], self.bundles, self.skipped)
+        self.runtimes = {name: BundleRuntime(info, overrides.get(name, [])) for name, info in self.bundles.items()}
+        random_init = {p for p in conf.get("random_init", "").split(",") if p}
+        for name, rt in list(self.runtimes.items()):
+            source = weights_source(rt.info, rt.config())
+            if source["source"] == "random" and name not in random_init:
+                self.skipped[name] = "its config loads no checkpoint (random weights): --random-init NAME serves it so"
+                del self.runtimes[name], self.bundles[name]
+            else:
+                logger.info("bundle %s serves %s", name, describe_weights(source))
         for name, reason in self.skipped.items():
             logger.warning("bundle %s not served: %s", name, reason)
-        self.runtimes = {name: BundleRuntime(info, overrides) for name, info in self.bundles.items()}
         cache_mib = float(conf.get("cache_mib", 1024))
         self.embedding_cache = MemoryLRU(int(cache_mib * 2**20)) if cache_mib > 0 else None
         self.session_store = SessionStore(int(conf.get("max_sessions", 8)), float(conf.get("session_idle_s", 1800)))
@@ -153,6 +163,9 @@ class MonaisegApp(MONAILabelApp):
     def info(self):
         meta = super().info()
         meta["skipped"] = self.skipped
+        for name, rt in self.runtimes.items():
+            if name in meta.get("models", {}):
+                meta["models"][name]["weights"] = weights_source(rt.info, rt.config())
         meta["embedding_cache"] = None if self.embedding_cache is None else self.embedding_cache.summary()
         meta["interactive_sessions"] = self.session_store.summary()
         return meta
