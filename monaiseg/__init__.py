@@ -6,11 +6,15 @@ utils -> prompts, visualize -> data -> networks -> losses, metrics -> transforms
 
 The parts are imported when first used (`monaiseg.networks`, `from monaiseg import handlers`), not by
 `import monaiseg`: a bundle config's `$import monaiseg` costs nothing until it names a part.
+
+Known benign third-party warnings (`BENIGN_WARNINGS`) are filtered on import unless `MONAISEG_VERBOSE` is set.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import warnings
 from typing import Any
 
 __version__ = "0.1.0"
@@ -31,6 +35,16 @@ _PARTS = (
     "visualize",
 )
 __all__ = [*_PARTS, "__version__"]
+
+# (category, message regex at the start, module regex): what they say is expected on a CPU machine or deprecated
+# inside a dependency we do not call ourselves
+BENIGN_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
+    (UserWarning, "NvImgCodecPydicomReader: nvImageCodec decoder plugin did not register", r"monai\.data"),
+    (FutureWarning, r"Importing from timm\.models\.\w+ is deprecated", r"timm\."),
+)
+if not os.environ.get("MONAISEG_VERBOSE"):
+    for _category, _message, _module in BENIGN_WARNINGS:
+        warnings.filterwarnings("ignore", _message, _category, _module)
 
 
 def __getattr__(name: str) -> Any:
