@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from monaiseg.data.datalist import save_nifti
-from monaiseg.prompts import ObjectPrompt
+from monaiseg.prompts import ObjectPrompt, check_box
 from monaiseg.utils.files import atomic_outputs
 
 
@@ -98,8 +98,9 @@ def _npz_arrays(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
 def check_challenge_npz(path: str | os.PathLike) -> tuple[tuple[int, ...], np.ndarray]:
     """``(imgs shape, boxes (N, 4 | 6) float64)`` of a challenge case, checked without reading the
     image data: ``imgs`` and ``boxes`` present, (H, W, 3) / (H, W) with width-4 boxes or (D, H, W)
-    with width-6 boxes, every box inside the image with x_min < x_max, y_min < y_max (and
-    z_min <= z_max). A box edge on the image border (x_max = W, y_max = H) is clipped to W - 1, H - 1.
+    with width-6 boxes, every box inside the image and not reversed (`monaiseg.prompts.check_box`:
+    inclusive pixels, a 1-pixel-thin box is valid; z_min <= z_max). A box edge on the image border
+    (x_max = W, y_max = H) is clipped to W - 1, H - 1.
     ValueError (FileNotFoundError) naming the file and the problem."""
     path = Path(path)
     if not path.is_file():
@@ -127,12 +128,10 @@ def check_challenge_npz(path: str | os.PathLike) -> tuple[tuple[int, ...], np.nd
     xy[:, 3] = np.where(xy[:, 3] == height, height - 1, xy[:, 3])
     for n, (x0, y0, x1, y1) in enumerate(xy):
         where = f"{path}: box #{n} {boxes[n].tolist()}"
-        if not (0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height):
-            raise ValueError(
-                f"{where} is outside the {width}x{height} (x, y) image or not [x_min, y_min, x_max, y_max]"
-            )
-        if not (x0 < x1 and y0 < y1):
-            raise ValueError(f"{where} has zero area (x_min = x_max or y_min = y_max)")
+        try:
+            check_box((x0, y0, x1, y1), width, height)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
         if is_3d and not 0 <= boxes[n, 2] <= boxes[n, 5] < depth:
             raise ValueError(f"{where}: slices z_min..z_max are outside the volume (0..{depth - 1}) or reversed")
     if is_3d:

@@ -95,3 +95,17 @@ def test_read_object_prompts_transform_reads_the_sidecar_against_the_loaded_imag
     path.write_text(json.dumps({"objects": [{"label": 4, "box": [0, 6, 11, 7]}]}))
     with pytest.raises(ValueError, match=f"{path}.*outside the 12x7 image"):
         ReadObjectPromptsd()({"image": torch.zeros(1, 12, 7), "prompt_file": str(path)})
+
+
+def test_challenge_npz_boxes_follow_the_convention(tmp_path):
+    """A 1-pixel-thin challenge box is valid (segs for it are written as for any box); a reversed one is refused,
+    naming the file."""
+    from monaiseg.data.medsam_npz import check_challenge_npz
+
+    path = tmp_path / "2D_case.npz"
+    np.savez(path, imgs=np.zeros((20, 30, 3), np.uint8), boxes=np.array([[4, 7, 21, 7], [3, 2, 3, 19]]))
+    shape, boxes = check_challenge_npz(path)
+    assert shape == (20, 30, 3) and boxes.tolist() == [[4, 7, 21, 7], [3, 2, 3, 19]]
+    np.savez(path, imgs=np.zeros((20, 30, 3), np.uint8), boxes=np.array([[9, 7, 4, 8]]))
+    with pytest.raises(ValueError, match=f"{path}: box #0 .* is reversed"):
+        check_challenge_npz(path)
