@@ -91,8 +91,8 @@ POLICY = {
     ("GET", "/proxy/dicom/{path:path}"): "reviewer",
     ("POST", "/proxy/dicom/{path:path}"): "reviewer",
 }
-ROUTERS = (activelearning, batch_infer, datastore, infer, info, login, logs, model, ohif, proxy)
-ROUTERS += (scoring, session, train, wsi_infer)
+ROUTERS = [activelearning, batch_infer, datastore, infer, info, login, logs, model, ohif, proxy, scoring, session]
+ROUTERS += [train, wsi_infer]
 TAG_USER = re.compile(r"[^A-Za-z0-9_]")
 bearer = OAuth2PasswordBearer(tokenUrl="/auth/token")
 
@@ -116,8 +116,8 @@ class Login:
         """The token's user with MONAI Label's role names; 401 when the token is not valid."""
         try:
             if self.realm is not None:
-                name, roles = await run_in_threadpool(self.realm.verify, token)
-                return User(username=name, roles=roles)
+                name, held = await run_in_threadpool(self.realm.verify, token)
+                return User(username=name, roles=held)
             key = await run_in_threadpool(get_public_key, settings.MONAI_LABEL_AUTH_REALM_URI)
             claims = jwt.decode(token, key, algorithms=["RS256"], options={"verify_aud": False, "require": ["exp"]})
         except jwt.InvalidTokenError as exc:
@@ -200,7 +200,7 @@ def secure(app: FastAPI, conf: dict) -> None:
                     continue
                 for dep in route.dependant.dependencies:
                     if isinstance(dep.call, RBAC):
-                        dep.call.roles = allowed_roles(least_role(next(iter(route.methods)), route.path))
+                        dep.call.roles = allowed_roles(least_role(next(iter(route.methods or ["GET"])), route.path))
         routes.append(APIRoute("/datastore/label", save_label, methods=["PUT"], dependency_overrides_provider=app))
         if login.realm is not None:
             minutes = float(conf.get("token_minutes", 60))

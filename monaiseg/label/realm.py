@@ -93,7 +93,7 @@ class LocalRealm:
             raise RealmError(f"role {role!r} is not one of {ROLES}")
         if len(password) < MIN_PASSWORD_CHARS or len(password.encode()) > MAX_PASSWORD_BYTES:
             raise RealmError(f"password: {MIN_PASSWORD_CHARS} characters to {MAX_PASSWORD_BYTES} bytes")
-        data = self.read() if self.path.exists() else {"secret": secrets.token_hex(32), "users": {}}
+        data: dict = self.read() if self.path.exists() else {"secret": secrets.token_hex(32), "users": {}}
         new = name not in data["users"]
         data["users"][name] = {"role": role, "hash": bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}
         self._write(data)
