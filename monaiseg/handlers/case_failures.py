@@ -80,9 +80,9 @@ class CaseFailures:
         self.cases += max(len(names), 1)
         self._stage = "inference"
         if self.fail_fast:
-            return engine._iteration(engine, batch)  # type: ignore[attr-defined]
+            return engine._iteration(engine, batch)
         try:
-            return engine._iteration(engine, batch)  # type: ignore[attr-defined]
+            return engine._iteration(engine, batch)
         except Exception as exc:
             reason = failure_reason(exc)
             for name in names or [f"iteration {engine.state.iteration}"]:
