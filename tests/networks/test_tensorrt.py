@@ -16,7 +16,7 @@ import monaiseg.networks.tensorrt as tensorrt
 
 TRT_BUNDLES = [b for b in BUNDLES if (b / "configs" / "inference_trt.json").is_file()]
 # their networks run the image encoder block by block (hf_sam's AWFFM needs a middle block's output) or return
-# dicts of per-level lists and keep a memory bank between frames (SAM2): see the README's TensorRT section
+# dicts of per-level lists and keep a memory bank between frames (SAM2): see the TensorRT section of docs/usage.md
 WITHOUT_TRT = {"hf_sam", "medsam2", "bloodcell_sam2"}
 
 
@@ -40,8 +40,8 @@ def toy() -> nn.Module:
 
 def test_the_bundles_without_a_tensorrt_config_are_the_documented_ones():
     assert {b.name for b in BUNDLES} - {b.name for b in TRT_BUNDLES} == WITHOUT_TRT
-    readme = (REPO / "README.md").read_text()
-    assert all(f"`{name}`" in readme.split("## TensorRT")[1].split("\n## ")[0] for name in WITHOUT_TRT)
+    usage = (REPO / "docs" / "usage.md").read_text()
+    assert all(f"`{name}`" in usage.split("## TensorRT")[1].split("\n## ")[0] for name in WITHOUT_TRT)
 
 
 def test_a_submodule_the_network_lacks_is_refused_before_anything_is_built(tmp_path):
