@@ -135,15 +135,18 @@ def case_roles(server) -> None:
 
 def case_labels_of_two_annotators_are_both_kept(server) -> None:
     first, second = label_png(2), label_png(3)
-    for name, png in (("alice", first), ("bob", second)):
-        r = requests.put(
-            f"{server.url}/datastore/label",
-            params={"image": "rgb", "tag": "final"},
-            files={"label": ("label.png", png)},
-            data={"params": json.dumps({"note": name})},
-            headers=bearer(server, name),
-        )
-        assert r.status_code == 200, r.text
+    client = MONAILabelClient(server.url)  # alice saves as 3D Slicer does
+    client.update_auth(token(server, "alice"))
+    (server.root / "first.png").write_bytes(first)
+    client.save_label("rgb", str(server.root / "first.png"), tag="final", params={"note": "alice"})
+    r = requests.put(
+        f"{server.url}/datastore/label",
+        params={"image": "rgb", "tag": "final"},
+        files={"label": ("label.png", second)},
+        data={"params": json.dumps({"note": "bob"})},
+        headers=bearer(server, "bob"),
+    )
+    assert r.status_code == 200, r.text
     labels = requests.get(f"{server.url}/datastore/?output=all", headers=bearer(server, "rita")).json()
     tags = labels["objects"]["rgb"]["labels"]
     assert {"final", "final-bob"} <= set(tags), tags
