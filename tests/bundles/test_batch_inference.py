@@ -1,6 +1,7 @@
 """Batch inference (`configs/batch_inference.json`) on a folder or a list of files, with sidecar prompts, and
 its torchrun sharding (`configs/multi_gpu_inference.json`): one output per input, named after it; the same
-files from 2 processes as from one; bad input stopped before any output."""
+files from 2 processes as from one; a bad case skipped and listed in failures.csv (also from torchrun); bad
+input of the run as a whole stopped before any output."""
 
 from __future__ import annotations
 
@@ -102,32 +103,45 @@ def failure_rows(path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_automatic_folder_and_torchrun_shards_give_the_same_files(tmp_path):
-    """unet_cells: a folder of 3 images and a broken one -> 3 label maps named after them, in the input's shape,
-    the broken image in failures.csv, exit 1 (`CaseFailures`); torchrun on 2 processes: rank 0 writes images 0
-    and 2, rank 1 image 1 and fails on the broken one (DistributedSampler shards), the label maps byte-identical
-    to the single-process files, failures.csv written by rank 0 alone, the launcher's exit code non-zero."""
-    sizes = [(40, 48), (48, 48), (56, 40)]
+def test_folder_with_bad_cases_and_torchrun_shards_give_the_same_files(tmp_path):
+    """sam_med2d: a folder of 3 good images, one with a prompt file that is not JSON and a broken image (each
+    with its `<name>_prompts.json`) -> 3 label maps named after them, in the input's shape, the 2 bad cases in
+    failures.csv, exit 1 (`CaseFailures`); torchrun on 2 processes (DistributedSampler shards): rank 0 writes
+    images 0 and 2 and fails on the broken image, rank 1 writes image 1 and fails on the bad prompt file, the
+    label maps byte-identical to the single-process files, failures.csv written by rank 0 alone with both
+    ranks' cases, the launcher's exit code non-zero."""
+    sizes = [(40, 48), (48, 48), (56, 40), (32, 32)]
     names = rgb_images(tmp_path / "in", sizes)
-    (tmp_path / "in" / "notes.txt").write_text("not an input")
+    for n, (h, w) in zip(names, sizes):
+        objects = [{"label": 2, "box": [3, 3, w // 2, h // 2]}]
+        (tmp_path / "in" / f"{n}_prompts.json").write_text(json.dumps({"objects": objects}))
+    (tmp_path / "in" / f"{names[3]}_prompts.json").write_text('{"objects": [')
     broken = tmp_path / "in" / "zz_broken.png"
     broken.write_bytes(b"not an image")
-    with pytest.raises(SystemExit, match="1 of 4 cases failed"):
-        run_batch("unet_cells", tmp_path, tmp_path / "single", input_dir=str(tmp_path / "in"), checkpoint="null")
+    (tmp_path / "in" / "zz_broken_prompts.json").write_text(
+        json.dumps({"objects": [{"label": 1, "box": [1, 1, 4, 4]}]})
+    )
+    (tmp_path / "in" / "notes.txt").write_text("not an input")
+    bad = [(str(tmp_path / "in" / f"{names[3]}.png"), "load"), (str(broken), "load")]
+    with pytest.raises(SystemExit, match="2 of 5 cases failed"):
+        run_batch("sam_med2d", tmp_path, tmp_path / "single", input_dir=str(tmp_path / "in"))
     single = {p.name: p.read_bytes() for p in (tmp_path / "single").iterdir()}
-    assert sorted(single) == ["failures.csv", *(f"{n}_cells.png" for n in names)]
-    for n, shape in zip(names, sizes):
-        assert np.asarray(Image.open(tmp_path / "single" / f"{n}_cells.png")).shape == shape
-    assert [(r["case"], r["stage"]) for r in failure_rows(tmp_path / "single" / "failures.csv")] == [
-        (str(broken), "load")
-    ]
+    assert sorted(single) == ["failures.csv", *(f"{n}_seg.png" for n in names[:3])]
+    for n, shape in zip(names, sizes[:3]):
+        assert np.asarray(Image.open(tmp_path / "single" / f"{n}_seg.png")).shape == shape
+    rows = failure_rows(tmp_path / "single" / "failures.csv")
+    assert [(r["case"], r["stage"]) for r in rows] == bad
+    assert f"{names[3]}_prompts.json" in rows[0]["reason"]
 
-    proc = torchrun("unet_cells", tmp_path, "--input_dir", str(tmp_path / "in"), "--checkpoint", "null", returncode=-1)
-    assert "1 of 4 cases failed" in proc.stdout + proc.stderr
+    proc = torchrun("sam_med2d", tmp_path, "--input_dir", str(tmp_path / "in"), returncode=-1)
+    assert "2 of 5 cases failed" in proc.stdout + proc.stderr
     ranks = [{p.name: p.read_bytes() for p in (tmp_path / f"out_rank{r}").iterdir()} for r in (0, 1)]
-    assert sorted(ranks[0]) == ["failures.csv", f"{names[0]}_cells.png", f"{names[2]}_cells.png"]
-    assert sorted(ranks[1]) == [f"{names[1]}_cells.png"]
-    assert {**ranks[0], **ranks[1]} == single
+    assert sorted(ranks[0]) == ["failures.csv", f"{names[0]}_seg.png", f"{names[2]}_seg.png"]
+    assert sorted(ranks[1]) == [f"{names[1]}_seg.png"]
+    assert {k: v for k, v in ranks[0].items() if k != "failures.csv"} | ranks[1] == {
+        k: v for k, v in single.items() if k != "failures.csv"
+    }
+    assert sorted((r["case"], r["stage"]) for r in failure_rows(tmp_path / "out_rank0" / "failures.csv")) == bad
 
 
 @pytest.mark.slow
