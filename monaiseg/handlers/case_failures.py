@@ -98,8 +98,8 @@ class CaseFailures:
             records = [r for rank_records, _ in gathered for r in rank_records]
             cases = sum(n for _, n in gathered)
         self.records, self.total = records, cases
-        if not is_rank0():
-            return
+        if not is_rank0() or self.fail_fast:
+            return  # with fail_fast every case was written (one-case inference, the label server): no summary
         written = cases - len(records)
         if records:
             write_csv_atomic(self.path, records)
