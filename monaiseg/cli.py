@@ -148,10 +148,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-voxels",
         type=int,
-        default=2**28,
+        default=2**27,
         help="largest image an upload or infer may name, in elements read from its header (413 beyond; "
-        "default 2**28 = 512x512x1024: a whole-body CT, about 6 GiB at the pipelines' ~24 bytes per voxel, "
-        "so two such requests and the models fit a 24 GiB machine)",
+        "default 2**27 = 512x512x512: a 3D infer peaks at ~76 bytes per voxel, ~9.5 GiB, which with the server "
+        "and its embedding cache stays within 12 GiB of a 24 GiB machine; scripts/measure_label_memory.py)",
     )
     user = label.add_parser("user", help="users of the local login realm").add_subparsers(dest="op", required=True)
     for op in ("add", "remove", "list"):

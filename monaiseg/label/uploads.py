@@ -26,7 +26,9 @@ import numpy as np
 from fastapi import HTTPException
 from PIL import Image
 
-DEFAULT_MAX_VOXELS = 2**28  # 512 x 512 x 1024: see `monaiseg label serve --help`
+# 512 x 512 x 512 (a chest-abdomen CT): a 3D infer peaks at ~76 bytes per voxel (scripts/measure_label_memory.py),
+# ~9.5 GiB, plus the server's ~1.2 GiB and its 1 GiB embedding cache: within 12 GiB of a 24 GiB machine
+DEFAULT_MAX_VOXELS = 2**27
 BLOCK = 2**20
 TRAILING = 2**26  # bytes after the data read to reach the gzip trailer (more: not checked)
 PICTURE_EXT = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif"}
