@@ -76,7 +76,7 @@ class BoxCarryInferer(Inferer):
     a bundle config sets them). `session(network, volume)`: a `BoxCarry` with these settings.
     """
 
-    prompt_spec: ClassVar[PromptSpec] = PromptSpec(frozenset({"box"}), frozenset({2, 3}), "objects")
+    prompt_spec: ClassVar[PromptSpec] = PromptSpec(frozenset({"box", "points"}), frozenset({2, 3}), "objects")
 
     def __init__(self, **settings: Any):
         super().__init__()

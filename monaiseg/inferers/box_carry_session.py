@@ -1,11 +1,14 @@
 """Box carry kept for corrections (`BoxCarry`, the session of `monaiseg.inferers.box_carry`) and its
 settings (`BoxCarrySettings`, defined once here for the session, `box_carry_volume` and the inferer).
 
-`correct(prompt)` replaces slice k's prompt of one object (a box; clicks alone are added to the box that
-slice was segmented with) and reruns the carry from k outward only, keeping other objects and slices out
-of its reach. Box carry is deterministic, so once the box carried into a slice equals the box the slice
-was segmented with before (same direction), every slice beyond is unchanged: the carry stops there
-(following the stored results to where they end, and resuming if the carry now reaches further).
+`correct(prompt)` replaces slice k's prompt of one object (a box; clicks alone are added to the box and
+the clicks that slice was segmented with, its previous low-res logits as SAM's mask prompt:
+`monaiseg.inferers.click_seed`) and reruns the carry from k outward only, keeping other objects and
+slices out of its reach. Box carry is deterministic, so once the box carried into a slice equals the box
+the slice was segmented with before (same direction), every slice beyond is unchanged: the carry stops
+there (following the stored results to where they end, and resuming if the carry now reaches further).
+It also stops where the new mask agrees with the old one (IoU >= `agree_iou`): that slice and the ones
+beyond keep their results. A new object may be given by clicks alone (`click_seed.seed`).
 `undo(obj_id)` reverts the object's last correction exactly (`CarryStep`), `reset(obj_id)` drops the
 object. Per object and slice the session stores a `CarryRecord`.
 """
@@ -18,7 +21,8 @@ from dataclasses import dataclass
 import torch
 from monai.data import MetaTensor
 
-from monaiseg.inferers.carry_records import CarryRecord, CarryStep, Chain, compose_slice
+from monaiseg.inferers.carry_records import CarryRecord, CarryStep, Chain, compose_slice, mask_iou
+from monaiseg.inferers.click_seed import CLICK_MODES, CLICK_SIDES, low_res, seed
 from monaiseg.inferers.session import InteractiveSession, SessionError, owns_frame
 from monaiseg.inferers.slice_features import SliceFeatures, encodes_slices
 from monaiseg.inferers.slice_views import (
@@ -41,7 +45,9 @@ class BoxCarrySettings:
     sees every slice with its two axes swapped; letterbox: S, LiteMedSAM's S x S input (None: the whole
     slice); overlap: "logit" (the higher logit wins) or "order" (the object given later); min_iou: a
     carried mask whose predicted IoU is below it is dropped and ends the carry (None: no IoU rule);
-    encode_batch: slices per encoder call (None: 4 on a GPU, 1 on a CPU)."""
+    encode_batch: slices per encoder call (None: 4 on a GPU, 1 on a CPU); click_mode, click_sides: how a
+    click seeds a new object (`monaiseg.inferers.click_seed`); agree_iou: a correction's re-carry stops at
+    the first slice whose new mask has this IoU with its old one (None: only where the boxes are equal)."""
 
     box_margin: float = 0.0
     min_area: int = 1
@@ -50,10 +56,15 @@ class BoxCarrySettings:
     overlap: str = "logit"
     min_iou: float | None = None
     encode_batch: int | None = None
+    click_mode: str = "boxes"
+    click_sides: tuple[float, ...] = CLICK_SIDES
+    agree_iou: float | None = 0.9
 
     def __post_init__(self):
         if self.overlap not in OVERLAP_RULES:
             raise ValueError(f"overlap must be one of {OVERLAP_RULES}, got {self.overlap!r}")
+        if self.click_mode not in CLICK_MODES:
+            raise ValueError(f"click_mode must be one of {CLICK_MODES}, got {self.click_mode!r}")
 
 
 class BoxCarry(InteractiveSession):
@@ -72,6 +83,7 @@ class BoxCarry(InteractiveSession):
         self.volume = volume.as_tensor() if isinstance(volume, MetaTensor) else volume
         self.shape = tuple(int(s) for s in self.volume.shape[-3:])  # (H, W, D) as given
         self.transpose, self.overlap, self.min_iou = settings.transpose, settings.overlap, settings.min_iou
+        self.settings = settings
         view = self.volume.transpose(-3, -2) if self.transpose else self.volume  # the network's: rows along W
         self.height, self.width, self.depth = (int(s) for s in view.shape[-3:])
         self.slices = (
@@ -97,11 +109,12 @@ class BoxCarry(InteractiveSession):
 
     @torch.no_grad()
     def start(self, prompts: Sequence[ObjectPrompt]) -> torch.Tensor:
-        """Carry every prompt's box through the volume; returns the labels (H, W, D)."""
+        """Carry every prompt's box (or the box its clicks seed) through the volume; returns the labels (H, W, D)."""
         check_box_prompts(prompts, self.shape[2], self.shape[0], self.shape[1])
         for p in prompts:
-            box = self.slices.key_box(prompt_box(p, self.transpose))
-            self.prompts.setdefault(p.obj_id, {})[p.frame] = SlicePrompt(box)
+            box = self.slices.key_box(prompt_box(p, self.transpose)) if p.box is not None else None
+            points, labels = self._clicks(p)
+            self.prompts.setdefault(p.obj_id, {})[p.frame] = SlicePrompt(box, points, labels)
             self.ranges[p.obj_id] = p.frame_range
             self.range_box[p.obj_id] = box
             self.records.setdefault(p.obj_id, {})
@@ -136,19 +149,28 @@ class BoxCarry(InteractiveSession):
         self._compose(changed)
         return sorted(changed)
 
+    def _clicks(self, prompt: ObjectPrompt) -> tuple[tuple[tuple[float, float], ...] | None, tuple[int, ...] | None]:
+        """The prompt's clicks in the network's frame and their labels (None: no clicks)."""
+        if not prompt.points:
+            return None, None
+        swap = (lambda x, y: (y, x)) if self.transpose else (lambda x, y: (x, y))
+        points = tuple(self.slices.point(*swap(x, y)) for x, y in prompt.points)
+        return points, tuple(int(v) for v in prompt.point_labels or ())
+
     def _merge(self, obj: int, k: int, prompt: ObjectPrompt) -> SlicePrompt:
-        points = labels = None
-        if prompt.points:
-            swap = (lambda x, y: (y, x)) if self.transpose else (lambda x, y: (x, y))
-            points = tuple(self.slices.point(*swap(x, y)) for x, y in prompt.points)
-            labels = tuple(int(v) for v in prompt.point_labels or ())
+        points, labels = self._clicks(prompt)
         if prompt.box is not None:
             return SlicePrompt(self.slices.key_box(prompt_box(prompt, self.transpose)), points, labels)
-        old = self.prompts[obj].get(k)
-        if old is None:  # clicks on a carried slice: with the box it was segmented with
-            record = self.records[obj].get(k)
-            return SlicePrompt(record.prompt.box if record is not None else None, points, labels)
-        return SlicePrompt(old.box, (old.points or ()) + (points or ()), (old.labels or ()) + (labels or ()))
+        record = self.records[obj].get(k)
+        if record is None or record.mask is None:  # clicks where the object has no mask: a new start there
+            if 1 not in (labels or ()):
+                raise SessionError(f"object {obj} has no mask on slice {k}: start it there with a foreground click")
+            return SlicePrompt(None, points, labels)
+        # clicks on a segmented slice: with the box and clicks it was segmented with and its logits
+        base = record.prompt
+        return SlicePrompt(
+            base.box, (base.points or ()) + (points or ()), (base.labels or ()) + (labels or ()), record.low_res
+        )
 
     @torch.no_grad()
     def undo(self, obj_id: int) -> list[int]:
@@ -255,8 +277,10 @@ class BoxCarry(InteractiveSession):
             results = self._segment(j, live, self._ahead(j, reverse, live, pending))
             if self.features is not None and j not in keep:
                 self.features.kept.pop(j, None)
-            for c, (logits, iou) in zip(live, results):
-                record = self._record(c, logits, iou)
+            for c, (prompt, logits, iou, small) in zip(live, results):
+                record = self._record(c, prompt, logits, iou, small)
+                if self._agrees(c, j, record):
+                    continue  # the old result of j and beyond stays
                 self._set(c.obj, j, record, step)
                 changed.add(j)
                 if record.next_box is not None and self._owns(c.obj, j + sign, reverse):
@@ -287,6 +311,16 @@ class BoxCarry(InteractiveSession):
             t, prev = t + sign, rec
         return True
 
+    def _agrees(self, c: Chain, j: int, record: CarryRecord) -> bool:
+        """Whether a carried (not prompted) slice's new mask agrees with its old one (IoU >= agree_iou)."""
+        old = self.records[c.obj].get(j)
+        agree = self.settings.agree_iou
+        if agree is None or c.prompted or old is None or old.prompted or old.reverse != c.reverse:
+            return False
+        if old.mask is None or record.mask is None:
+            return old.mask is None and record.mask is None and old.next_box is None and record.next_box is None
+        return mask_iou(old, record) >= agree
+
     def _ahead(self, j: int, reverse: bool, chains: list[Chain], pending: dict[int, list[Chain]]) -> list[int]:
         """The slices after j (in the sweep's direction, up to `encode_batch` - 1) the sweep will likely
         segment: where pending carries start, and the reach of the carries on j (one without a slice
@@ -302,24 +336,42 @@ class BoxCarry(InteractiveSession):
                 ahead.append(s)
         return ahead
 
-    def _segment(self, j: int, chains: list[Chain], ahead: list[int]) -> list[tuple[torch.Tensor, float | None]]:
-        """(H, W) logits and predicted IoU (None: not known) of each carry's prompt on slice j: one
-        encoding of the slice (batched with `ahead`) and one decoder call per object; a network
-        without `encode_images` gets the slice and every box in one call."""
+    def _segment(
+        self, j: int, chains: list[Chain], ahead: list[int]
+    ) -> list[tuple[SlicePrompt, torch.Tensor, float | None, torch.Tensor | None]]:
+        """Per carry on slice j: the prompt it is segmented with (a click seeds its box), (H, W) logits,
+        predicted IoU (None: not known) and low-res logits (None: not known): one encoding of the slice
+        (batched with `ahead`) and one decoder call per object (a click's candidate boxes in one); a
+        network without `encode_images` gets the slice and every box in one call."""
         if self.features is not None:
-            out: list[tuple[torch.Tensor, float | None]] = []
+            features = self.features
+            out: list[tuple[SlicePrompt, torch.Tensor, float | None, torch.Tensor | None]] = []
             for c in chains:
-                one, one_iou = self.features.masks(j, ahead, c.prompt)
-                out.append((one[0, 0].float().cpu(), float(one_iou[0])))
+                if c.prompt.box is None:
+                    settings = self.settings
+                    prompt, one, one_iou = seed(
+                        lambda p, boxes: features.decode(j, ahead, p, boxes),
+                        c.prompt,
+                        settings.click_sides,
+                        settings.click_mode,
+                        self.slices.size,
+                    )
+                else:
+                    prompt = c.prompt
+                    one, one_iou = features.decode(j, ahead, prompt)
+                restored = self.slices.restore(one)[0, 0].float().cpu()
+                out.append((prompt, restored, float(one_iou[0]), low_res(one)))
             return out
         if any(c.prompt.points or c.prompt.box is None for c in chains):
             raise SessionError("this network takes boxes only: correct with a box")
         boxes = [c.prompt.box for c in chains if c.prompt.box is not None]
         logits, iou = self.slices.masks(self.view[..., j], boxes)
         rows = logits[:, 0].float().cpu()
-        return [(rows[n], None if iou is None else float(iou[n])) for n in range(len(chains))]
+        return [(c.prompt, rows[n], None if iou is None else float(iou[n]), None) for n, c in enumerate(chains)]
 
-    def _record(self, c: Chain, logits: torch.Tensor, iou: float | None) -> CarryRecord:
+    def _record(
+        self, c: Chain, prompt: SlicePrompt, logits: torch.Tensor, iou: float | None, small: torch.Tensor | None
+    ) -> CarryRecord:
         ranged = self.ranges[c.obj] is not None
         if not c.prompted and not ranged and self.min_iou is not None and iou is not None and iou < self.min_iou:
             return CarryRecord(c.reverse, False, c.prompt, False, None)  # an unsure carried mask: dropped
@@ -327,7 +379,7 @@ class BoxCarry(InteractiveSession):
         next_box = self.slices.next_box(mask.numpy(), c.obj)
         if next_box is None and ranged:
             next_box = self.range_box[c.obj]  # a 3D box: its key-slice box again (upstream)
-        record = CarryRecord(c.reverse, c.prompted, c.prompt, True, next_box)
+        record = CarryRecord(c.reverse, c.prompted, prompt, True, next_box, low_res=small)
         return record.crop(mask, logits if self.overlap == "logit" else None)
 
     def _compose(self, frames) -> None:

@@ -16,7 +16,8 @@ from monaiseg.inferers.slice_views import Box, SlicePrompt
 class CarryRecord:
     """An object's result on one slice: the chain direction and the prompt it was segmented with,
     whether its mask was kept (False: dropped by the IoU rule), the mask and its logits cropped to
-    the mask's bounding box at (top, left) (None: empty), and the box it hands to the next slice."""
+    the mask's bounding box at (top, left) (None: empty), the box it hands to the next slice and its
+    low-res logits (1, 256, 256) float16 in the network frame (a correction's mask prompt)."""
 
     reverse: bool
     prompted: bool
@@ -27,6 +28,7 @@ class CarryRecord:
     left: int = 0
     mask: torch.Tensor | None = None
     logits: torch.Tensor | None = None
+    low_res: torch.Tensor | None = field(default=None, compare=False)
 
     def crop(self, mask: torch.Tensor, logits: torch.Tensor | None) -> CarryRecord:
         """Store the (H, W) mask (and its logits, when given) cropped to the mask's bounding box."""
@@ -39,7 +41,8 @@ class CarryRecord:
         return self
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.mask, self.logits) if t is not None)
+        kept = (self.mask, self.logits, self.low_res)
+        return sum(t.numel() * t.element_size() for t in kept if t is not None)
 
 
 @dataclass
@@ -64,6 +67,21 @@ class Chain:
     prompt: SlicePrompt
     prompted: bool
     count: int = 0
+
+
+def mask_iou(a: CarryRecord, b: CarryRecord) -> float:
+    """IoU of two records' (cropped) masks on their slice; 0 when either is empty."""
+    if a.mask is None or b.mask is None:
+        return 0.0
+    top, left = min(a.top, b.top), min(a.left, b.left)
+    bottom = max(a.top + a.mask.shape[0], b.top + b.mask.shape[0])
+    right = max(a.left + a.mask.shape[1], b.left + b.mask.shape[1])
+    canvas = torch.zeros((2, bottom - top, right - left), dtype=torch.bool)
+    for n, r in enumerate((a, b)):
+        h, w = r.mask.shape
+        canvas[n, r.top - top : r.top - top + h, r.left - left : r.left - left + w] = r.mask
+    union = int((canvas[0] | canvas[1]).sum())
+    return int((canvas[0] & canvas[1]).sum()) / union if union else 0.0
 
 
 def compose_slice(objects: Sequence[tuple[int, CarryRecord | None]], height: int, width: int) -> torch.Tensor:

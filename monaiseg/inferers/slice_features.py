@@ -65,14 +65,27 @@ class SliceFeatures:
     def clear(self) -> None:
         self.kept = {}
 
-    def masks(self, k: int, ahead: Sequence[int], prompt: SlicePrompt) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (1, 1, H, W) and predicted IoU (1,) of one object's prompt on slice k."""
+    def decode(
+        self, k: int, ahead: Sequence[int], prompt: SlicePrompt, boxes: Sequence | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (K, 1, S, S) in the network's input frame and predicted IoU (K,) of one object's prompt on
+        slice k: its box, clicks and mask prompt (previous low-res logits); `boxes` (K, 4): K rows,
+        each of these boxes with the prompt's clicks (candidate boxes of a click, one decoder call)."""
         encoded = EncodedSlice(self.network, self.get(k, ahead))
         rows: dict[str, torch.Tensor] = {}
-        if prompt.box is not None:
-            rows["boxes"] = torch.tensor([prompt.box], dtype=torch.float32, device=self.device)
+        boxes = [prompt.box] if boxes is None and prompt.box is not None else boxes
+        count = len(boxes) if boxes else 1
+        if boxes:
+            rows["boxes"] = torch.tensor(boxes, dtype=torch.float32, device=self.device).reshape(-1, 4)
         if prompt.points:
-            rows["points"] = torch.tensor([prompt.points], dtype=torch.float32, device=self.device)
-            rows["point_labels"] = torch.tensor([prompt.labels], dtype=torch.int64, device=self.device)
+            rows["points"] = torch.tensor([prompt.points] * count, dtype=torch.float32, device=self.device)
+            rows["point_labels"] = torch.tensor([prompt.labels] * count, dtype=torch.int64, device=self.device)
+        if prompt.mask is not None:
+            rows["mask_inputs"] = prompt.mask[None].float().to(self.device).expand(count, -1, -1, -1)
         logits, iou = encoded.predict_masks(torch.empty((1, 1, *self.slices.size), device=self.device), **rows)
-        return self.slices.restore(logits[:, :1]), iou[:, 0]
+        return logits[:, :1], iou[:, 0]
+
+    def masks(self, k: int, ahead: Sequence[int], prompt: SlicePrompt) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (1, 1, H, W) and predicted IoU (1,) of one object's prompt on slice k."""
+        logits, iou = self.decode(k, ahead, prompt)
+        return self.slices.restore(logits), iou

@@ -11,7 +11,7 @@ input, key boxes scaled as upstream (truncated), the carried box the mask's box 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,11 +25,13 @@ Box = tuple[float, float, float, float]
 
 @dataclass(frozen=True)
 class SlicePrompt:
-    """An object's prompt on one slice in the network's frame: box and clicks (x, y) with labels."""
+    """An object's prompt on one slice in the network's frame: box and clicks (x, y) with labels, and
+    the slice's previous low-res logits (1, 256, 256) as SAM's mask prompt (a correction; not compared)."""
 
     box: Box | None
     points: tuple[tuple[float, float], ...] | None = None
     labels: tuple[int, ...] | None = None
+    mask: torch.Tensor | None = field(default=None, compare=False)
 
 
 def grow_box(box: Sequence[float], margin: float, height: int, width: int) -> Box:
@@ -47,18 +49,17 @@ def prompt_box(prompt: ObjectPrompt, swap: bool) -> Box:
 
 
 def check_box_prompts(prompts: Sequence[ObjectPrompt], depth: int, height: int, width: int) -> None:
-    """Box prompts, one per (object, slice), checked against the volume; an object with a slice
-    range has one prompt."""
+    """Box or click prompts (a click seeds a box: `monaiseg.inferers.click_seed`), one per (object,
+    slice), checked against the volume; an object with a slice range has one prompt."""
     if not prompts:
         raise ValueError("no box prompts to segment")
     seen: dict[int, list[ObjectPrompt]] = {}
     for prompt in prompts:
         prompt.validate(num_frames=depth, height=height, width=width)
-        if prompt.box is None or prompt.points is not None or prompt.mask is not None:
-            raise ValueError(
-                f"object {prompt.obj_id}: box carry takes a box prompt only (MedSAM is box-prompted), "
-                "got points or a mask"
-            )
+        if prompt.mask is not None:
+            raise ValueError(f"object {prompt.obj_id}: box carry takes a box or clicks, not a mask")
+        if prompt.box is None and 1 not in (prompt.point_labels or ()):
+            raise ValueError(f"object {prompt.obj_id}: a new object needs a box or a foreground click")
         given = seen.setdefault(prompt.obj_id, [])
         if any(p.frame == prompt.frame for p in given):
             raise ValueError(f"object {prompt.obj_id}: more than one box on slice {prompt.frame}")

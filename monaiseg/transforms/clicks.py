@@ -103,3 +103,33 @@ def jittered_boxes(gt: torch.Tensor, rng: np.random.Generator | None = None, max
     """Boxes of K objects gt (K, H, W) -> (K, 4) float32 (see `jittered_box`)."""
     boxes = [jittered_box(g, rng, max_shift) for g in gt]
     return torch.tensor(boxes, dtype=torch.float32, device=gt.device).reshape(-1, 4)
+
+
+def error_region_click(pred, gt) -> tuple[int, int, int]:
+    """The click a user makes to fix a prediction (the click protocol of interactive segmentation):
+    at the centre of the largest error region, the pixel farthest from its border (Euclidean
+    distance transform, the image border counting as border), (x, y, 1) inside a missed region
+    (false negatives, a positive click), (x, y, 0) inside a false positive region (a negative click).
+    pred, gt: (H, W); regions are 4-connected components; ties go to the missed region, then to the
+    pixel of greatest distance nearest to the mean of those pixels (then the first in row-major order).
+    pred == gt: (0, 0, -1), a padding point (no click)."""
+    from scipy import ndimage
+
+    pred, gt = _as_numpy(pred), _as_numpy(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    best: tuple[int, int, np.ndarray] | None = None  # (size, -label order, region)
+    for label, error in ((1, gt & ~pred), (0, pred & ~gt)):
+        components, count = ndimage.label(error)
+        if count == 0:
+            continue
+        sizes = np.bincount(components.ravel())[1:]
+        largest = int(np.argmax(sizes))
+        if best is None or sizes[largest] > best[0]:
+            best = (int(sizes[largest]), label, components == largest + 1)
+    if best is None:
+        return 0, 0, PADDING
+    distance = ndimage.distance_transform_edt(np.pad(best[2], 1))[1:-1, 1:-1]
+    rows, cols = np.nonzero(distance == distance.max())
+    nearest = int(np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2))
+    return int(cols[nearest]), int(rows[nearest]), best[1]

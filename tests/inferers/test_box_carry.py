@@ -121,7 +121,8 @@ def test_grow_box_clips_to_the_slice():
     [
         (ObjectPrompt(obj_id=1, frame=2, box=(1, 1, 30, 5)), "outside"),
         (ObjectPrompt(obj_id=1, frame=12, box=(1, 1, 3, 3)), "key slice 12 is outside"),
-        (ObjectPrompt(obj_id=1, frame=2, points=((3, 3),), point_labels=(1,)), "box prompt only"),
+        (ObjectPrompt(obj_id=1, frame=2, points=((3, 3),), point_labels=(1,)), "takes boxes only"),
+        (ObjectPrompt(obj_id=1, frame=2, points=((3, 3),), point_labels=(0,)), "foreground click"),
     ],
 )
 def test_bad_prompts(prompt, match):

@@ -33,7 +33,7 @@ def encoded_slices(model) -> tuple[list[int], callable]:
 
 def test_correction_reruns_from_its_slice_and_equals_a_fresh_carry_with_all_prompts():
     net, volume = BoxInterior(), moving_square()
-    carry = BoxCarry(net, volume)
+    carry = BoxCarry(net, volume, BoxCarrySettings(agree_iou=None))  # no stop where masks agree: exact
     start = carry.start([KEY]).clone()
     net.calls.clear()
     assert carry.correct(KEY) == [4] and called_slices(net, volume) == [4]  # same box: stops at once

@@ -20,7 +20,7 @@ from monaiseg.inferers import (
 
 
 def test_prompted_inferers_declare_what_they_take():
-    assert BoxCarryInferer.prompt_spec == PromptSpec(frozenset({"box"}), frozenset({2, 3}), "objects")
+    assert BoxCarryInferer.prompt_spec == PromptSpec(frozenset({"box", "points"}), frozenset({2, 3}), "objects")
     assert PropagationInferer.prompt_spec.dims == {3} and "points" in PropagationInferer.prompt_spec.kinds
     assert ObjectPromptInferer.prompt_spec.form == "object_json" and ObjectPromptInferer.prompt_spec.dims == {2}
     assert InstancePromptInferer.prompt_spec.automatic and InstancePromptInferer.prompt_spec.kinds == {"box"}

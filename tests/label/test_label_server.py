@@ -92,7 +92,7 @@ def test_classification_returns_class_scores(server):
         ("medsam2", "rgb", {"foreground": [[3, 3]]}, 400, "is 2D"),
         ("sam_med2d", "broken", {"foreground": [[3, 3]]}, 400, "cannot be read"),
         ("sam_med2d", "rgb", {}, 400, "no prompt"),
-        ("medsam", "rgb", {"foreground": [[3, 3]]}, 400, "box-prompted"),
+        ("medsam", "rgb", {"background": [[3, 3]]}, 400, "foreground click"),
         ("sam_med2d", "missing", {"foreground": [[3, 3]]}, 404, "not in the datastore"),
     ],
 )
