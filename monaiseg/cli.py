@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
         # blocks of 1 MiB and more (embeddings, activations) are mapped and unmapped when freed, so the
         # embeddings the cache evicts leave the server's memory instead of fragmenting glibc's heap
         os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(2**20))
+        # OpenMP threads that finish early sleep instead of spinning: on a few busy cores a spinning
+        # thread holds the core its peer needs, and a next click's decoder ran 5x slower (issue 27)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         sys.stdout.flush()
         os.execv(cmd[0], cmd)  # the server replaces this process: stopping its pid stops the server
 

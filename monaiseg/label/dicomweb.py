@@ -5,7 +5,10 @@ what the clinical path needs and MONAI Label 0.8.5 lacks:
   `monaiseg.data.dicom_series.check_series`), and refused naming its SeriesInstanceUID;
 - final labels go back as DICOM SEG written by pydicom-seg in this process (MONAI Label's default
   writer downloads dcmqi's `itkimage2segimage` binary from GitHub at start-up and calls it), with
-  segment numbers and names from the request's `label_info` or the bundle's `channel_def`;
+  names from the request's `label_info` or the bundle's `channel_def`; its segments are numbered
+  1..N as DICOM wants (OHIF draws nothing else), each segment's description keeping the label's
+  name and value ("spleen (label value 3)"), so reading it back (`read_seg`, and this datastore's
+  labels) gives the original label values;
 - an upload that fails keeps the label in the local cache (`pending_upload` in its info) and
   reports it; STOW-RS stores an instance whole or not at all, so no partial SEG is left;
 - an unreachable DICOMweb server is an HTTP 503 naming it, and the next request after it is back
@@ -17,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -55,13 +59,23 @@ def _reachable(method):
     return call
 
 
+UID = re.compile(r"[0-9][0-9.]{0,63}")
+VALUE_NOTE = re.compile(r"\(label value (\d+)\)$")
+
+
+def segment_description(name: str, value: int) -> str:
+    """A segment's description: the label's name and value, e.g. "spleen (label value 3)"."""
+    return f"{name} (label value {value})"
+
+
 def segment_template(names: dict[int, str], model: str | None) -> pydicom.Dataset:
-    """pydicom-seg's SEG template: one segment per label value, named, with generic anatomy codes."""
+    """pydicom-seg's SEG template: segments 1..N for the label values in ascending order, each named,
+    its value in its description, with generic anatomy codes."""
     segments = [
         {
-            "labelID": value,
+            "labelID": number,
             "SegmentLabel": name,
-            "SegmentDescription": name,
+            "SegmentDescription": segment_description(name, value),
             "SegmentAlgorithmType": "AUTOMATIC",
             "SegmentAlgorithmName": model or "monaiseg",
             "SegmentedPropertyCategoryCodeSequence": {
@@ -75,7 +89,7 @@ def segment_template(names: dict[int, str], model: str | None) -> pydicom.Datase
                 "CodeMeaning": name,
             },
         }
-        for value, name in sorted(names.items())
+        for number, (value, name) in enumerate(sorted(names.items()), start=1)
     ]
     return pydicom_seg.template.from_dcmqi_metainfo(
         {
@@ -97,12 +111,14 @@ def segment_template(names: dict[int, str], model: str | None) -> pydicom.Datase
 def write_seg(
     label_file: str | Path, series_dir: str | Path, names: dict[int, str], model: str | None
 ) -> pydicom.Dataset:
-    """The DICOM SEG of a label image (values 0..N, on the series' grid) referencing the series in
-    `series_dir`. Label values without a name are called "label N"."""
+    """The DICOM SEG of a label image (label values, on the series' grid) referencing the series in
+    `series_dir`: the values present become segments 1..N in ascending order (`segment_template`).
+    Label values without a name are called "label N"."""
     mask = SimpleITK.Cast(SimpleITK.ReadImage(str(label_file)), SimpleITK.sitkUInt16)
     values = [int(v) for v in np.unique(SimpleITK.GetArrayViewFromImage(mask)) if v != 0]
     if not values:
         raise HTTPException(400, detail=f"{label_file}: the label is empty; there is no segment to store")
+    mask = SimpleITK.ChangeLabel(mask, changeMap={float(v): float(n) for n, v in enumerate(values, start=1)})
     sources = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in sorted(Path(series_dir).glob("*.dcm"))]
     writer = pydicom_seg.MultiClassWriter(
         template=segment_template({v: names.get(v, f"label {v}") for v in values}, model),
@@ -111,6 +127,23 @@ def write_seg(
         skip_missing_segment=False,
     )
     return writer.write(mask, sources)
+
+
+def segment_values(seg: pydicom.Dataset) -> dict[int, int]:
+    """{segment number: label value} of a SEG: the value its description keeps (`segment_description`),
+    else the segment number (a SEG written elsewhere)."""
+    values = {}
+    for segment in seg.SegmentSequence:
+        found = VALUE_NOTE.search(str(segment.get("SegmentDescription", "")))
+        values[int(segment.SegmentNumber)] = int(found.group(1)) if found else int(segment.SegmentNumber)
+    return values
+
+
+def read_seg(seg: pydicom.Dataset) -> SimpleITK.Image:
+    """A SEG as a label image on its series' grid with the original label values (`segment_values`)."""
+    image = pydicom_seg.MultiClassReader().read(seg).image
+    mapping = {float(n): float(v) for n, v in segment_values(seg).items() if n != v}
+    return SimpleITK.ChangeLabel(image, changeMap=mapping) if mapping else image
 
 
 class CheckedDICOMwebDatastore(DICOMWebDatastore):
@@ -196,6 +229,31 @@ class CheckedDICOMwebDatastore(DICOMWebDatastore):
             "segments": {str(v): n for v, n in names.items()},
         }
         return LocalDatastore.save_label(self, image_id, label_filename, label_tag, info)
+
+    @_reachable
+    def get_label_uri(self, label_id: str, label_tag: str, image_id: str = "") -> str:
+        """A final label read from its SEG with the original label values (`read_seg`; MONAI Label's
+        reader gives segment numbers), kept as labels/final/IMAGE.nii.gz like MONAI Label does."""
+        if label_tag != DefaultLabelTag.FINAL or not self._convert_to_nifti:
+            return super().get_label_uri(label_id, label_tag, image_id)
+        for uid in (label_id, image_id):  # both name folders / files here
+            if not UID.fullmatch(uid):
+                raise HTTPException(400, detail=f"{uid!r} is not a DICOM UID")
+        kept = Path(self._datastore.label_path(DefaultLabelTag.FINAL)) / f"{image_id}.nii.gz"
+        if kept.is_file():
+            return str(kept)
+        label_dir = Path(self._datastore.label_path(label_tag)) / label_id
+        if not label_dir.is_dir() or not any(label_dir.iterdir()):
+            dicom_web_download_series(None, label_id, str(label_dir), self._client, self._fetch_by_frame)
+        (seg_file,) = sorted(label_dir.glob("*.dcm")) or sorted(label_dir.iterdir())[:1]
+        handle, out = tempfile.mkstemp(suffix=".nii.gz")
+        os.close(handle)
+        try:
+            SimpleITK.WriteImage(read_seg(pydicom.dcmread(str(seg_file))), out, True)
+            LocalDatastore.save_label(self, image_id, out, label_tag, self._dicom_info(label_id))
+        finally:
+            os.unlink(out)
+        return str(kept)
 
     def _names(self, label_info: dict[str, Any]) -> dict[int, str]:
         given = label_info.get("label_info")

@@ -6,7 +6,10 @@ Nothing but the network's weights is shared between requests: transforms, infere
 evaluator and outputs are new for each one, so concurrent requests give sequential results. What
 a request does not change is read once: the merged config files (per 2D / 3D) and MONAI's table of
 component names (`ComponentLocator`, which a new parser otherwise rebuilds by scanning MONAI's
-modules: about a tenth of a second per request).
+modules: about a tenth of a second per request). An interactive request may also pass a
+`MemoryLRU` (`prepared`): the image as the preprocessing's leading image-only transforms leave it
+(read, checked, windowed) is then kept there per file version, and the next prompt on the same
+file starts from a copy of it (`PreparedImage`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 from monai.bundle.config_item import ComponentLocator
+from monai.transforms import Compose, MapTransform, Randomizable
 
+from monaiseg.data.memory_cache import MemoryLRU
 from monaiseg.label.bundles import BundleInfo, describe_weights, weights_source
 from monaiseg.networks.checkpoint import load_model_weights
 
@@ -45,6 +50,38 @@ def root_cause(exc: BaseException) -> BaseException:
         if inner is None:
             return exc
         exc = inner
+
+
+def image_only_prefix(compose: Compose, item: dict) -> int:
+    """How many leading transforms of `compose` depend on `item`'s "image" file alone: dictionary
+    transforms, not random, whose keys are "image" or keys the item lacks (allowed missing)."""
+    count = 0
+    for transform in compose.transforms:
+        if not isinstance(transform, MapTransform) or isinstance(transform, Randomizable):
+            break
+        others = [k for k in transform.keys if k != "image"]
+        if any(k in item for k in others) or (others and not transform.allow_missing_keys):
+            break
+        count += 1
+    return count
+
+
+class PreparedImage:
+    """A dataset transform: `compose` on an item whose first `count` (image-only) transforms are
+    read from `cache` under `key` (computed and stored on a miss); the rest run on a copy."""
+
+    def __init__(self, compose: Compose, count: int, cache: MemoryLRU, key: tuple):
+        self.compose, self.count, self.cache, self.key = compose, count, cache, key
+
+    def __call__(self, item: dict) -> dict:
+        prepared = self.cache.get(self.key)
+        if prepared is None:
+            prepared = self.compose({"image": item["image"]}, end=self.count)
+            if not (isinstance(prepared, dict) and all(isinstance(v, torch.Tensor) for v in prepared.values())):
+                return self.compose(item)  # not a dict of tensors: not kept
+            self.cache.put(self.key, prepared)
+        copy_ = {k: v.clone() for k, v in prepared.items()}  # cached tensors are never written
+        return self.compose({**item, **copy_}, start=self.count)
 
 
 class BundleRuntime:
@@ -134,12 +171,33 @@ class BundleRuntime:
             return None
         return 0 if self._signature == ("network_def",) else self._signature[1]
 
-    def run(self, item: dict, output_dir: str | Path, image_2d: bool = False, **overrides) -> dict:
+    def prepared_key(self, path: str | Path, image_2d: bool) -> tuple:
+        """Key of a file's prepared image: (bundle, "prepared"), the file and its version, 2D or not."""
+        st = os.stat(path)
+        return (
+            f"{self.info.name}:prepared",
+            str(Path(path).resolve()),
+            st.st_ino,
+            st.st_mtime_ns,
+            st.st_size,
+            image_2d,
+        )
+
+    def run(
+        self,
+        item: dict,
+        output_dir: str | Path,
+        image_2d: bool = False,
+        prepared: MemoryLRU | None = None,
+        **overrides,
+    ) -> dict:
         """Run the bundle's evaluator on one `item` ({"image": path, prompt keys...}) with outputs
-        in `output_dir`; config `overrides` for keys the bundle has. Returns the evaluator's
+        in `output_dir`; config `overrides` for keys the bundle has; `prepared`: keep the image as
+        the leading image-only transforms leave it there (`PreparedImage`). Returns the evaluator's
         output for the item (dict with "pred" after the bundle's postprocessing)."""
         network = self.network()
         parser = self.parser(image_2d)
+        keys = set(parser.get())  # `key in parser` on a missing key costs MONAI an edit-distance search
         settings = {
             "output_dir": str(output_dir),
             "data": [item],
@@ -150,9 +208,15 @@ class BundleRuntime:
             **overrides,
         }
         for key, value in settings.items():
-            if key in parser or key in ("data", "network"):
+            if key in keys or key in ("data", "network"):
                 parser[key] = value
         evaluator = parser.get_parsed_content("evaluator")
+        dataset = getattr(evaluator.data_loader, "dataset", None)
+        if prepared is not None and isinstance(getattr(dataset, "transform", None), Compose):
+            count = image_only_prefix(dataset.transform, item)
+            if count and isinstance(item.get("image"), (str, Path)):
+                key = (*self.prepared_key(item["image"], image_2d), count)
+                dataset.transform = PreparedImage(dataset.transform, count, prepared, key)
         evaluator.logger.setLevel(logging.WARNING)
         evaluator.run()
         output = evaluator.state.output

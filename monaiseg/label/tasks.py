@@ -36,7 +36,7 @@ from monaiseg.label.prompts import (
     parse_objects,
     viewer_objects_json,
 )
-from monaiseg.label.reuse import ReusedNetworks
+from monaiseg.label.reuse import ReusedNetworks, TimedReuse
 from monaiseg.label.runtime import BundleRuntime, RequestError, root_cause
 from monaiseg.label.sessions import EXPIRED, Session, SessionStore, new_session_id
 from monaiseg.prompts import ObjectPrompt, prompts_from_json
@@ -97,7 +97,7 @@ class MonaisegInferTask(InferTask):
             raise
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        result["latencies"] = {"total": round(time.time() - start, 3)}
+        result["latencies"] = {**result.get("latencies", {}), "total": round(time.time() - start, 3)}
         result["weights_version"] = self.runtime.weights_version
         return label_file, result
 
@@ -106,7 +106,9 @@ class MonaisegInferTask(InferTask):
 
     @staticmethod
     def saved_label(workdir: Path) -> str:
-        files = [p for p in workdir.rglob("*") if p.is_file() and "overlay" not in p.name]
+        files = [
+            p for p in workdir.rglob("*") if p.is_file() and not any(n in p.name for n in ("overlay", "_instances"))
+        ]
         if len(files) != 1:
             raise RuntimeError(f"expected one saved label in {workdir}, found {[p.name for p in files]}")
         return str(files[0])
@@ -216,8 +218,13 @@ class InteractiveTask(MonaisegInferTask):
 
             overrides["inferer"] = VolumeStep(start)
         network = self.networks.network(self.runtime)
-        output = self.runtime.run(item, workdir, image_2d=is_2d, network=network, **overrides)
-        result = {"labels": {o.name: o.value for o in objects} or self.runtime.info.labels}
+        if isinstance(network, TimedReuse):
+            network.reset_clock()
+        prepared = self.networks.cache
+        output = self.runtime.run(item, workdir, image_2d=is_2d, network=network, prepared=prepared, **overrides)
+        result: dict[str, Any] = {"labels": {o.name: o.value for o in objects} or self.runtime.info.labels}
+        if isinstance(network, TimedReuse):  # the prompt encoder and mask decoder of this request
+            result["latencies"] = {"decoder": round(network.decoder_seconds, 4)}
         pred = torch.as_tensor(output["pred"])
         if pred.ndim == 4:  # (1, I, J, K): which slices hold a label
             result["slices"] = torch.nonzero(pred[0].reshape(-1, pred.shape[-1]).any(0)).flatten().tolist()
@@ -299,7 +306,9 @@ class InteractiveTask(MonaisegInferTask):
         session_id = self.session_id(request, new=False)
         if session_id is None:  # MONAI Label drops an expired session_id when the request also names an image
             raise RequestError(f"{EXPIRED}: {action} names no live session (session_id or 'interaction')", 410)
-        self.networks.network(self.runtime)  # a changed model.pt is loaded now, so the version check sees it
+        network = self.networks.network(self.runtime)  # a changed model.pt is loaded now, so the version check sees it
+        if isinstance(network, TimedReuse):
+            network.reset_clock()
         session = self.sessions.get(
             session_id, name, self.client(request), request["image"], self.runtime.weights_version
         )
@@ -333,10 +342,13 @@ class InteractiveTask(MonaisegInferTask):
             overrides: dict[str, Any] = {"inferer": VolumeStep(apply)}
             if request.get("largest_cc") in (True, "true", "True", 1):
                 overrides["largest_component"] = True
-            self.runtime.run({"image": request["image"], "prompts": PLACEHOLDER}, workdir, **overrides)
+            item = {"image": request["image"], "prompts": PLACEHOLDER}
+            self.runtime.run(item, workdir, prepared=self.networks.cache, **overrides)
         result: dict[str, Any] = {"labels": {k: v for k, v in self.runtime.info.labels.items() if v in state.objects}}
         result["slices"] = torch.nonzero(state.labels.reshape(-1, shape[-1]).any(0)).flatten().tolist()
         result["interaction"] = self.session_json(session, action, changed)
+        if isinstance(network, TimedReuse):
+            result["latencies"] = {"decoder": round(network.decoder_seconds, 4)}
         return self.saved_label(workdir), result
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
-import pydicom_seg
 import pytest
 import requests
 import SimpleITK
@@ -33,6 +32,7 @@ from dicomweb_client.api import DICOMwebClient
 
 from monaiseg.data.dicom_series import write_dicom_series
 from monaiseg.data.synthetic_ct import make_synthetic_ct
+from monaiseg.label.dicomweb import read_seg, segment_values
 from monaiseg.label.server import LabelServer, free_port, tiny_copy, tiny_overrides
 
 pytestmark = [
@@ -182,7 +182,7 @@ def decode_seg(orthanc: Orthanc, seg_uid: str) -> tuple[pydicom.Dataset, SimpleI
     client = DICOMwebClient(f"{orthanc.url}/dicom-web")
     meta = pydicom.Dataset.from_json(client.search_for_series(search_filters={"SeriesInstanceUID": seg_uid})[0])
     (seg,) = client.retrieve_series(str(meta.StudyInstanceUID), seg_uid)
-    return seg, pydicom_seg.MultiClassReader().read(seg).image
+    return seg, read_seg(seg)  # the original label values (the SEG numbers its segments 1..N)
 
 
 def save_final(clinic, uid: str, label_bytes: bytes, params: dict) -> requests.Response:
@@ -223,7 +223,9 @@ def test_infer_on_a_stored_series_and_the_seg_read_back_equals_the_label(clinic,
     (seg_uid,) = set(clinic.orthanc.seg_series()) - before
     seg, decoded = decode_seg(clinic.orthanc, seg_uid)
     assert seg.Modality == "SEG" and seg.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
-    names = {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence}
+    assert [int(s.SegmentNumber) for s in seg.SegmentSequence] == list(range(1, len(seg.SegmentSequence) + 1))
+    values_of = segment_values(seg)
+    names = {values_of[int(s.SegmentNumber)]: str(s.SegmentLabel) for s in seg.SegmentSequence}
     channel_def = json.loads((REPO / "bundles/medsam2/configs/metadata.json").read_text())["network_data_format"][
         "outputs"
     ]["pred"]["channel_def"]

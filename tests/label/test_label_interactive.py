@@ -75,12 +75,16 @@ def test_clicks_on_one_image_reuse_its_embedding_with_the_same_label(server):
     alice = client(server, "alice")
     alice.upload_image(str(server.data / "rgb.png"), "rgb")
     start = alice.info()["embedding_cache"]
-    first, _ = alice.infer("sam_med2d", "rgb", {"foreground": [[12, 20]]})
+    first, result = alice.infer("sam_med2d", "rgb", {"foreground": [[12, 20]]})
     second, _ = alice.infer("sam_med2d", "rgb", {"foreground": [[14, 22]], "background": [[30, 40]]})
-    again, _ = alice.infer("sam_med2d", "rgb", {"foreground": [[12, 20]]})
+    again, again_result = alice.infer("sam_med2d", "rgb", {"foreground": [[12, 20]]})
     cache = alice.info()["embedding_cache"]
     assert (cache["misses"] - start["misses"], cache["hits"] - start["hits"]) == (1, 2)
-    assert 0 < cache["bytes"] <= cache["max_bytes"] and cache["entries"] == 1
+    # two entries: the image's embedding and the image as the bundle's image-only transforms left it
+    assert 0 < cache["bytes"] <= cache["max_bytes"] and cache["entries"] == 2
+    # the request's own prompt encoder + mask decoder seconds, within its total
+    for r in (result, again_result):
+        assert 0 < r["latencies"]["decoder"] < r["latencies"]["total"]
     assert Path(first).read_bytes() == Path(again).read_bytes()  # a reused embedding, the same label
 
 
@@ -111,7 +115,8 @@ def test_retrained_weights_invalidate_the_embeddings(server):
     _, after = alice.infer("sam_med2d", "rgb", {"foreground": [[12, 20]]})
     cache = alice.info()["embedding_cache"]
     assert after["weights_version"] == weights.stat().st_mtime_ns != before["weights_version"]
-    assert cache["misses"] == misses + 1 and cache["entries"] == 1  # the old version's entry is freed
+    # the old version's embedding is freed; the prepared image (the same for any weights) stays
+    assert cache["misses"] == misses + 1 and cache["entries"] == 2
 
 
 def test_session_click_correct_undo_reset_through_the_client(server):
