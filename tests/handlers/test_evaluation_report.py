@@ -122,3 +122,19 @@ def test_means_say_which_labels_they_include_and_agree_with_the_picture_titles(t
     # present cases only: lesion is present in case a alone (2/3), vessel in none (left blank by nanmean)
     assert "(cases where it is present)" in per_label and "<td>0.6667</td>" in per_label
     assert report.cases[0]["score"] == pytest.approx(5 / 6)  # the number in case a's picture title
+
+
+@pytest.mark.parametrize("image_shape", [(1, 16, 16, 1), (3, 16, 16, 1), (16, 16, 3)], ids=["grey", "rgb", "rgb-last"])
+def test_a_2d_image_with_a_trailing_axis_is_drawn_not_skipped(tmp_path, image_shape):
+    """A 2D image as a bundle loads a PNG, (C, H, W, 1), beside (K, H, W) predictions: the layout every 2D
+    bundle's report skipped ("prediction of shape (16, 16) does not match the image's (16, 16, 1)")."""
+    label = torch.zeros(1, 16, 16)
+    label[0, 4:10, 4:10] = 1
+    item = {
+        "image": MetaTensor(torch.rand(image_shape), meta={"filename_or_obj": "/d/cell.png"}),
+        "pred": torch.cat([1 - label, label]),
+        "label": torch.cat([1 - label, label]),
+    }
+    page = evaluate(EvaluationReport(tmp_path / "report.html", label_names=["cell"], config={}), [item])
+    assert "Cases not drawn" not in page and "1 worst cases" in page
+    assert page.count("data:image/png;base64,") == 1 + 1 + 1  # plot, the worst, the best (the same case)
