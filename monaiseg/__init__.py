@@ -42,9 +42,16 @@ BENIGN_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
     (UserWarning, "NvImgCodecPydicomReader: nvImageCodec decoder plugin did not register", r"monai\.data"),
     (FutureWarning, r"Importing from timm\.models\.\w+ is deprecated", r"timm\."),
 )
-if not os.environ.get("MONAISEG_VERBOSE"):
-    for _category, _message, _module in BENIGN_WARNINGS:
-        warnings.filterwarnings("ignore", _message, _category, _module)
+
+
+def _filter_benign_warnings() -> None:
+    """Ignore `BENIGN_WARNINGS` unless `MONAISEG_VERBOSE` is set (then every warning is shown)."""
+    if not os.environ.get("MONAISEG_VERBOSE"):
+        for category, message, module in BENIGN_WARNINGS:
+            warnings.filterwarnings("ignore", message, category, module)
+
+
+_filter_benign_warnings()
 
 
 def __getattr__(name: str) -> Any:
