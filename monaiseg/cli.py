@@ -90,9 +90,11 @@ def server_command(args: argparse.Namespace) -> list[str]:
         cmd += ["--conf", "overrides", ";".join(args.overrides)]
     if args.random_init:
         cmd += ["--conf", "random_init", ",".join(args.random_init)]
-    own = [f"http://{h}:{args.port}" for h in ({args.host, "127.0.0.1", "localhost"} if is_loopback(args.host) else [])]
+    names = {args.host, "127.0.0.1", "localhost"} if is_loopback(args.host) else set()
+    own = [f"http://{f'[{h}]' if ':' in h else h}:{args.port}" for h in names]
     origins = sorted({origin_of(o) for o in [*own, *(args.allow_origin or [])]})
     cmd += ["--conf", "allow_origins", ",".join(origins)]
+    cmd += ["--conf", "hosts", ",".join(urlsplit(o).netloc for o in own)]
     if args.users:
         cmd += ["--conf", "users", str(Path(args.users).resolve()), "--conf", "token_minutes", str(args.token_minutes)]
     cmd += ["--conf", "cache_mib", str(args.cache_mib), "--conf", "max_sessions", str(args.max_sessions)]

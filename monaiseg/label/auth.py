@@ -1,7 +1,8 @@
 """Login, roles and allowed origins on MONAI Label's FastAPI app (`secure(app, conf)`, done by
 `monaiseg.label.asgi`, the app `monaiseg label serve` runs).
 
-App conf (`--conf`, set by `label serve`): `allow_origins` (comma-separated exact origins),
+App conf (`--conf`, set by `label serve`): `allow_origins` (comma-separated exact origins), `hosts`
+(the `Host` values a loopback server answers without login),
 `users` (a `realm.LocalRealm` file: login against it), `token_minutes` (lifetime of its tokens).
 Login is on when MONAI Label's `MONAI_LABEL_AUTH_ENABLE` is: against the local realm, or else
 against the Keycloak realm at `MONAI_LABEL_AUTH_REALM_URI` as MONAI Label does it.
@@ -134,11 +135,13 @@ class Login:
 
 
 class Gate:
-    """ASGI middleware: a foreign `Origin` gets 403; with `login`, a path outside PUBLIC without a
-    valid bearer token gets 401, and ADMIN_PATHS need the admin role (403)."""
+    """ASGI middleware: a foreign `Origin` gets 403; without `login`, a `Host` other than `hosts` (the
+    loopback names the server is reached by) gets 403, so a page on a name that resolves to 127.0.0.1
+    (DNS rebinding) cannot call it; with `login`, a path outside PUBLIC without a valid bearer token
+    gets 401, and ADMIN_PATHS need the admin role (403)."""
 
-    def __init__(self, app, origins: list[str], login: Login | None):
-        self.app, self.origins, self.login = app, set(origins), login
+    def __init__(self, app, origins: list[str], login: Login | None, hosts: list[str] = ()):
+        self.app, self.origins, self.login, self.hosts = app, set(origins), login, set(hosts)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
@@ -148,8 +151,12 @@ class Gate:
         await self.app(scope, receive, send)
 
     async def refusal(self, request: Request) -> JSONResponse | None:
-        origin = request.headers.get("origin")
-        if origin and origin not in self.origins and urlsplit(origin).netloc != request.headers.get("host"):
+        host, origin = request.headers.get("host"), request.headers.get("origin")
+        if self.login is None and self.hosts and host not in self.hosts:
+            return JSONResponse(
+                {"detail": f"host {host} is not this server's (a loopback name: {sorted(self.hosts)})"}, 403
+            )
+        if origin and origin not in self.origins and urlsplit(origin).netloc != host:
             return JSONResponse({"detail": f"origin {origin} is not allowed (--allow-origin)"}, 403)
         if self.login is None or request.url.path in PUBLIC:
             return None
@@ -189,7 +196,8 @@ def secure(app: FastAPI, conf: dict) -> None:
         allow_headers=["Authorization", "Content-Type"],
     )
     app.user_middleware = [cors if m.cls is CORSMiddleware else m for m in app.user_middleware]
-    app.user_middleware.append(Middleware(Gate, origins=origins, login=login))
+    hosts = [h for h in str(conf.get("hosts", "")).split(",") if h]
+    app.user_middleware.append(Middleware(Gate, origins=origins, login=login, hosts=hosts))
     routes = [APIRoute("/health", health, methods=["GET"], include_in_schema=False)]
     logger.info("allowed origins: %s (and the server's own)", origins or "none")
     if login is not None:

@@ -295,3 +295,30 @@ def test_user_cli_and_non_loopback_refusal(tmp_path, monkeypatch, capsys):
     assert "WARNING: --insecure-no-auth" in capsys.readouterr().err and started
     conf = dict(zip(started[0][1::1], started[0][2::1], strict=False))
     assert conf["allow_origins"] == "" and "users" not in conf
+
+
+def test_gate_origins_hosts_and_tokens(tmp_path):
+    """The middleware alone: foreign origins and (without login) foreign Host names refused, tokens checked."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from monaiseg.label.auth import Gate, Login
+
+    inner = Starlette(routes=[Route("/x", lambda r: PlainTextResponse("ok"), methods=["GET", "POST"])])
+    own = "http://127.0.0.1:8000"
+    gate = TestClient(Gate(inner, [own, ALLOWED], None, ["127.0.0.1:8000"]), base_url=own)
+    assert gate.get("/x").status_code == gate.get("/x", headers={"Origin": ALLOWED}).status_code == 200
+    assert gate.post("/x", headers={"Origin": "http://evil.example"}).status_code == 403
+    rebound = {"Host": "evil.example:8000", "Origin": "http://evil.example:8000"}  # DNS rebinding to 127.0.0.1
+    assert gate.post("/x", headers=rebound).status_code == 403
+    realm = LocalRealm(tmp_path / "users.json")
+    realm.add_user("ann", "pw-ann-0123", "annotator")
+    proxied = TestClient(Gate(inner, [], Login(str(realm.path))), base_url="https://label.example.org")
+    headers = {"Authorization": f"Bearer {realm.login('ann', 'pw-ann-0123', 5)}"}
+    assert proxied.get("/x").status_code == 401 and proxied.get("/x", headers=headers).status_code == 200
+    same = {**headers, "Origin": "https://label.example.org"}  # its own page behind a TLS proxy
+    assert proxied.post("/x", headers=same).status_code == 200
+    assert proxied.post("/reload", headers=headers).status_code == 403
+    assert proxied.get("/health").status_code == 404  # public: passed to the app (which has none here)
