@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -140,7 +141,7 @@ class Gate:
     (DNS rebinding) cannot call it; with `login`, a path outside PUBLIC without a valid bearer token
     gets 401, and ADMIN_PATHS need the admin role (403)."""
 
-    def __init__(self, app, origins: list[str], login: Login | None, hosts: list[str] = ()):
+    def __init__(self, app, origins: list[str], login: Login | None, hosts: Sequence[str] = ()):
         self.app, self.origins, self.login, self.hosts = app, set(origins), login, set(hosts)
 
     async def __call__(self, scope, receive, send):
