@@ -99,6 +99,7 @@ class BoxCarry(InteractiveSession):
         self.range_box: dict[int, Box] = {}  # a 3D box's key-slice box: the restart after an empty slice
         self.records: dict[int, dict[int, CarryRecord]] = {}
         self.history: dict[int, list[CarryStep]] = {}
+        self.held: dict[int, list[int]] = {}  # object -> slices corrected without a carry (`propagate`)
         self.labels = torch.zeros(self.shape, dtype=torch.float32)
 
     @property
@@ -124,9 +125,33 @@ class BoxCarry(InteractiveSession):
         return self.labels
 
     @torch.no_grad()
-    def correct(self, prompt: ObjectPrompt) -> list[int]:
+    def add(self, prompts: Sequence[ObjectPrompt]) -> list[int]:
+        """New objects in the carried volume (e.g. one that appears mid-volume): carried as by `start`,
+        the other objects kept; returns the slices whose labels changed. Undo: `reset` the object."""
+        try:
+            check_box_prompts(prompts, self.shape[2], self.shape[0], self.shape[1])
+        except ValueError as exc:
+            raise SessionError(str(exc)) from None
+        held = sorted({p.obj_id for p in prompts} & set(self.prompts))
+        if held:
+            raise SessionError(f"object {held[0]} is already in this session: correct it instead", 409)
+        for p in prompts:
+            box = self.slices.key_box(prompt_box(p, self.transpose)) if p.box is not None else None
+            points, labels = self._clicks(p)
+            self.prompts.setdefault(p.obj_id, {})[p.frame] = SlicePrompt(box, points, labels)
+            self.ranges[p.obj_id], self.range_box[p.obj_id] = p.frame_range, box
+            self.records.setdefault(p.obj_id, {})
+            self.history.setdefault(p.obj_id, [])
+        changed = self._run([(p.obj_id, p.frame) for p in prompts], None)
+        self._compose(changed)
+        return sorted(changed)
+
+    @torch.no_grad()
+    def correct(self, prompt: ObjectPrompt, carry: bool = True) -> list[int]:
         """A box and / or clicks on slice k replace that slice's prompt of the object (clicks alone
-        are added to the box the slice was segmented with); the carry reruns from k outward."""
+        are added to the box the slice was segmented with); the carry reruns from k outward, or, with
+        `carry=False`, only slice k is segmented and `propagate()` carries later (several corrections,
+        then one carry)."""
         obj, k = prompt.obj_id, prompt.frame
         if obj not in self.prompts:
             raise SessionError(f"object {obj} is not in this session (it holds {self.objects})", 404)
@@ -144,8 +169,34 @@ class BoxCarry(InteractiveSession):
         old = self.prompts[obj].get(k)
         step = CarryStep(obj, k, old)
         self.prompts[obj][k] = self._merge(obj, k, prompt)
-        changed = self._run([(obj, k)], step)
+        changed = self._run([(obj, k)], step, carry)
         self.history[obj].append(step)
+        held = self.held.setdefault(obj, [])
+        if not carry and k not in held:
+            held.append(k)
+        self._compose(changed)
+        return sorted(changed)
+
+    @torch.no_grad()
+    def propagate(self) -> list[int]:
+        """Carry from every slice corrected with `carry=False` at once (per object one step of its
+        history, which `undo` reverts before the corrections); returns the slices whose labels changed."""
+        changed: set[int] = set()
+        for obj, frames in sorted(self.held.items()):
+            frames = [k for k in frames if k in self.prompts.get(obj, {})]
+            if not frames:
+                continue
+            step = CarryStep(obj, frames[-1], self.prompts[obj][frames[-1]])
+            starts = [(obj, k) for k in frames]
+            mine: set[int] = set()
+            keep = {j for _, k in starts for j in self._reach(obj, k - 1, True)}
+            self._sweep(self._leaving(starts, False, step, mine), False, keep, step, mine)
+            self._sweep(self._leaving(starts, True, step, mine), True, set(), step, mine)
+            self.history[obj].append(step)
+            changed |= mine
+        self.held = {}
+        if self.features is not None:
+            self.features.clear()
         self._compose(changed)
         return sorted(changed)
 
@@ -199,6 +250,7 @@ class BoxCarry(InteractiveSession):
             raise SessionError(f"object {obj_id} is not in this session (it holds {self.objects})", 404)
         changed = sorted(self.records.pop(obj_id))
         del self.prompts[obj_id], self.ranges[obj_id], self.range_box[obj_id], self.history[obj_id]
+        self.held.pop(obj_id, None)
         self._compose(changed)
         return changed
 
@@ -240,26 +292,42 @@ class BoxCarry(InteractiveSession):
             self._set(obj, k, None, step)
         return cleared
 
-    def _run(self, starts: list[tuple[int, int]], step: CarryStep | None) -> set[int]:
-        """Segment the prompted slices (object, k) of `starts` and carry each outward, up in one sweep
-        over the slices, then down; returns the slices whose records changed."""
+    def _run(self, starts: list[tuple[int, int]], step: CarryStep | None, carry: bool = True) -> set[int]:
+        """Segment the prompted slices (object, k) of `starts` and carry each outward (`carry`), up in
+        one sweep over the slices, then down; returns the slices whose records changed."""
         changed: set[int] = set()
-        keep = {j for obj, k in starts for j in self._reach(obj, k - 1, True)}  # the down sweep's slices
+        keep = {j for obj, k in starts for j in self._reach(obj, k - 1, True)} if carry else set()
         up = [Chain(obj, k, False, self.prompts[obj][k], True) for obj, k in starts]
-        self._sweep(up, False, keep, step, changed)
-        down = []
-        for obj, k in starts:
-            record = self.records[obj][k]
-            if record.next_box is not None and self._owns(obj, k - 1, True):
-                down.append(Chain(obj, k - 1, True, SlicePrompt(record.next_box), False, 1))
-            else:
-                changed |= self._clear(obj, k - 1, True, step)
-        self._sweep(down, True, set(), step, changed)
+        self._sweep(up, False, keep, step, changed, carry)
+        if carry:
+            self._sweep(self._leaving(starts, True, step, changed), True, set(), step, changed)
         if self.features is not None:
             self.features.clear()
         return changed
 
-    def _sweep(self, chains: list[Chain], reverse: bool, keep: set[int], step: CarryStep | None, changed: set[int]):
+    def _leaving(
+        self, starts: list[tuple[int, int]], reverse: bool, step: CarryStep | None, changed: set[int]
+    ) -> list[Chain]:
+        """The carries leaving the prompted slices (object, k) in one direction, from their records;
+        where none leaves, the object's slices that way are cleared."""
+        sign, chains = (-1 if reverse else 1), []
+        for obj, k in starts:
+            record = self.records[obj].get(k)
+            if record is not None and record.next_box is not None and self._owns(obj, k + sign, reverse):
+                chains.append(Chain(obj, k + sign, reverse, SlicePrompt(record.next_box), False, 1))
+            else:
+                changed |= self._clear(obj, k + sign, reverse, step)
+        return chains
+
+    def _sweep(
+        self,
+        chains: list[Chain],
+        reverse: bool,
+        keep: set[int],
+        step: CarryStep | None,
+        changed: set[int],
+        carry: bool = True,
+    ):
         """Run `chains` (each at its slice `at`) in one direction, the slices in order, the objects
         on one slice together. A carry ends at the end of its reach, where its mask vanishes or is
         dropped (the rest of its reach cleared), or where the box it brings equals the box the slice
@@ -283,6 +351,8 @@ class BoxCarry(InteractiveSession):
                     continue  # the old result of j and beyond stays
                 self._set(c.obj, j, record, step)
                 changed.add(j)
+                if not carry:
+                    continue
                 if record.next_box is not None and self._owns(c.obj, j + sign, reverse):
                     carried = Chain(c.obj, j + sign, reverse, SlicePrompt(record.next_box), False, c.count + 1)
                     pending.setdefault(j + sign, []).append(carried)

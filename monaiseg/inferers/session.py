@@ -43,8 +43,17 @@ class InteractiveSession(Protocol):
         """Segment the volume from `prompts`; returns `labels`."""
         ...
 
-    def correct(self, prompt: ObjectPrompt) -> list[int]:
-        """Add one object's prompt on one slice and recompute what it changes."""
+    def correct(self, prompt: ObjectPrompt, carry: bool = True) -> list[int]:
+        """Add one object's prompt on one slice and recompute what it changes (`carry=False`: that slice
+        only, the rest at the next `propagate`)."""
+        ...
+
+    def propagate(self) -> list[int]:
+        """Carry / re-track from every slice corrected with `carry=False`, at once."""
+        ...
+
+    def add(self, prompts: Sequence[ObjectPrompt]) -> list[int]:
+        """New objects (not in the session) segmented from their prompts; the other objects kept."""
         ...
 
     def undo(self, obj_id: int) -> list[int]:

@@ -15,6 +15,10 @@ interactions only re-track what they change:
   new mask equals its previous one on `settle` consecutive slices, or where a slice belongs to
   another prompted slice of the object (`owns_frame`); other objects and slices out of reach keep
   their labels. Returns the slices whose result was recomputed.
+- `correct(prompt, carry=False)`: only slice k is corrected; `propagate()` later re-tracks from every
+  slice so corrected at once (several corrections, then one propagation; one undo step per object).
+- `add(prompts)`: new objects (e.g. one that appears mid-volume), tracked from their slices as a
+  correction of an object with no mask yet; the other objects keep their labels.
 - `undo(obj_id)`: reverts the object's last correction (its tracking outputs, prompts and slices).
 - `reset(obj_id)`: drops the object.
 
@@ -85,6 +89,7 @@ class VolumeSession(InteractiveSession):
         self.prompts: dict[tuple[int, int], ObjectPrompt] = {}  # (object, slice) -> prompt
         self.sources: dict[int, dict[int, bool]] = {}  # object -> slice -> pass giving its mask
         self.history: dict[int, list[_Step]] = {}
+        self.held: dict[int, list[int]] = {}  # object -> slices corrected without re-tracking (`propagate`)
         self.labels = torch.zeros((self.height, self.width, self.depth), dtype=torch.uint8)
 
     @property
@@ -202,8 +207,53 @@ class VolumeSession(InteractiveSession):
         return (mask_t >= 0.5).float().to(self.states[FORWARD]["device"])
 
     @torch.inference_mode()
-    def correct(self, prompt: ObjectPrompt) -> list[int]:
-        """Add `prompt` (one object, one slice) and re-track from its slice; returns the recomputed slices."""
+    def add(self, prompts: Sequence[ObjectPrompt]) -> list[int]:
+        """New objects, each tracked from its prompted slices (see the module docstring); returns the
+        recomputed slices. Undo: `reset` the object."""
+        held = sorted({p.obj_id for p in prompts} & set(self.keys))
+        if held:
+            raise SessionError(f"object {held[0]} is already in this session: correct it instead", 409)
+        if not prompts or max(p.obj_id for p in prompts) > 255 or min(p.obj_id for p in prompts) < 1:
+            raise SessionError("new objects need prompts with label values 1..255")
+        for prompt in prompts:
+            try:
+                prompt.validate(self.depth, self.height, self.width)
+            except ValueError as exc:
+                raise SessionError(str(exc)) from None
+        changed: set[int] = set()
+        for prompt in prompts:
+            if prompt.obj_id not in self.keys:
+                for state in self.states.values():
+                    self.model._obj_id_to_idx(state, prompt.obj_id)  # sam2 adds objects after tracking started
+                self.keys[prompt.obj_id], self.sources[prompt.obj_id], self.history[prompt.obj_id] = set(), {}, []
+            changed.update(self.correct(prompt))
+        return sorted(changed)
+
+    @torch.inference_mode()
+    def propagate(self) -> list[int]:
+        """Re-track from every slice corrected with `carry=False` (see the module docstring)."""
+        changed: set[int] = set()
+        for obj, frames in sorted(self.held.items()):
+            if obj not in self.keys or not frames:
+                continue
+            combined = _Step(obj, frames[-1], self.prompts.get((obj, frames[-1])), set(self.keys[obj]))
+            for k in frames:
+                step = _Step(obj, k, self.prompts.get((obj, k)), set(self.keys[obj]))
+                for reverse in (FORWARD, BACKWARD):
+                    changed.update(self._restart(step, reverse))
+                for key, out in step.outputs.items():
+                    combined.outputs.setdefault(key, out)
+                for frame, source in step.sources.items():
+                    combined.sources.setdefault(frame, source)
+            self.history[obj].append(combined)
+        self.held = {}
+        self._compose(sorted(changed))
+        return sorted(changed)
+
+    @torch.inference_mode()
+    def correct(self, prompt: ObjectPrompt, carry: bool = True) -> list[int]:
+        """Add `prompt` (one object, one slice) and re-track from its slice (`carry=False`: later, by
+        `propagate`); returns the recomputed slices."""
         obj, k = prompt.obj_id, prompt.frame
         if obj not in self.keys:
             raise SessionError(f"object {obj} is not in this session (it holds {self.objects})", 404)
@@ -252,8 +302,11 @@ class VolumeSession(InteractiveSession):
         self.keys[obj].add(k)
         self._set_source(step, k, FORWARD)
         changed = [k]
-        for reverse in (FORWARD, BACKWARD):
-            changed += self._restart(step, reverse)
+        if carry:
+            for reverse in (FORWARD, BACKWARD):
+                changed += self._restart(step, reverse)
+        elif k not in self.held.setdefault(obj, []):
+            self.held[obj].append(k)
         self.history[obj].append(step)
         changed = sorted(changed)
         self._compose(changed)
@@ -314,6 +367,7 @@ class VolumeSession(InteractiveSession):
             for store in STORES:
                 self._outputs(reverse, obj_id)[store].clear()
         del self.keys[obj_id], self.history[obj_id]
+        self.held.pop(obj_id, None)
         self.prompts = {key: p for key, p in self.prompts.items() if key[0] != obj_id}
         self._compose(changed)
         return changed

@@ -5,8 +5,10 @@ unreadable image, wrong dimensions) become HTTP 4xx with the message, the server
 
 Interactive tasks reuse image embeddings between requests (`ReusedNetworks`) and keep sessions
 for 3D propagation and box carry (`SessionStore`): request params "action" ("new", the default;
-"correct", "undo", "reset"), "interaction" (true on a new request: keep a session; its id on later
-ones; MONAI Label's `session_id` names one too) and "label" (the object to undo or reset).
+"correct", "add" (new objects, e.g. one appearing mid-volume), "propagate", "undo", "reset"),
+"propagate" (false on a correction: only its slice changes, until an action "propagate" re-tracks from
+every slice so corrected at once), "interaction" (true on a new request: keep a session; its id on
+later ones; MONAI Label's `session_id` names one too) and "label" (the object to undo or reset).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ from monaiseg.utils.batch import unwrap_model
 logger = logging.getLogger(__name__)
 
 INPUT_ERRORS = (ValueError, FileNotFoundError, IndexError, KeyError)
-ACTIONS = ("new", "correct", "undo", "reset")
+ACTIONS = ("new", "add", "correct", "propagate", "undo", "reset")
+NO = (False, "false", "False", 0, "0")
 PLACEHOLDER = [ObjectPrompt(obj_id=1, frame=0, box=(0.0, 0.0, 1.0, 1.0))]  # pipelines require a prompt
 
 
@@ -317,10 +320,26 @@ class InteractiveTask(MonaisegInferTask):
             if action == "correct":
                 target = self.correction(request, shape)
                 if target.obj_id not in state.objects:
-                    raise RequestError(f"object {target.obj_id} is not in session {session_id} ({state.objects})", 404)
+                    raise RequestError(
+                        f"object {target.obj_id} is not in session {session_id} ({state.objects}): "
+                        "add it with action 'add'",
+                        404,
+                    )
+                carry = request.get("propagate") not in NO
 
                 def step(model, volume, _prompts):
-                    return state.correct(target), state.labels
+                    return state.correct(target, carry=carry), state.labels
+
+            elif action == "add":
+                added = object_prompts(parse_objects(request, shape, self.runtime.info.labels))
+
+                def step(model, volume, _prompts):
+                    return state.add(added), state.labels
+
+            elif action == "propagate":
+
+                def step(model, volume, _prompts):
+                    return state.propagate(), state.labels
 
             else:
                 value, label = label_value(request.get("label"), self.runtime.info.labels, strict=True)

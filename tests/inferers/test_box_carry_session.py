@@ -120,3 +120,54 @@ def test_batched_encoder_gives_the_unbatched_labels_and_encodes_each_slice_once(
     assert sum(calls[1]) == sum(calls[4]) == len(calls[1])  # every slice segmented is encoded once
     if ranged:
         assert sum(calls[4]) == 10 and len(calls[4]) <= 4  # 0..9 in a few calls of up to 4 slices
+
+
+def test_held_corrections_then_one_propagation_equal_the_corrections_carried_one_by_one():
+    volume = moving_square()
+    fix_a = ObjectPrompt(obj_id=3, frame=6, box=(9, 4, 15, 10))
+    fix_b = ObjectPrompt(obj_id=3, frame=2, box=(5, 4, 11, 10))
+    exact = BoxCarrySettings(box_margin=1, agree_iou=None)
+    one_by_one = BoxCarry(BoxInterior(), volume, exact)
+    one_by_one.start([KEY])
+    one_by_one.correct(fix_a)
+    one_by_one.correct(fix_b)
+    net = BoxInterior()
+    held = BoxCarry(net, volume, exact)
+    start = held.start([KEY]).clone()
+    net.calls.clear()
+    assert held.correct(fix_a, carry=False) == [6] and held.correct(fix_b, carry=False) == [2]
+    assert called_slices(net, volume) == [6, 2]  # each its own slice only
+    assert all(torch.equal(held.labels[..., k], start[..., k]) for k in range(10) if k not in (2, 6))
+    changed = held.propagate()
+    assert 2 not in changed and 6 not in changed and torch.equal(held.labels, one_by_one.labels)
+    assert held.propagate() == [] and len(held.history[3]) == 3  # two corrections, one propagation
+    held.undo(3)  # the propagation
+    assert all(torch.equal(held.labels[..., k], one_by_one.labels[..., k]) for k in (2, 6))
+
+
+def test_an_object_added_mid_volume_keeps_the_other_objects():
+    volume = moving_square()
+    volume[0, 13:17, 2:6, 5:9] = 1.0  # a bar on slices 5..8 only: object 2, added later
+    carry = BoxCarry(BoxInterior(), volume, BoxCarrySettings(box_margin=1))
+    before = carry.start([KEY]).clone()
+    changed = carry.add([ObjectPrompt(obj_id=2, frame=6, box=(2, 13, 5, 16))])
+    assert changed == [4, 5, 6, 7, 8, 9] and carry.objects == [2, 3]  # 4 and 9: segmented, empty
+    assert torch.equal(carry.labels == 3, before == 3) and (carry.labels[13:17, 2:6, 5:9] == 2).all()
+    with pytest.raises(SessionError, match="already in this session") as err:
+        carry.add([ObjectPrompt(obj_id=3, frame=1, box=(1, 1, 3, 3))])
+    assert err.value.status == 409
+    assert carry.reset(2) == [4, 5, 6, 7, 8, 9] and torch.equal(carry.labels, before)
+
+
+def test_a_recarry_stops_where_the_new_mask_agrees_with_the_old_one():
+    volume = moving_square()
+    net = BoxInterior()
+    carry = BoxCarry(net, volume, BoxCarrySettings(box_margin=1, agree_iou=0.75))
+    carry.start([KEY])
+    stored = {k: carry.records[3][k] for k in carry.records[3]}
+    net.calls.clear()
+    # a box one column short on slice 4: the boxes carried to slices 5 and 3 are narrower than before, their
+    # masks 4 of 5 columns (IoU 0.8) and all of them (IoU 1): both agree, the carry stops there
+    assert carry.correct(ObjectPrompt(obj_id=3, frame=4, box=(8, 5, 11, 9))) == [4]
+    assert called_slices(net, volume) == [4, 5, 3]
+    assert all(carry.records[3][k] is stored[k] for k in stored if k != 4)
