@@ -75,9 +75,10 @@ def ellipsoid_volume(depth: int, side: int, objects: int, rng: np.random.Generat
 
 
 class OursFromBundle:
-    """The bundle's network, preprocessing and inferer, parsed once."""
+    """The bundle's network, preprocessing and inferer, parsed once (`overrides`: config values, e.g.
+    {"runtime_precision": "int8"})."""
 
-    def __init__(self, workdir: Path, device: torch.device, bundle: Path = BUNDLE):
+    def __init__(self, workdir: Path, device: torch.device, bundle: Path = BUNDLE, overrides: dict | None = None):
         parser = ConfigParser()
         parser.read_config([str(bundle / c) for c in BUNDLE_CONFIGS])
         parser.update(
@@ -86,6 +87,7 @@ class OursFromBundle:
                 "dataset_dir": str(workdir),
                 "output_dir": str(workdir / "out"),
                 "device": f"$torch.device('{device}')",
+                **(overrides or {}),
             }
         )
         self.device = device

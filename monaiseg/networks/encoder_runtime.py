@@ -8,6 +8,10 @@ convolutions with their batch norms and GELUs, keeps activations in blocked chan
 attention MatMuls as brgemm kernels; on LiteMedSAM's TinyViT it is the fastest of the runtimes measured
 (`scripts/bench_lite_medsam_runtime.py`, numbers in the lite_medsam bundle's docs). OpenVINO's default
 precision on CPUs with bf16 instructions is bf16: `precision` is always set explicitly ("f32" unless asked).
+OpenVINO's "int8" runs an NNCF-quantised copy (`monaiseg.networks.quantize`; needs `nncf` to build, not to
+run a cached one). "auto" = `auto_precision`: the fastest precision whose accuracy gate passed for these
+weights on this machine, as recorded by `record_gate` (`scripts/bench_lite_medsam_runtime.py --record`),
+else "f32"; int8 only where NNCF is installed (else one logged line and the next one).
 
 Names: "eager", "openvino", "onnxruntime", and "auto" = `default_runtime(device)` (OpenVINO on CPU when
 installed, else eager; eager on CUDA). A runtime that the device or the environment cannot do is refused
@@ -45,7 +49,7 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 RUNTIMES = ("eager", "openvino", "onnxruntime")
-PRECISIONS = {"openvino": ("f32", "bf16"), "onnxruntime": ("f32",), "eager": ("f32",)}
+PRECISIONS = {"openvino": ("f32", "bf16", "int8", "auto"), "onnxruntime": ("f32", "auto"), "eager": ("f32", "auto")}
 _PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 
 
@@ -202,14 +206,75 @@ def _build_onnx(module: nn.Module, shape: tuple[int, ...]) -> Callable[[Path], N
     return build
 
 
-def _build_openvino_ir(module: nn.Module, shape: tuple[int, ...]) -> Callable[[Path], None]:
+def _build_openvino_ir(
+    module: nn.Module, shape: tuple[int, ...], calibration: list[np.ndarray] | None = None
+) -> Callable[[Path], None]:
+    """Writes the OpenVINO IR of `module` (f32; int8 by `quantize.quantize_openvino` given `calibration`)."""
+
     def build(folder: Path) -> None:
         import openvino as ov
 
         model = ov.Core().read_model(export_onnx(module, torch.zeros(shape)), b"")
+        if calibration is not None:
+            from .quantize import quantize_openvino
+
+            model = quantize_openvino(model, calibration)
         ov.save_model(model, folder / "model.xml", compress_to_fp16=False)
 
     return build
+
+
+def _calibration_sha256(calibration: list[np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for array in calibration:
+        digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def gate_path(weights: str) -> Path:
+    """The gate record of the weights with SHA-256 `weights` (`weights_sha256`) on this machine."""
+    return cache_root() / "gates" / f"{weights}.json"
+
+
+def record_gate(weights: str, precision: str, passed: bool, seconds: float, **details: Any) -> Path:
+    """Record (atomically, merged with the others) whether OpenVINO `precision` passed the accuracy gate
+    for `weights` and its encoder seconds per image measured beside the others."""
+    path = gate_path(weights)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = read_gates(weights)
+    records[precision] = {"passed": bool(passed), "seconds": float(seconds), **details}
+    staging = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    staging.write_text(json.dumps(records, indent=1, sort_keys=True))
+    os.replace(staging, path)
+    return path
+
+
+def read_gates(weights: str) -> dict[str, dict[str, Any]]:
+    """The gate records of `weights` ({} when none, or unreadable: logged)."""
+    path = gate_path(weights)
+    if not path.is_file():
+        return {}
+    try:
+        records = json.loads(path.read_text())
+        return {k: v for k, v in records.items() if isinstance(v, dict) and {"passed", "seconds"} <= v.keys()}
+    except (OSError, ValueError) as exc:
+        logger.warning("gate record %s is unreadable (%s): ignored", path, exc)
+        return {}
+
+
+def auto_precision(weights: str) -> str:
+    """The fastest OpenVINO precision recorded as passing the gate for `weights` (f32 always qualifies;
+    int8 only with NNCF installed), "f32" without records; logged in one line."""
+    records = read_gates(weights)
+    timed = {p: r["seconds"] for p, r in records.items() if (r["passed"] or p == "f32") and p in PRECISIONS["openvino"]}
+    choice = min(timed, key=timed.__getitem__) if timed else "f32"
+    if choice == "int8" and importlib.util.find_spec("nncf") is None:
+        timed.pop("int8")
+        choice = min(timed, key=timed.__getitem__) if timed else "f32"
+        logger.warning("encoder precision 'auto': int8 passed the gate but nncf is not installed; using %s", choice)
+    else:
+        logger.info("encoder precision 'auto': %s (gate records: %s)", choice, timed or "none")
+    return choice
 
 
 class ExportedEncoder:
@@ -231,26 +296,43 @@ class ExportedEncoder:
     ):
         if runtime not in ("openvino", "onnxruntime"):
             raise ValueError(f"ExportedEncoder runs 'openvino' or 'onnxruntime', not {runtime!r}")
-        self.runtime, self.precision, self.shape = runtime, precision, (1, *shape[1:])
+        self.shape = (1, *shape[1:])
         self._lock = threading.Lock()
         self.loaded_from_cache = False
         cache = cache or ModelCache()
+        self.weights = weights_sha256(module)
+        if precision == "auto":
+            precision = auto_precision(self.weights) if runtime == "openvino" else "f32"
+        if precision == "int8" and importlib.util.find_spec("nncf") is None:
+            logger.warning("encoder precision int8 needs nncf (not installed) to quantise: running OpenVINO f32")
+            precision = "f32"
+        self.runtime, self.precision = runtime, precision
         key = {
             "format": EXPORT_FORMAT,
             "module": f"{type(module).__module__}.{type(module).__qualname__}",
-            "weights_sha256": weights_sha256(module),
+            "weights_sha256": self.weights,
             "shape": list(self.shape),
             "model": "onnx" if runtime == "onnxruntime" else "openvino-ir-f32",
             "versions": _versions(),
         }
-        build = _build_onnx if runtime == "onnxruntime" else _build_openvino_ir
-        self.folder = cache.entry(key, build(module, self.shape))
+        if runtime == "onnxruntime":
+            build = _build_onnx(module, self.shape)
+        elif precision == "int8":
+            from .quantize import MIXED_SCOPES, calibration_inputs
+
+            calibration = calibration_inputs(self.shape[-1])
+            key |= {"model": "openvino-ir-int8", "calibration_sha256": _calibration_sha256(calibration)}
+            key["mixed_scopes"] = list(MIXED_SCOPES)
+            build = _build_openvino_ir(module, self.shape, calibration)
+        else:
+            build = _build_openvino_ir(module, self.shape)
+        self.folder = cache.entry(key, build)
         threads = torch.get_num_threads()
         if runtime == "openvino":
             config = {
                 "INFERENCE_NUM_THREADS": threads,
                 "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": precision,
+                "INFERENCE_PRECISION_HINT": "f32" if precision == "int8" else precision,
             }
             compiled = self._compile_openvino(self.folder, config)
             request = compiled.create_infer_request()

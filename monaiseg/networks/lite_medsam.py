@@ -144,7 +144,8 @@ def build_lite_medsam(
     `{'model': ...}` file); None or "none"/"null"/"" = random weights, with a warning.
     `runtime`: the image encoder's inference runtime on `device` ("eager", "openvino", "onnxruntime", or
     "auto": OpenVINO on CPU, eager on CUDA; `encoder_runtime.resolve_runtime`), with `precision` "f32" (or
-    "bf16" for OpenVINO). Any runtime but eager makes an inference network: the encoder is frozen.
+    for OpenVINO "bf16", "int8": NNCF-quantised, or "auto": the fastest that passed the accuracy gate here,
+    `encoder_runtime.auto_precision`). Any runtime but eager makes an inference network: the encoder is frozen.
     """
     runtime = resolve_runtime(runtime, device, precision)
     image_encoder = TinyViT(img_size=IMAGE_SIZE)

@@ -194,7 +194,8 @@ class TinyViT(nn.Module):
     `img_size` is the input side S the prompt encoder and `SAMSegmenter` are built for. Parameters
     keep PyTorch's default initialisation: the encoder is meant to be loaded with released weights.
 
-    `set_runtime("openvino" | "onnxruntime", precision)` runs inference (eval mode, no autograd, float32
+    `set_runtime("openvino" | "onnxruntime", precision)` (precision "f32", "bf16", "int8", "auto":
+    `encoder_runtime`) runs inference (eval mode, no autograd, float32
     CPU input of side S) through an `ExportedEncoder`, exported at the first such call and again after
     `load_state_dict` or training mode; other calls, and a failed export (logged), use the eager module.
     """

@@ -101,7 +101,7 @@ def test_bundle_switch_builds_the_runtime():
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles" / "lite_medsam" / "configs" / "inference.json"))
     parser.update({"checkpoint": None, "device": "$torch.device('cpu')"})
-    assert parser["runtime"] == "auto" and parser["runtime_precision"] == "f32"
+    assert parser["runtime"] == "auto" and parser["runtime_precision"] == "auto"
     network = parser.get_parsed_content("network_def", instantiate=True)
     assert network.image_encoder.runtime == "openvino" and not any(
         p.requires_grad for p in network.image_encoder.parameters()
