@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from monai.data import MetaTensor
 
 from monaiseg.inferers.carry_records import CarryRecord, CarryStep, Chain, compose_slice, mask_iou
-from monaiseg.inferers.click_seed import CLICK_MODES, CLICK_SIDES, low_res, seed
+from monaiseg.inferers.click_seed import CLICK_MODES, CLICK_SIDES, correct, low_res, seed
 from monaiseg.inferers.session import InteractiveSession, SessionError, owns_frame
 from monaiseg.inferers.slice_features import SliceFeatures, encodes_slices
 from monaiseg.inferers.slice_views import (
@@ -220,7 +221,11 @@ class BoxCarry(InteractiveSession):
         # clicks on a segmented slice: with the box and clicks it was segmented with and its logits
         base = record.prompt
         return SlicePrompt(
-            base.box, (base.points or ()) + (points or ()), (base.labels or ()) + (labels or ()), record.low_res
+            base.box,
+            (base.points or ()) + (points or ()),
+            (base.labels or ()) + (labels or ()),
+            record.low_res,
+            len(points or ()),
         )
 
     @torch.no_grad()
@@ -425,6 +430,13 @@ class BoxCarry(InteractiveSession):
                         settings.click_sides,
                         settings.click_mode,
                         self.slices.size,
+                    )
+                elif c.prompt.mask is not None and c.prompt.fresh:  # clicks correcting the slice's result
+                    previous = F.interpolate(
+                        c.prompt.mask[None].float(), size=self.slices.size, mode="bilinear", align_corners=False
+                    )
+                    prompt, one, one_iou = correct(
+                        lambda p, boxes: features.decode(j, ahead, p, boxes), c.prompt, previous, c.prompt.fresh
                     )
                 else:
                     prompt = c.prompt

@@ -4,9 +4,10 @@ A new object from clicks (no box): the first foreground click seeds it. With `mo
 chosen by `scripts/bench_click_protocol.py` on the shared real images, see bundles/lite_medsam/docs) the
 decoder gets square candidate boxes centred on the click, of sides `sides` (fractions of the network
 input's side S), in one call, and the box with the highest predicted IoU wins; "boxes+points" gives every
-candidate the click too; "points" gives the click alone. Further clicks of the same request are then one
-correction of that result. A correction (`SlicePrompt` with `mask`): all clicks, the current box and the
-previous low-res logits as SAM's mask prompt.
+candidate the click too; "points" gives the click alone. Further clicks of the same request then correct
+that result one by one, in their order. A correction (`SlicePrompt` with `mask`): the clicks so far, the
+current box and the previous low-res logits as SAM's mask prompt; its result changes the previous one only
+in the region the click is in (`merge_click`), so a click never alters what it does not touch.
 
 `seed(decode, prompt, sides, mode, size)`: `decode(prompt, boxes)` is `SliceFeatures.decode` on one slice
 (logits (K, 1, S, S) in the network frame and predicted IoU (K,)).
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from monaiseg.inferers.slice_views import Box, SlicePrompt
 
@@ -45,6 +48,38 @@ def low_res(logits: torch.Tensor) -> torch.Tensor:
     return F.interpolate(logits.float(), size=MASK_INPUT, mode="bilinear", align_corners=False)[0].half().cpu()
 
 
+def merge_click(previous: torch.Tensor, new: torch.Tensor, click: Sequence[float], label: int) -> torch.Tensor:
+    """Logits (1, 1, S, S) of a correction: the previous ones, with the new ones in the connected region
+    (4-connected) the click is in: for a positive click where the new mask adds to the previous one, for a
+    negative click where it removes from it. Nothing changes where the new mask does not flip the click."""
+    before, after = previous[0, 0] > 0, new[0, 0].to(previous.device) > 0
+    region = (after & ~before) if label == 1 else (before & ~after)
+    height, width = region.shape
+    x, y = min(max(int(round(click[0])), 0), width - 1), min(max(int(round(click[1])), 0), height - 1)
+    parts, _ = ndimage.label(region.cpu().numpy())
+    if parts[y, x] == 0:
+        return previous
+    part = torch.from_numpy(np.asarray(parts == parts[y, x])).to(previous.device)
+    merged = previous.clone()
+    merged[0, 0][part] = new[0, 0].to(merged.device, merged.dtype)[part]
+    return merged
+
+
+def correct(
+    decode: Decode, prompt: SlicePrompt, previous: torch.Tensor, clicks: int
+) -> tuple[SlicePrompt, torch.Tensor, torch.Tensor]:
+    """The last `clicks` clicks of `prompt` (box, clicks) applied one by one to the previous logits
+    (1, 1, S, S), each decoded with the clicks up to it and the logits so far as mask prompt, and merged
+    (`merge_click`) -> the prompt (with the final low-res logits), logits (1, 1, S, S) and predicted IoU (1,)."""
+    points, labels = prompt.points or (), prompt.labels or ()
+    logits, iou = previous, torch.ones(1)
+    for n in range(len(points) - clicks, len(points)):
+        step = SlicePrompt(prompt.box, tuple(points[: n + 1]), tuple(labels[: n + 1]), low_res(logits))
+        new, iou = decode(step, None)
+        logits = merge_click(logits, new, points[n], labels[n])
+    return SlicePrompt(prompt.box, tuple(points), tuple(labels), low_res(logits)), logits, iou
+
+
 def seed(
     decode: Decode, prompt: SlicePrompt, sides: Sequence[float], mode: str, size: Sequence[int]
 ) -> tuple[SlicePrompt, torch.Tensor, torch.Tensor]:
@@ -69,6 +104,7 @@ def seed(
         logits, iou = rows[best : best + 1], ious[best : best + 1]
     if len(points) == 1:
         return chosen, logits, iou
-    corrected = SlicePrompt(chosen.box, tuple(points), tuple(labels), low_res(logits))
-    logits, iou = decode(corrected, None)
-    return corrected, logits, iou
+    rest = list(range(len(points)))
+    rest.remove(list(zip(points, labels)).index((first, 1)))
+    ordered = SlicePrompt(chosen.box, (first, *(points[n] for n in rest)), (1, *(labels[n] for n in rest)))
+    return correct(decode, ordered, logits, len(rest))

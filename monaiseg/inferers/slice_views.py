@@ -26,12 +26,14 @@ Box = tuple[float, float, float, float]
 @dataclass(frozen=True)
 class SlicePrompt:
     """An object's prompt on one slice in the network's frame: box and clicks (x, y) with labels, and
-    the slice's previous low-res logits (1, 256, 256) as SAM's mask prompt (a correction; not compared)."""
+    the slice's previous low-res logits (1, 256, 256) as SAM's mask prompt, of which the last `fresh`
+    clicks are a correction (`monaiseg.inferers.click_seed.correct`; neither is compared)."""
 
     box: Box | None
     points: tuple[tuple[float, float], ...] | None = None
     labels: tuple[int, ...] | None = None
     mask: torch.Tensor | None = field(default=None, compare=False)
+    fresh: int = field(default=0, compare=False)
 
 
 def grow_box(box: Sequence[float], margin: float, height: int, width: int) -> Box:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from monaiseg.inferers.click_seed import candidate_boxes, seed
+from monaiseg.inferers.click_seed import candidate_boxes, merge_click, seed
 from monaiseg.inferers.slice_views import SlicePrompt
 from monaiseg.transforms.clicks import error_region_click
 
@@ -41,13 +41,31 @@ def test_the_box_with_the_highest_predicted_iou_seeds_the_object():
     assert decode.calls[0][0] == SlicePrompt(None) and len(decode.calls[0][1]) == 3  # one call, all boxes
 
 
-def test_more_clicks_correct_the_seed_with_its_box_and_logits():
+def test_more_clicks_correct_the_seed_one_by_one_with_its_box_and_logits():
     decode = Decoder([0.9, 0.1])
-    clicks = SlicePrompt(None, ((4.0, 4.0), (1.0, 1.0), (6.0, 6.0)), (1, 0, 1))
+    clicks = SlicePrompt(None, ((1.0, 1.0), (4.0, 4.0), (6.0, 6.0)), (0, 1, 1))
     prompt, _, _ = seed(decode, clicks, (0.25, 0.5), "boxes", (8, 8))
-    assert prompt.box == (3.0, 3.0, 5.0, 5.0) and prompt.points == clicks.points and prompt.labels == (1, 0, 1)
-    assert prompt.mask.shape == (1, 256, 256) and float(prompt.mask.min()) == 0.0  # the seed's logits (row 0)
-    assert len(decode.calls) == 2 and decode.calls[1] == (prompt, None)
+    # the first foreground click seeds, then the others in their order, each with the clicks up to it
+    assert prompt.box == (3.0, 3.0, 5.0, 5.0) and prompt.points == ((4.0, 4.0), (1.0, 1.0), (6.0, 6.0))
+    assert prompt.labels == (1, 0, 1) and prompt.mask.shape == (1, 256, 256)
+    steps = [call[0] for call in decode.calls[1:]]
+    assert [len(p.points) for p in steps] == [2, 3] and all(p.box == prompt.box for p in steps)
+    assert all(p.mask is not None and call[1] is None for p, call in zip(steps, decode.calls[1:]))
+
+
+def test_a_click_changes_only_the_region_it_is_in():
+    previous = -torch.ones(1, 1, 8, 8)
+    previous[0, 0, 2:5, 2:5] = 1.0
+    new = -torch.ones(1, 1, 8, 8)
+    new[0, 0, 2:5, 2:7] = 2.0  # grows to the right ...
+    new[0, 0, 7, 0] = 2.0  # ... and adds a speck elsewhere
+    merged = merge_click(previous, new, (6.0, 3.0), 1)
+    expected = previous.clone()
+    expected[0, 0, 2:5, 5:7] = 2.0  # only the part holding the click
+    assert torch.equal(merged, expected)
+    assert merge_click(previous, new, (0.0, 0.0), 0) is previous  # nothing flips under the click
+    shrunk = merge_click(previous, -torch.ones(1, 1, 8, 8), (3.0, 3.0), 0)
+    assert not (shrunk > 0).any()  # a negative click removes the part of the old mask it is in
 
 
 def test_a_new_object_needs_a_foreground_click():
