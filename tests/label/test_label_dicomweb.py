@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import re
 import runpy
 import shutil
 import socket
@@ -32,7 +33,7 @@ from dicomweb_client.api import DICOMwebClient
 
 from monaiseg.data.dicom_series import write_dicom_series
 from monaiseg.data.synthetic_ct import make_synthetic_ct
-from monaiseg.label.dicomweb import read_seg, segment_values
+from monaiseg.label.dicomweb import read_seg, segment_values, write_seg
 from monaiseg.label.server import LabelServer, free_port, tiny_copy, tiny_overrides
 
 pytestmark = [
@@ -410,4 +411,62 @@ def test_ohif_lists_the_study_opens_it_and_shows_the_models(clinic, ct_series, b
     messages = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     script_errors = [m for m in messages if "Failed to load resource" not in m]
     assert not script_errors, script_errors
+    assert all(any(known in m for known in EXPECTED_LOAD_FAILURES) for m in messages), messages
+
+
+def coloured_pixels(canvas) -> int:
+    """Pixels of a viewport canvas that are not grey (the CT is; a drawn segment is not)."""
+    import io
+
+    from PIL import Image
+
+    png = np.asarray(Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("RGB")).astype(int)
+    return int(((png.max(-1) - png.min(-1)) > 40).sum())
+
+
+def test_ohif_draws_our_seg_on_the_slices_that_hold_it(clinic, ct_series, browser):
+    """A spleen-only SEG (label value 3 -> segment 1) stored in Orthanc, opened in OHIF's viewer: its
+    segment is listed by name and drawn on exactly the series' slices that hold the spleen (a SEG
+    numbered by label value made OHIF fail: "Error loading displaySet")."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    labels = ct_series[2]
+    series_dir = str(clinic.root / "ct")  # the files make_dicom_ct stored
+    reader = SimpleITK.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(series_dir))
+    grid = reader.Execute()
+    spleen = SimpleITK.GetImageFromArray(np.where(labels == 3, 3, 0).astype(np.uint8).transpose(2, 1, 0))
+    spleen.CopyInformation(grid)
+    SimpleITK.WriteImage(spleen, str(clinic.root / "spleen_only.nii.gz"))
+    seg = write_seg(clinic.root / "spleen_only.nii.gz", series_dir, {3: "spleen"}, "ohif-check")
+    DICOMwebClient(f"{clinic.orthanc.url}/dicom-web").store_instances([seg])
+    browser.get_log("browser")  # only this page's messages count below
+    browser.get(f"{clinic.url}/ohif/viewer?StudyInstanceUIDs={seg.StudyInstanceUID}")
+    page_shows(browser, ["ohif-check segmentation", "synthetic CT"])
+    thumbnail = browser.find_element(By.XPATH, "//*[contains(text(), 'ohif-check segmentation')]")
+    ActionChains(browser).double_click(thumbnail).perform()
+    page_shows(browser, ["Do you want to open this Segmentation?"])
+    next(b for b in browser.find_elements(By.CSS_SELECTOR, "button") if b.text == "Yes").click()
+    for button in browser.find_elements(By.CSS_SELECTOR, "[data-cy='confirm-and-hide-button']"):
+        browser.execute_script("arguments[0].click()", button)  # the "investigational use" banner
+    panel = browser.find_element(By.CSS_SELECTOR, "[data-cy='panelSegmentation-btn']")
+    browser.execute_script("arguments[0].click()", panel)  # clicked while the SEG still loads
+    page_shows(browser, ["ohif-check segmentation", "spleen"])
+    canvas = browser.find_elements(By.CSS_SELECTOR, "canvas")[0]
+    depth = labels.shape[-1]
+    counts: dict[int, int] = {}
+    for key in [Keys.ARROW_DOWN] * depth + [Keys.ARROW_UP] * depth:  # each slice twice: a passing toast
+        shown = re.search(r"I:\s*(\d+) \((\d+)/(\d+)\)", page_shows(browser, [f"/{depth})"])).group(2)
+        time.sleep(0.5)  # the slice's overlay is drawn after its image
+        counts[int(shown) - 1] = min(counts.get(int(shown) - 1, 1 << 30), coloured_pixels(canvas))
+        ActionChains(browser).move_to_element(canvas).send_keys(key).perform()
+        time.sleep(0.5)
+    assert sorted(counts) == list(range(depth)), counts
+    baseline = min(counts.values())  # the viewport's coloured text, on every slice
+    drawn = {k for k, n in counts.items() if n - baseline > 200}
+    assert drawn == {k for k in range(depth) if (labels[..., k] == 3).any()}, counts
+    messages = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not [m for m in messages if "Failed to load resource" not in m], messages
     assert all(any(known in m for known in EXPECTED_LOAD_FAILURES) for m in messages), messages
