@@ -1,8 +1,8 @@
-"""Every image a user has, through the 2D batch command (lite_medsam: inference.json + images_2d.json +
-batch_inference.json, and medsam alike; sam_med2d: inference.json + batch_inference.json), on real shared images converted in the
-test: a DeepLesion CT slice as 8-bit PNG, 16-bit PNG, z-scored float TIFF and float 2D NIfTI, and RGB (a
-white-blood-cell BMP, a colonoscopy JPEG). The intensity rule (min-max per image, docs) makes the grey kinds one
-image to the model: their label maps agree."""
+"""Every image a user has, through the 2D batch command (lite_medsam and medsam: inference.json +
+images_2d.json + batch_inference.json; sam_med2d: inference.json + batch_inference.json), on real shared images
+converted in the test: a DeepLesion CT slice as 8-bit PNG, 16-bit PNG, z-scored float TIFF and float 2D NIfTI,
+and RGB (a white-blood-cell BMP, a colonoscopy JPEG). The intensity rule (min-max per image, docs) makes the
+grey kinds one image to the model: their label maps agree."""
 
 from __future__ import annotations
 
