@@ -416,13 +416,22 @@ class BoxCarry(InteractiveSession):
     ) -> list[tuple[SlicePrompt, torch.Tensor, float | None, torch.Tensor | None]]:
         """Per carry on slice j: the prompt it is segmented with (a click seeds its box), (H, W) logits,
         predicted IoU (None: not known) and low-res logits (None: not known): one encoding of the slice
-        (batched with `ahead`) and one decoder call per object (a click's candidate boxes in one); a
-        network without `encode_images` gets the slice and every box in one call."""
+        (batched with `ahead`), the objects prompted by a box alone in one decoder call, one call for each
+        other object (a click's candidate boxes in one); a network without `encode_images` gets the slice
+        and every box in one call."""
         if self.features is not None:
             features = self.features
             out: list[tuple[SlicePrompt, torch.Tensor, float | None, torch.Tensor | None]] = []
+            plain = [c for c in chains if c.prompt.box is not None and not c.prompt.points and c.prompt.mask is None]
+            together: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+            if len(plain) > 1:  # rows of one decoder call (SAM's decoder runs each box on its own)
+                logits, iou = features.decode(j, ahead, SlicePrompt(None), [c.prompt.box for c in plain])
+                together = {id(c): (logits[n : n + 1], iou[n : n + 1]) for n, c in enumerate(plain)}
             for c in chains:
-                if c.prompt.box is None:
+                if id(c) in together:
+                    prompt = c.prompt
+                    one, one_iou = together[id(c)]
+                elif c.prompt.box is None:
                     settings = self.settings
                     prompt, one, one_iou = seed(
                         lambda p, boxes: features.decode(j, ahead, p, boxes),
