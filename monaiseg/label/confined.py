@@ -141,8 +141,11 @@ class ConfinedDatastore:
     def get_label(self, label_id: str, label_tag: str, params=None):
         return super().get_label(check_name(label_id, "label"), check_name(label_tag, "tag"), params)  # type: ignore[misc]
 
-    def get_label_uri(self, label_id: str, label_tag: str, *args) -> str:
-        return super().get_label_uri(check_name(label_id, "label"), check_name(label_tag, "tag"), *args)  # type: ignore[misc]
+    def get_label_uri(self, label_id: str, label_tag: str, *args, **kwargs) -> str:
+        for value in [*args, *kwargs.values()]:  # DICOMweb's image_id
+            if value:
+                check_name(value, "image")
+        return super().get_label_uri(check_name(label_id, "label"), check_name(label_tag, "tag"), *args, **kwargs)  # type: ignore[misc]
 
     def get_label_info(self, label_id: str, label_tag: str) -> dict[str, Any]:
         return super().get_label_info(check_name(label_id, "label"), check_name(label_tag, "tag"))  # type: ignore[misc]

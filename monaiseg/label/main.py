@@ -75,8 +75,9 @@ class MonaisegApp(MONAILabelApp):
         self.embedding_cache = MemoryLRU(int(cache_mib * 2**20)) if cache_mib > 0 else None
         self.session_store = SessionStore(int(conf.get("max_sessions", 8)), float(conf.get("session_idle_s", 1800)))
         self.max_voxels = int(conf.get("max_voxels", DEFAULT_MAX_VOXELS))
-        self.dims = tuple(sorted({rt.info.dimension for rt in self.runtimes.values()})) or (2, 3)
+        self.dims = (2, 3)  # images and volumes: a bundle's task refuses the kind it does not take, naming it
         self.tmp = private_tempdir(Path(app_dir) / "tmp")
+        self.checked_files: dict[tuple[str, int, int], bool] = {}  # datastore files checked whole, oldest first
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -184,8 +185,9 @@ class MonaisegApp(MONAILabelApp):
                 session = self._in_session(image)  # checked whole when the session was made
                 name = None if session else "upload" + "".join(Path(image).suffixes)  # the client's extension
                 checked = check_image(image, self.max_voxels, self.dims, name, header_only=session, label="image")
-                request["image"] = staged(image, checked.ext)
-                uploads.append(request["image"])
+                if not session:  # a session's image keeps its path (sessions are bound to it), stored as image.EXT
+                    request["image"] = staged(image, checked.ext)
+                    uploads.append(request["image"])
             else:
                 self._check_stored(check_name(image, "image"), datastore or self.datastore())
             if isinstance(label, str) and label not in uploads and ("/" in label or "\\" in label):
@@ -215,8 +217,9 @@ class MonaisegApp(MONAILabelApp):
         return os.path.dirname(os.path.realpath(path)) == str(self.tmp) or self._in_session(path)
 
     def _check_stored(self, image: str, store: Datastore) -> None:
-        """404 unless `image` is in the datastore (422 for a DICOMweb series that is no image); 413
-        when its header has more than `max_voxels` elements."""
+        """404 unless `image` is in the datastore (422 for a DICOMweb series that is no image); its file
+        checked whole (`check_image`: 413 beyond `max_voxels`, 400 when unreadable or truncated) once
+        per version (path, size, mtime): a file put in the studies folder by hand is checked too."""
         if image not in store.list_images():
             modality = store.series_modality(image) if isinstance(store, CheckedDICOMwebDatastore) else None
             if modality:
@@ -224,12 +227,13 @@ class MonaisegApp(MONAILabelApp):
             raise HTTPException(404, detail=f"image {image!r} is not in the datastore")
         uri = store.get_image_uri(image)
         if os.path.isfile(uri):
-            try:
-                check_image(uri, self.max_voxels, (2, 3), header_only=True, label="image")
-            except HTTPException as err:
-                if err.status_code == 413:
-                    raise
-                # unreadable: the task says so (400 "cannot be read")
+            st = os.stat(uri)
+            version = (uri, st.st_size, st.st_mtime_ns)
+            if version not in self.checked_files:
+                check_image(uri, self.max_voxels, (2, 3), label="image")
+                self.checked_files[version] = True
+                while len(self.checked_files) > 4096:
+                    self.checked_files.pop(next(iter(self.checked_files)))
 
     def train(self, request):
         self._require(request.get("model"))

@@ -161,6 +161,8 @@ def case_uploads_checked(server, folder: Path | None = None) -> None:
     code, text = raw(server.url, "PUT", "/session/?uncompress=true", body, headers)
     assert code == 400 and "archives are not accepted" in text
     failures += 1
+    by_hand = server.studies / "by_hand.nii.gz"  # a truncated file put in the studies folder, listed at the next change
+    by_hand.write_bytes(bad["truncated"][0].read_bytes())
     ok = requests.put(
         f"{server.url}/datastore/image",
         params={"image": "fresh"},
@@ -171,6 +173,10 @@ def case_uploads_checked(server, folder: Path | None = None) -> None:
     label, result = client.infer("unet_cells", "", {}, file=str(server.data / "rgb.png"))
     assert Path(label).is_file()
     assert requests.delete(f"{server.url}/datastore/image", params={"id": "fresh"}, timeout=60).status_code == 200
+    code, text = client_status(lambda: client.infer("medsam2", "by_hand", {"foreground": [[1, 1, 1]]}))
+    assert code == 400 and "by_hand.nii.gz: truncated" in text, text
+    failures += 1
+    assert requests.delete(f"{server.url}/datastore/image", params={"id": "by_hand"}, timeout=60).status_code == 200
     listed = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=30).json()["objects"]
     assert not [i for i in listed if i.startswith(("bad_", "fresh"))], listed
     after = sorted(p.name for p in server.studies.rglob("*") if ".monaiseg-label-app" not in p.parts)
