@@ -212,11 +212,12 @@ class BundleRuntime:
                 parser[key] = value
         evaluator = parser.get_parsed_content("evaluator")
         dataset = getattr(evaluator.data_loader, "dataset", None)
-        if prepared is not None and isinstance(getattr(dataset, "transform", None), Compose):
-            count = image_only_prefix(dataset.transform, item)
-            if count and isinstance(item.get("image"), (str, Path)):
-                key = (*self.prepared_key(item["image"], image_2d), count)
-                dataset.transform = PreparedImage(dataset.transform, count, prepared, key)
+        compose = getattr(dataset, "transform", None)
+        if prepared is not None and isinstance(compose, Compose) and isinstance(item.get("image"), (str, Path)):
+            count = image_only_prefix(compose, item)
+            if count:
+                file_key = (*self.prepared_key(item["image"], image_2d), count)
+                dataset.transform = PreparedImage(compose, count, prepared, file_key)  # type: ignore[union-attr]
         evaluator.logger.setLevel(logging.WARNING)
         evaluator.run()
         output = evaluator.state.output
