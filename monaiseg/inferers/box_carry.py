@@ -1,7 +1,8 @@
 """Box-prompted 2D segmentation of volumes slice by slice, the box carried from slice to slice
 (MedSAM's and LiteMedSAM's 3D use; docs/methods.md#medsam).
 
-Each object starts on its key slice k0 with a given box. Its mask there gives the box for slices
+Each object starts on its key slice k0 with a given box (or clicks: the first foreground click seeds
+a box, `monaiseg.inferers.click_seed`). Its mask there gives the box for slices
 k0 + 1 and k0 - 1, their masks give the boxes for k0 + 2 and k0 - 2, and so on in both directions.
 An object without a slice range ends where its mask vanishes (fewer than `min_area` pixels), where
 the network's predicted IoU of a carried mask falls below `min_iou` (that mask is dropped; SAM's

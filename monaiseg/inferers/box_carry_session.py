@@ -217,6 +217,10 @@ class BoxCarry(InteractiveSession):
         if record is None or record.mask is None:  # clicks where the object has no mask: a new start there
             if 1 not in (labels or ()):
                 raise SessionError(f"object {obj} has no mask on slice {k}: start it there with a foreground click")
+            handed = [r.next_box for r in (self.records[obj].get(k - 1), self.records[obj].get(k + 1)) if r]
+            handed = [b for b in handed if b is not None]
+            if handed:  # the box a neighbour hands on, kept whatever the IoU rule says: the user says it is there
+                return SlicePrompt(handed[0])
             return SlicePrompt(None, points, labels)
         # clicks on a segmented slice: with the box and clicks it was segmented with and its logits
         base = record.prompt

@@ -7,7 +7,9 @@ input's side S), in one call, and the box with the highest predicted IoU wins; "
 candidate the click too; "points" gives the click alone. Further clicks of the same request then correct
 that result one by one, in their order. A correction (`SlicePrompt` with `mask`): the clicks so far, the
 current box and the previous low-res logits as SAM's mask prompt; its result changes the previous one only
-in the region the click is in (`merge_click`), so a click never alters what it does not touch.
+in the region the click is in (`merge_click`), so a click never alters what it does not touch. A click
+the decoder does not take (its pixel stays wrong) becomes a box edit (`edit_box`): box-trained models
+follow boxes far better than clicks.
 
 `seed(decode, prompt, sides, mode, size)`: `decode(prompt, boxes)` is `SliceFeatures.decode` on one slice
 (logits (K, 1, S, S) in the network frame and predicted IoU (K,)).
@@ -72,12 +74,36 @@ def correct(
     (1, 1, S, S), each decoded with the clicks up to it and the logits so far as mask prompt, and merged
     (`merge_click`) -> the prompt (with the final low-res logits), logits (1, 1, S, S) and predicted IoU (1,)."""
     points, labels = prompt.points or (), prompt.labels or ()
-    logits, iou = previous, torch.ones(1)
+    logits, iou, box = previous, torch.ones(1), prompt.box
     for n in range(len(points) - clicks, len(points)):
-        step = SlicePrompt(prompt.box, tuple(points[: n + 1]), tuple(labels[: n + 1]), low_res(logits))
+        step = SlicePrompt(box, tuple(points[: n + 1]), tuple(labels[: n + 1]), low_res(logits))
         new, iou = decode(step, None)
-        logits = merge_click(logits, new, points[n], labels[n])
-    return SlicePrompt(prompt.box, tuple(points), tuple(labels), low_res(logits)), logits, iou
+        merged = merge_click(logits, new, points[n], labels[n])
+        edited = edit_box(box, points[n], labels[n]) if merged is logits and box is not None else box
+        if edited != box:  # the click was not taken: the box edited instead
+            box = edited
+            new, iou = decode(SlicePrompt(box, None, None, low_res(logits)), None)
+            merged = merge_click(logits, new, points[n], labels[n])
+        logits = merged
+    return SlicePrompt(box, tuple(points), tuple(labels), low_res(logits)), logits, iou
+
+
+def edit_box(box: Box, click: Sequence[float], label: int, margin: float = 3.0) -> Box:
+    """A click the decoder did not take, as a box edit (what a box-trained model understands): a positive
+    click grows the box to hold it (with `margin`), a negative one inside the box moves the box side nearest
+    to it past it (the box unchanged where that would empty it)."""
+    x0, y0, x1, y1 = box
+    x, y = click
+    if label == 0 and not (x0 <= x <= x1 and y0 <= y <= y1):
+        return box
+    if label == 1:
+        return min(x0, x - margin), min(y0, y - margin), max(x1, x + margin), max(y1, y + margin)
+    side = int(np.argmin([x - x0, y - y0, x1 - x, y1 - y]))
+    edited = [x0, y0, x1, y1]
+    edited[side] = (x, y)[side % 2] + (margin if side < 2 else -margin)
+    if edited[0] > edited[2] or edited[1] > edited[3]:
+        return box
+    return edited[0], edited[1], edited[2], edited[3]
 
 
 def seed(

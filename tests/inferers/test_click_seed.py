@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from monaiseg.inferers.click_seed import candidate_boxes, merge_click, seed
+from monaiseg.inferers.click_seed import candidate_boxes, edit_box, merge_click, seed
 from monaiseg.inferers.slice_views import SlicePrompt
 from monaiseg.transforms.clicks import error_region_click
 
@@ -30,6 +30,8 @@ class Decoder:
         self.calls.append((prompt, boxes))
         rows = len(boxes) if boxes else 1
         logits = torch.arange(rows, dtype=torch.float32)[:, None, None, None].expand(rows, 1, 8, 8).clone()
+        if not boxes:  # a correction: everything foreground
+            logits += 1.0
         return logits, torch.tensor(self.ious[:rows] if boxes else [0.5])
 
 
@@ -82,3 +84,9 @@ def test_error_region_click_is_at_the_centre_of_the_largest_error_region():
     pred[0, 0] = True
     assert error_region_click(pred, gt) == (10, 5, 0)  # negative, farthest from the region's border
     assert error_region_click(gt, gt) == (0, 0, -1)
+
+
+def test_a_click_the_decoder_does_not_take_becomes_a_box_edit():
+    assert edit_box((10.0, 10.0, 20.0, 20.0), (30.0, 12.0), 1) == (10.0, 9.0, 33.0, 20.0)  # grown to hold it
+    assert edit_box((10.0, 10.0, 20.0, 20.0), (18.0, 15.0), 0) == (10.0, 10.0, 15.0, 20.0)  # right side past it
+    assert edit_box((10.0, 10.0, 20.0, 20.0), (5.0, 5.0), 0) == (10.0, 10.0, 20.0, 20.0)  # outside: unchanged
