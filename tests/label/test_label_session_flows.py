@@ -1,7 +1,8 @@
 """Sessions through MONAI Label's own client on the shared server (tests/label/conftest.py): several
 corrections held back ("propagate": false, only their slice changes), then one "propagate" action; an
 object added mid-volume ("add") leaves the other objects' labels as they were. For box carry (lite_medsam,
-released weights) and SAM2 propagation (medsam2, tiny random weights) on the shared synthetic CT."""
+released weights) and SAM2 propagation (medsam2, tiny random weights) on the shared synthetic CT. And the
+box-trained models (lite_medsam, medsam) take clicks, in 2D and 3D."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -65,3 +67,17 @@ def test_several_corrections_then_one_propagation_then_an_object_added_mid_volum
     assert "Status: 404" in str(err.value.msg) and "action 'add'" in str(err.value.msg)
     out, _ = client.infer(model, "ct", {"action": "reset", "interaction": sid, "label": 2})
     assert np.array_equal(labels(out), propagated)
+
+
+@pytest.mark.parametrize(
+    "model, image, prompt, shape",
+    [
+        ("lite_medsam", "rgb", {"foreground": [[20, 24]], "background": [[2, 2]]}, (48, 40)),
+        ("medsam", "rgb", {"foreground": [[20, 24]]}, (48, 40)),
+        ("medsam", "ct", {"foreground": [[16, 20, 3]]}, (32, 40, DEPTH)),
+    ],
+)
+def test_box_trained_models_take_clicks_in_2d_and_3d(client, model, image, prompt, shape):
+    out, result = client.infer(model, image, {"label": 1, **prompt})
+    label = np.asarray(nib.load(out).dataobj) if out.endswith(".nii.gz") else np.asarray(Image.open(out))
+    assert label.shape == shape and set(np.unique(label)) <= {0, 1}, result
