@@ -49,8 +49,6 @@ def test_several_corrections_then_one_propagation_then_an_object_added_mid_volum
     propagated, changed = labels(out), result["interaction"]["changed_slices"]
     assert set(changed) <= set(range(1, 5))  # from slices 0 and 5, never those slices themselves
     assert all(np.array_equal(propagated[..., k], second[..., k]) for k in range(DEPTH) if k not in changed)
-    out, result = client.infer(model, "ct", {"action": "propagate", "interaction": sid})
-    assert result["interaction"]["changed_slices"] == []  # nothing held back any more
 
     out, result = client.infer(model, "ct", {"action": "add", "interaction": sid, "label": 2, **ADDED[model]})
     added = labels(out)
@@ -59,6 +57,12 @@ def test_several_corrections_then_one_propagation_then_an_object_added_mid_volum
     # the first object keeps its voxels wherever the new one does not cover them
     assert np.array_equal((added == 1) | ((propagated == 1) & (added == 2)), propagated == 1)
 
+    if model == "lite_medsam":  # the refusals are the task's, the same for both (checked once: medsam2 is fast)
+        out, _ = client.infer(model, "ct", {"action": "reset", "interaction": sid, "label": 2})
+        assert np.array_equal(labels(out), propagated)
+        return
+    out, result = client.infer(model, "ct", {"action": "propagate", "interaction": sid})
+    assert result["interaction"]["changed_slices"] == []  # nothing held back any more
     with pytest.raises(MONAILabelClientException) as err:
         client.infer(model, "ct", {"action": "add", "interaction": sid, "label": 2, **ADDED[model]})
     assert "Status: 409" in str(err.value.msg) and "already in this session" in str(err.value.msg)
