@@ -97,7 +97,7 @@ class BoxCarry(InteractiveSession):
         self.view = view
         self.prompts: dict[int, dict[int, SlicePrompt]] = {}  # object -> prompted slice -> prompt
         self.ranges: dict[int, tuple[int, int] | None] = {}
-        self.range_box: dict[int, Box] = {}  # a 3D box's key-slice box: the restart after an empty slice
+        self.range_box: dict[int, Box | None] = {}  # a 3D box's key-slice box: the restart after an empty slice
         self.records: dict[int, dict[int, CarryRecord]] = {}
         self.history: dict[int, list[CarryStep]] = {}
         self.held: dict[int, list[int]] = {}  # object -> slices corrected without a carry (`propagate`)
@@ -460,9 +460,9 @@ class BoxCarry(InteractiveSession):
         if any(c.prompt.points or c.prompt.box is None for c in chains):
             raise SessionError("this network takes boxes only: correct with a box")
         boxes = [c.prompt.box for c in chains if c.prompt.box is not None]
-        logits, iou = self.slices.masks(self.view[..., j], boxes)
+        logits, ious = self.slices.masks(self.view[..., j], boxes)
         rows = logits[:, 0].float().cpu()
-        return [(c.prompt, rows[n], None if iou is None else float(iou[n]), None) for n, c in enumerate(chains)]
+        return [(c.prompt, rows[n], None if ious is None else float(ious[n]), None) for n, c in enumerate(chains)]
 
     def _record(
         self, c: Chain, prompt: SlicePrompt, logits: torch.Tensor, iou: float | None, small: torch.Tensor | None

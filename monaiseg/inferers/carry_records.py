@@ -71,15 +71,16 @@ class Chain:
 
 def mask_iou(a: CarryRecord, b: CarryRecord) -> float:
     """IoU of two records' (cropped) masks on their slice; 0 when either is empty."""
-    if a.mask is None or b.mask is None:
+    mask_a, mask_b = a.mask, b.mask
+    if mask_a is None or mask_b is None:
         return 0.0
     top, left = min(a.top, b.top), min(a.left, b.left)
-    bottom = max(a.top + a.mask.shape[0], b.top + b.mask.shape[0])
-    right = max(a.left + a.mask.shape[1], b.left + b.mask.shape[1])
+    bottom = max(a.top + mask_a.shape[0], b.top + mask_b.shape[0])
+    right = max(a.left + mask_a.shape[1], b.left + mask_b.shape[1])
     canvas = torch.zeros((2, bottom - top, right - left), dtype=torch.bool)
-    for n, r in enumerate((a, b)):
-        h, w = r.mask.shape
-        canvas[n, r.top - top : r.top - top + h, r.left - left : r.left - left + w] = r.mask
+    for n, (r, mask) in enumerate(((a, mask_a), (b, mask_b))):
+        h, w = mask.shape
+        canvas[n, r.top - top : r.top - top + h, r.left - left : r.left - left + w] = mask
     union = int((canvas[0] | canvas[1]).sum())
     return int((canvas[0] & canvas[1]).sum()) / union if union else 0.0
 
