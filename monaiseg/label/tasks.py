@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import SimpleITK
 import torch
 from fastapi import HTTPException
 from monai.inferers import Inferer
@@ -50,6 +51,24 @@ INPUT_ERRORS = (ValueError, FileNotFoundError, IndexError, KeyError)
 ACTIONS = ("new", "add", "correct", "propagate", "undo", "reset")
 NO = (False, "false", "False", 0, "0")
 PLACEHOLDER = [ObjectPrompt(obj_id=1, frame=0, box=(0.0, 0.0, 1.0, 1.0))]  # pipelines require a prompt
+
+
+def as_requested(label_file: str, request: dict) -> str:
+    """A NIfTI label in the format the client asks for: MONAI Label's `result_extension` (".nrrd" from
+    OHIF's panel, which reads nothing else), `result_dtype` and `result_compress`; else unchanged."""
+    wanted = request.get("result_extension")
+    if wanted not in (".nrrd", ".nii", ".nii.gz") or not label_file.endswith((".nii", ".nii.gz")):
+        return label_file
+    if (".nii.gz" if label_file.endswith(".nii.gz") else Path(label_file).suffix) == wanted:
+        return label_file
+    image = SimpleITK.ReadImage(label_file)
+    if request.get("result_dtype") == "uint8":
+        image = SimpleITK.Cast(image, SimpleITK.sitkUInt8)
+    fd, target = tempfile.mkstemp(suffix=wanted)
+    os.close(fd)
+    SimpleITK.WriteImage(image, target, request.get("result_compress") in (True, "true", "True"))
+    os.unlink(label_file)
+    return target
 
 
 class MonaisegInferTask(InferTask):
@@ -87,7 +106,7 @@ class MonaisegInferTask(InferTask):
                 )
                 os.close(fd)
                 shutil.move(label_file, target)
-                label_file = target
+                label_file = as_requested(target, request)
         except RequestError as exc:
             raise HTTPException(exc.status, detail=f"{self.runtime.info.name}: {exc}") from None
         except HTTPException:

@@ -1,0 +1,30 @@
+"""The label file of an infer request in the format the client asks for (OHIF's MONAI Label panel asks
+for NRRD and reads nothing else): the same voxels and spacing, the NIfTI removed."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import SimpleITK
+
+from monaiseg.label.tasks import as_requested
+
+
+def test_a_nifti_label_becomes_the_nrrd_the_client_asks_for(tmp_path):
+    values = np.zeros((5, 6, 3), np.uint8)
+    values[1:3, 2:5, 1] = 3
+    nib.save(nib.Nifti1Image(values, np.diag([0.8, 0.9, 2.5, 1.0])), tmp_path / "label.nii.gz")
+    asked = {"result_extension": ".nrrd", "result_dtype": "uint8", "result_compress": False}
+    out = as_requested(str(tmp_path / "label.nii.gz"), asked)
+    image = SimpleITK.ReadImage(out)
+    assert out.endswith(".nrrd") and not (tmp_path / "label.nii.gz").exists()
+    assert np.array_equal(SimpleITK.GetArrayFromImage(image).transpose(2, 1, 0), values)
+    assert np.allclose(image.GetSpacing(), (0.8, 0.9, 2.5)) and image.GetPixelID() == SimpleITK.sitkUInt8
+
+
+def test_a_label_already_in_the_asked_format_or_not_asked_is_unchanged(tmp_path):
+    nib.save(nib.Nifti1Image(np.ones((2, 2, 2), np.uint8), np.eye(4)), tmp_path / "label.nii.gz")
+    path = str(tmp_path / "label.nii.gz")
+    assert as_requested(path, {"result_extension": ".nii.gz"}) == path
+    assert as_requested(path, {}) == path
+    assert as_requested(str(tmp_path / "label.png"), {"result_extension": ".nrrd"}) == str(tmp_path / "label.png")
