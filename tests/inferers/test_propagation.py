@@ -245,7 +245,7 @@ def test_owns_with_two_key_frames():
             r"key slice 30 is outside the volume \(0\.\.29\)",
         ),
         ((1, 48, 40, 30), [ObjectPrompt(1, -1, box=(1.0, 1.0, 5.0, 5.0))], r"key slice -1"),
-        ((1, 48, 40, 30), [ObjectPrompt(1, 3, box=(0.0, 0.0, 40.0, 10.0))], r"box .* outside the 40x48 \(x, y\) slice"),
+        ((1, 48, 40, 30), [ObjectPrompt(1, 3, box=(0.0, 0.0, 40.0, 10.0))], r"box .* outside the 40x48 image"),
         (
             (1, 48, 40, 30),
             [ObjectPrompt(1, 3, box=(0.0, 0.0, 45.0, 10.0))],
