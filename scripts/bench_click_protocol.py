@@ -6,8 +6,9 @@ prediction misses all of it), each next one at the centre of the largest error r
 prediction, positive in a miss, negative in a false positive.
 
 - 2D (polyps, white blood cells as whole cells, DeepLesion CT key slices): request k sends clicks 1..k
-  (as 3D Slicer and OHIF send all clicks of a segment), LiteMedSAM through box carry on a one-slice
-  volume (the bundle's settings and its path on the server; the embedding is reused between requests).
+  (as 3D Slicer and OHIF send all clicks of a segment; foreground ones first, as the server orders them),
+  LiteMedSAM through box carry on a one-slice volume (the bundle's settings and its path on the server;
+  the embedding is reused between requests).
 - 3D (the two DeepLesion volumes): click 1 on the slice of the largest lesion area starts the object, which
   is carried through the volume; click k > 1 goes to the slice with the largest error region, as a
   correction of the session (`BoxCarry.correct`); Dice over the volume. Also the issue's case: carry from
@@ -89,8 +90,9 @@ def protocol_2d(network, image, gt, settings) -> list[float]:
             scores.append(1.0)
             continue
         clicks.append(((float(x), float(y)), label))
+        sent = sorted(clicks, key=lambda c: -c[1])  # foreground clicks first, as the server parses a request
         prompt = ObjectPrompt(
-            obj_id=1, frame=0, points=tuple(c[0] for c in clicks), point_labels=tuple(c[1] for c in clicks)
+            obj_id=1, frame=0, points=tuple(c[0] for c in sent), point_labels=tuple(c[1] for c in sent)
         )
         pred = BoxCarry(network, volume, settings).start([prompt])[..., 0].numpy() > 0
         scores.append(dice(pred, gt))
