@@ -166,10 +166,12 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.start = torch.cuda.memory_allocated()
             return self
-        self.start, self.peak, self.sampler = rss(), 0, None
+        self.peak, self.sampler = 0, None
         try:
             Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+            self.start = rss()  # after the reset: VmHWM >= this start
         except OSError:
+            self.start = rss()
             self.running = True
             self.sampler = threading.Thread(target=self._sample, daemon=True)
             self.sampler.start()

@@ -94,6 +94,8 @@ THIRD_PARTY_PRIVATE = {  # other third-party private names used elsewhere (an up
     (Path("label/dicomweb.py"), "_client"): "MONAI Label DICOMWebDatastore's DICOMweb client (no public handle)",
     (Path("label/dicomweb.py"), "_datastore"): "MONAI Label DICOMWebDatastore's local cache datastore",
     (Path("label/dicomweb.py"), "_fetch_by_frame"): "MONAI Label DICOMWebDatastore's download setting",
+    (Path("label/dicomweb.py"), "_convert_to_nifti"): "MONAI Label DICOMWebDatastore's SEG-to-NIfTI setting",
+    (Path("label/dicomweb.py"), "_dicom_info"): "MONAI Label DICOMWebDatastore's label info of a series",
     (Path("handlers/case_failures.py"), "_iteration"): "MONAI evaluator's iteration (iteration_update's default)",
 }
 

@@ -40,7 +40,13 @@ import torch.nn.functional as F
 from monaiseg.data.embedding_cache import tensor_leaves
 from monaiseg.inferers.session import InteractiveSession, SessionError, owns_frame
 from monaiseg.inferers.tracking import LazyFrames, add_prompt, frames_in_both_passes
-from monaiseg.networks.sam2_private import encode_memory, new_tracking_state, track_frame, video_res_logits
+from monaiseg.networks.sam2_private import (
+    encode_memory,
+    new_tracking_state,
+    register_object,
+    track_frame,
+    video_res_logits,
+)
 from monaiseg.prompts import ObjectPrompt
 
 FORWARD, BACKWARD = False, True
@@ -224,7 +230,7 @@ class VolumeSession(InteractiveSession):
         for prompt in prompts:
             if prompt.obj_id not in self.keys:
                 for state in self.states.values():
-                    self.model._obj_id_to_idx(state, prompt.obj_id)  # sam2 adds objects after tracking started
+                    register_object(self.model, state, prompt.obj_id)  # sam2 adds objects after tracking started
                 self.keys[prompt.obj_id], self.sources[prompt.obj_id], self.history[prompt.obj_id] = set(), {}, []
             changed.update(self.correct(prompt))
         return sorted(changed)

@@ -119,6 +119,12 @@ def encode_memory(
     return model._run_memory_encoder(state, frame, 1, high_res_masks, object_score_logits, is_mask_from_pts=True)
 
 
+def register_object(model, state: dict, obj_id: int) -> int:
+    """Index of object `obj_id` in a sam2 tracking `state`, registering it when new (sam2 lets objects
+    be added after tracking started; its `add_new_*` calls do this internally)."""
+    return model._obj_id_to_idx(state, obj_id)
+
+
 def new_tracking_state(model, frames: Sequence[torch.Tensor], height: int, width: int, offload: bool) -> dict:
     """A sam2 video-predictor state (the dict `init_state` builds) over `frames` (3, S, S) we produce
     (e.g. lazily from a volume) instead of sam2's JPEG folder or MP4."""
