@@ -148,11 +148,12 @@ def parse_overrides(
 
 def weights_source(info: BundleInfo, config: dict) -> dict:
     """What the bundle's network runs on, given its merged inference `config`:
-    {"source": "trained", "file": models/model.pt path, "sha256"}, {"source": "released", "file": name,
+    {"source": "trained", "file": "models/model.pt" (no server path in /info), "sha256"},
+    {"source": "released", "file": name,
     "sha256"} (the file its builder loads for checkpoint "default", or a named checkpoint file), or
     {"source": "random"} (no checkpoint: random initialisation)."""
     if info.weights.is_file():
-        return {"source": "trained", "file": str(info.weights), "sha256": file_sha256(info.weights)}
+        return {"source": "trained", "file": "models/model.pt", "sha256": file_sha256(info.weights)}
     if not info.default_weights:
         return {"source": "none"}
     parser = ConfigParser(config)
