@@ -39,7 +39,7 @@ from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from monaiseg.data.dicom_series import check_series
-from monaiseg.label.confined import ConfinedDatastore
+from monaiseg.label.confined import ConfinedDatastore, discard, temporary
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,12 @@ class CheckedDICOMwebDatastore(DICOMWebDatastore):
                 raise HTTPException(422, detail=str(err)) from err
             finally:
                 shutil.rmtree(download, ignore_errors=True)  # a refused or broken download; nothing after the rename
-        return super().get_image_uri(image_id)
+        uri = super().get_image_uri(image_id)
+        kept = Path(self._datastore.image_path()) / f"{image_id}.nii.gz"
+        if temporary(uri) and kept.is_file():  # the first read returns dicom_to_nifti's temporary copy
+            discard(uri)
+            return str(kept)
+        return uri
 
     @_reachable
     def save_label(

@@ -213,6 +213,7 @@ def test_infer_on_a_stored_series_and_the_seg_read_back_equals_the_label(clinic,
         results[name] = (result, label)
     result, label = results["several"]
     assert set(result["labels"]) == {"liver", "spleen"}
+    assert not list((clinic.root / "app" / "tmp").glob("*.nii*"))  # the series' NIfTI conversion is not left behind
     inferred = nib.Nifti1Image.from_bytes(gzip.decompress(label))
     assert inferred.shape == volume.shape and np.allclose(inferred.affine, AFFINE)
     values = np.asarray(inferred.dataobj).astype(np.uint8)
