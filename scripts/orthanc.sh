@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# A throwaway Orthanc DICOM server with DICOMweb, on loopback, for tests and for trying the clinical
+# A throwaway Orthanc DICOM server with DICOMweb, for tests and for trying the clinical
 # path on one machine:
 #     bash scripts/orthanc.sh DIR [HTTP_PORT]      # default port 8042; Ctrl-C stops it
 # DIR holds its configuration and storage (created; delete it to start empty). DICOMweb is served at
 # http://127.0.0.1:HTTP_PORT/dicom-web (QIDO-RS, WADO-RS, STOW-RS): pass that URL to
-# `monaiseg label serve --studies`. No DICOM (DIMSE) port, no authentication, local connections only.
+# `monaiseg label serve --studies`. No DICOM (DIMSE) port. Orthanc listens on all addresses and answers
+# other hosts with HTTP 401 (RemoteAccessAllowed false).
 # Needs Debian's packages `orthanc` and `orthanc-dicomweb` (`apt-get install orthanc orthanc-dicomweb`).
 set -euo pipefail
 dir=${1:?usage: scripts/orthanc.sh DIR [HTTP_PORT]}

@@ -1,5 +1,5 @@
-"""Rows of the README's real-data table for unet_cells and bloodcell_sam2: each bundle's own `train.json` for a
-fixed CPU budget on the WBC CellaVision sample, then its own `evaluate.json` on the test split.
+"""Rows of the real-data table (docs/benchmarks.md) for unet_cells and bloodcell_sam2: each bundle's own `train.json`
+for a fixed CPU budget on the WBC CellaVision sample, then its own `evaluate.json` on the test split.
 
 The sample (`DIR/wbc_cellavision`) is converted with `prepare_wbc` (70/15/15, seed 0; the cell is the whole white
 cell, nucleus and cytoplasm). Training runs up to `--epochs` (train.json's 100 by default) and stops at the end of
@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# the README table as scripts/real_data_report.py prints it, and its bundle runner
+# the docs/benchmarks.md table as scripts/real_data_report.py prints it, and its bundle runner
 _report = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))
 table, bundle_run = _report["table"], _report["bundle_run"]
 

@@ -1,6 +1,6 @@
-"""Rows of the README's real-data table for lite_medsam: the official LiteMedSAM weights fine-tuned on real images
-with the bundle's own `train.json` + `images_2d.json` + `finetune_cpu.json`, scored by its own `evaluate.json`
-before (zero-shot, `--checkpoint default`) and after.
+"""Rows of the real-data table (docs/benchmarks.md) for lite_medsam: the official LiteMedSAM weights fine-tuned
+on real images with the bundle's own `train.json` + `images_2d.json` + `finetune_cpu.json`, scored by its own
+`evaluate.json` before (zero-shot, `--checkpoint default`) and after.
 
 Sets (from `--data DIR`):
 - `wbc_cellavision`: the 70/15/15 split of `prepare_wbc` (seed 0; cells of at least 50 px), scored on the 15 test
@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# the README table as scripts/real_data_report.py prints it, and its bundle runner
+# the docs/benchmarks.md table as scripts/real_data_report.py prints it, and its bundle runner
 _report = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))
 table, bundle_run = _report["table"], _report["bundle_run"]
 

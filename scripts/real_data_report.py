@@ -1,4 +1,4 @@
-"""The README's table "Real weights, real data, 2 CPU cores": runs every `scripts/real_data_<name>.py` and prints
+"""docs/benchmarks.md's "Real weights, real data, 2 CPU cores": runs every `scripts/real_data_<name>.py` and prints
 their rows as one markdown table.
 
 Each report script trains a bundle with its own `train.json` and measures it with its own `evaluate.json` on

@@ -1,4 +1,4 @@
-"""Rows of the README's real-data table for sam_medcls and sam_automed with LiteMedSAM's pretrained encoder
+"""Rows of the real-data table of docs/benchmarks.md for sam_medcls and sam_automed with LiteMedSAM's pretrained encoder
 (`configs/lite_medsam_encoder.json`) against the same config with a random-init encoder, same epochs and seed.
 
 - sam_medcls: WBC 5-class classification on the WBC CellaVision sample, the bundle's own stratified
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# the README table as scripts/real_data_report.py prints it, and its bundle runner
+# the docs/benchmarks.md table as scripts/real_data_report.py prints it, and its bundle runner
 _report = runpy.run_path(str(Path(__file__).with_name("real_data_report.py")))
 table, bundle_run = _report["table"], _report["bundle_run"]
 

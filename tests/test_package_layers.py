@@ -1,5 +1,5 @@
 """The package's architecture rules, checked on its source: imports run downward through the layers
-stated in `monaiseg/__init__.py` and the README, no private helper is imported across modules, and
+stated in `monaiseg/__init__.py` and docs/package_map.md, no private helper is imported across modules, and
 third-party private code (sam2's above all) is used only in the one patch module."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _imports(path: Path) -> list[tuple[str, list[str], int]]:
 
 def test_every_part_has_a_layer():
     parts = {_part(p) for p in _modules()} - {"__init__"}
-    assert parts <= set(LAYER_OF), f"add {sorted(parts - set(LAYER_OF))} to LAYERS (and the README's package map)"
+    assert parts <= set(LAYER_OF), f"add {sorted(parts - set(LAYER_OF))} to LAYERS (and docs/package_map.md)"
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
