@@ -3,7 +3,8 @@ SAM2 propagation through volumes, MedSAM box carry, SAM-Med2D interactive evalua
 inference, SurgicalSAM class prompts and cell instance / tracking inference."""
 
 from .box_carry import BoxCarryInferer, box_carry_volume
-from .box_carry_session import BoxCarry, BoxCarrySettings
+from .box_carry_session import BoxCarry
+from .box_carry_settings import BoxCarrySettings
 from .box_prompt import BoxPromptInferer, box_logits
 from .cells import CellTrackingInferer, InstancePromptInferer, instance_ids
 from .class_prompt import ClassPromptInferer, compose_class_map, image_embeddings, presence

@@ -29,9 +29,10 @@ batch slice by slice). The features of slices the downward sweep needs again are
 upward one (`monaiseg.inferers.slice_features`). Upstream's 3D loop encodes every slice once per
 object.
 
-The parts: the settings and the session kept for corrections (`box_carry_session`: `BoxCarrySettings`,
-`BoxCarry`), how the network sees a slice (`slice_views`: the whole slice for MedSAM, `letterbox=S`
-for LiteMedSAM), the slice-feature cache (`slice_features`) and the stored records (`carry_records`).
+The parts: the settings (`box_carry_settings`: `BoxCarrySettings`), the session kept for corrections
+(`box_carry_session`: `BoxCarry`), each slice's prompt and decoding (`carry_decode`), how the network
+sees a slice (`slice_views`: the whole slice for MedSAM, `letterbox=S` for LiteMedSAM), the
+slice-feature cache (`slice_features`) and the stored records (`carry_records`).
 
 Conventions as in `monaiseg.transforms.prompts`: a volume is (C, H, W, D), slice k is [..., k]
 with rows along H; a box is (x0, y0, x1, y1) with x along W (columns), inclusive pixel indices.
@@ -53,7 +54,8 @@ from typing import Any, ClassVar
 import torch
 from monai.inferers import Inferer
 
-from monaiseg.inferers.box_carry_session import BoxCarry, BoxCarrySettings
+from monaiseg.inferers.box_carry_session import BoxCarry
+from monaiseg.inferers.box_carry_settings import BoxCarrySettings
 from monaiseg.inferers.prompt_spec import PromptSpec
 from monaiseg.prompts import ObjectPrompt, batch_prompt_lists
 from monaiseg.utils.batch import unwrap_model

@@ -1,5 +1,5 @@
-"""Box carry kept for corrections (`BoxCarry`, the session of `monaiseg.inferers.box_carry`) and its
-settings (`BoxCarrySettings`, defined once here for the session, `box_carry_volume` and the inferer).
+"""Box carry kept for corrections (`BoxCarry`, the session of `monaiseg.inferers.box_carry`; its settings:
+`box_carry_settings`, each slice's prompt and decoding: `carry_decode`).
 
 `correct(prompt)` replaces slice k's prompt of one object (a box; clicks alone are added to the box and
 the clicks that slice was segmented with, its previous low-res logits as SAM's mask prompt:
@@ -16,14 +16,13 @@ object. Per object and slice the session stores a `CarryRecord`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from monai.data import MetaTensor
 
+from monaiseg.inferers.box_carry_settings import BoxCarrySettings
+from monaiseg.inferers.carry_decode import correction_prompt, decode_slice
 from monaiseg.inferers.carry_records import CarryRecord, CarryStep, Chain, compose_slice, mask_iou
-from monaiseg.inferers.click_seed import CLICK_MODES, CLICK_SIDES, correct, low_res, seed
 from monaiseg.inferers.session import InteractiveSession, SessionError, owns_frame
 from monaiseg.inferers.slice_features import SliceFeatures, encodes_slices
 from monaiseg.inferers.slice_views import (
@@ -35,37 +34,6 @@ from monaiseg.inferers.slice_views import (
     prompt_box,
 )
 from monaiseg.prompts import ObjectPrompt
-
-OVERLAP_RULES = ("logit", "order")
-
-
-@dataclass(frozen=True)
-class BoxCarrySettings:
-    """How box carry runs (`monaiseg.inferers.box_carry`). box_margin: pixels a carried box grows on
-    every side (whole slice); min_area: a mask of fewer pixels ends the carry; transpose: the network
-    sees every slice with its two axes swapped; letterbox: S, LiteMedSAM's S x S input (None: the whole
-    slice); overlap: "logit" (the higher logit wins) or "order" (the object given later); min_iou: a
-    carried mask whose predicted IoU is below it is dropped and ends the carry (None: no IoU rule);
-    encode_batch: slices per encoder call (None: 4 on a GPU, 1 on a CPU); click_mode, click_sides: how a
-    click seeds a new object (`monaiseg.inferers.click_seed`); agree_iou: a correction's re-carry stops at
-    the first slice whose new mask has this IoU with its old one (None: only where the boxes are equal)."""
-
-    box_margin: float = 0.0
-    min_area: int = 1
-    transpose: bool = False
-    letterbox: int | None = None
-    overlap: str = "logit"
-    min_iou: float | None = None
-    encode_batch: int | None = None
-    click_mode: str = "boxes"
-    click_sides: tuple[float, ...] = CLICK_SIDES
-    agree_iou: float | None = 0.9
-
-    def __post_init__(self):
-        if self.overlap not in OVERLAP_RULES:
-            raise ValueError(f"overlap must be one of {OVERLAP_RULES}, got {self.overlap!r}")
-        if self.click_mode not in CLICK_MODES:
-            raise ValueError(f"click_mode must be one of {CLICK_MODES}, got {self.click_mode!r}")
 
 
 class BoxCarry(InteractiveSession):
@@ -211,26 +179,8 @@ class BoxCarry(InteractiveSession):
 
     def _merge(self, obj: int, k: int, prompt: ObjectPrompt) -> SlicePrompt:
         points, labels = self._clicks(prompt)
-        if prompt.box is not None:
-            return SlicePrompt(self.slices.key_box(prompt_box(prompt, self.transpose)), points, labels)
-        record = self.records[obj].get(k)
-        if record is None or record.mask is None:  # clicks where the object has no mask: a new start there
-            if 1 not in (labels or ()):
-                raise SessionError(f"object {obj} has no mask on slice {k}: start it there with a foreground click")
-            handed = [r.next_box for r in (self.records[obj].get(k - 1), self.records[obj].get(k + 1)) if r]
-            handed = [b for b in handed if b is not None]
-            if handed:  # the box a neighbour hands on, kept whatever the IoU rule says: the user says it is there
-                return SlicePrompt(handed[0])
-            return SlicePrompt(None, points, labels)
-        # clicks on a segmented slice: with the box and clicks it was segmented with and its logits
-        base = record.prompt
-        return SlicePrompt(
-            base.box,
-            (base.points or ()) + (points or ()),
-            (base.labels or ()) + (labels or ()),
-            record.low_res,
-            len(points or ()),
-        )
+        box = None if prompt.box is None else self.slices.key_box(prompt_box(prompt, self.transpose))
+        return correction_prompt(self.records[obj], obj, k, box, points, labels)
 
     @torch.no_grad()
     def undo(self, obj_id: int) -> list[int]:
@@ -351,7 +301,9 @@ class BoxCarry(InteractiveSession):
             live = [c for c in pending.pop(j, []) if not self._unchanged(c, j, pending, step, changed)]
             if not live:
                 continue
-            results = self._segment(j, live, self._ahead(j, reverse, live, pending))
+            results = decode_slice(
+                self.features, self.slices, self.view, self.settings, j, live, self._ahead(j, reverse, live, pending)
+            )
             if self.features is not None and j not in keep:
                 self.features.kept.pop(j, None)
             for c, (prompt, logits, iou, small) in zip(live, results):
@@ -414,55 +366,6 @@ class BoxCarry(InteractiveSession):
             if wanted or s in pending:
                 ahead.append(s)
         return ahead
-
-    def _segment(
-        self, j: int, chains: list[Chain], ahead: list[int]
-    ) -> list[tuple[SlicePrompt, torch.Tensor, float | None, torch.Tensor | None]]:
-        """Per carry on slice j: the prompt it is segmented with (a click seeds its box), (H, W) logits,
-        predicted IoU (None: not known) and low-res logits (None: not known): one encoding of the slice
-        (batched with `ahead`), the objects prompted by a box alone in one decoder call, one call for each
-        other object (a click's candidate boxes in one); a network without `encode_images` gets the slice
-        and every box in one call."""
-        if self.features is not None:
-            features = self.features
-            out: list[tuple[SlicePrompt, torch.Tensor, float | None, torch.Tensor | None]] = []
-            plain = [c for c in chains if c.prompt.box is not None and not c.prompt.points and c.prompt.mask is None]
-            together: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-            if len(plain) > 1:  # rows of one decoder call (SAM's decoder runs each box on its own)
-                logits, iou = features.decode(j, ahead, SlicePrompt(None), [c.prompt.box for c in plain])
-                together = {id(c): (logits[n : n + 1], iou[n : n + 1]) for n, c in enumerate(plain)}
-            for c in chains:
-                if id(c) in together:
-                    prompt = c.prompt
-                    one, one_iou = together[id(c)]
-                elif c.prompt.box is None:
-                    settings = self.settings
-                    prompt, one, one_iou = seed(
-                        lambda p, boxes: features.decode(j, ahead, p, boxes),
-                        c.prompt,
-                        settings.click_sides,
-                        settings.click_mode,
-                        self.slices.size,
-                    )
-                elif c.prompt.mask is not None and c.prompt.fresh:  # clicks correcting the slice's result
-                    previous = F.interpolate(
-                        c.prompt.mask[None].float(), size=self.slices.size, mode="bilinear", align_corners=False
-                    )
-                    prompt, one, one_iou = correct(
-                        lambda p, boxes: features.decode(j, ahead, p, boxes), c.prompt, previous, c.prompt.fresh
-                    )
-                else:
-                    prompt = c.prompt
-                    one, one_iou = features.decode(j, ahead, prompt)
-                restored = self.slices.restore(one)[0, 0].float().cpu()
-                out.append((prompt, restored, float(one_iou[0]), low_res(one)))
-            return out
-        if any(c.prompt.points or c.prompt.box is None for c in chains):
-            raise SessionError("this network takes boxes only: correct with a box")
-        boxes = [c.prompt.box for c in chains if c.prompt.box is not None]
-        logits, ious = self.slices.masks(self.view[..., j], boxes)
-        rows = logits[:, 0].float().cpu()
-        return [(c.prompt, rows[n], None if ious is None else float(ious[n]), None) for n, c in enumerate(chains)]
 
     def _record(
         self, c: Chain, prompt: SlicePrompt, logits: torch.Tensor, iou: float | None, small: torch.Tensor | None
