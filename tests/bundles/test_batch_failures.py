@@ -57,24 +57,29 @@ def batch_configs() -> list[str]:
 
 
 @pytest.mark.slow
+def run_folder(tmp_path, **overrides):
+    """lite_medsam's 2D batch inference (in process) of `tmp_path / "in"` into `tmp_path / "out"`."""
+    from monaiseg.utils import run_bundle
+
+    run_bundle(
+        batch_configs(),
+        in_process=True,
+        bundle_root=tmp_path,
+        output_dir=tmp_path / "out",
+        input_dir=tmp_path / "in",
+        **overrides,
+    )
+
+
 def test_folder_with_bad_cases_writes_the_good_ones_and_lists_the_bad(tmp_path):
     """lite_medsam 2D (tiny random network, in process, `output_objects`): 2 good cases -> label map, instance map
     and one mask per object each, in the image's shape; the label map is the instances' labels, each instance
     lies in its object's mask (masks keep overlaps: the map gives a pixel to one object); 3 bad cases ->
     failures.csv (case, stage, reason), exit 1."""
-    from monaiseg.utils import run_bundle
-
     write_folder(tmp_path / "in")
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exited:
-        run_bundle(
-            batch_configs(),
-            in_process=True,
-            bundle_root=tmp_path,
-            output_dir=out,
-            input_dir=tmp_path / "in",
-            output_objects="true",
-        )
+        run_folder(tmp_path, output_objects="true")
     assert str(exited.value) == f"3 of 5 cases failed; see {out / 'failures.csv'}"
     cases = {"a_grey": ((40, 48), [2, 3, 1, 1]), "b_rgb": ((36, 44), [1])}
     expected = [f"{n}_{kind}.png" for n in cases for kind in ("seg", "instances")]
@@ -103,20 +108,10 @@ def test_folder_with_bad_cases_writes_the_good_ones_and_lists_the_bad(tmp_path):
 def test_fail_fast_aborts_on_the_first_bad_case(tmp_path):
     """`--fail_fast true`: the first bad case (c_broken, in name order) stops the run with its error, as without
     the guard; no failures.csv."""
-    from monaiseg.utils import run_bundle
-
     write_folder(tmp_path / "in")
     (tmp_path / "in" / "a_grey.png").unlink()
     (tmp_path / "in" / "b_rgb.png").unlink()
-    out = tmp_path / "out"
     with pytest.raises(Exception) as raised:
-        run_bundle(
-            batch_configs(),
-            in_process=True,
-            bundle_root=tmp_path,
-            output_dir=out,
-            input_dir=tmp_path / "in",
-            fail_fast="true",
-        )
+        run_folder(tmp_path, fail_fast="true")
     assert "Truncated File Read" in error_chain(raised.value)  # MONAI's error, as without the guard
-    assert not (out / "failures.csv").exists()
+    assert not (tmp_path / "out" / "failures.csv").exists()
