@@ -14,7 +14,9 @@ or random initialisation (served only when asked for).
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +148,17 @@ def parse_overrides(
     return aimed
 
 
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
+def weights_sha256(path: str | Path) -> str:
+    """sha256 of a weights file, hashed once per version (path, size, mtime): `/info` asks for it often."""
+    st = os.stat(path)
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
 def weights_source(info: BundleInfo, config: dict) -> dict:
     """What the bundle's network runs on, given its merged inference `config`:
     {"source": "trained", "file": "models/model.pt" (no server path in /info), "sha256"},
@@ -153,7 +166,7 @@ def weights_source(info: BundleInfo, config: dict) -> dict:
     "sha256"} (the file its builder loads for checkpoint "default", or a named checkpoint file), or
     {"source": "random"} (no checkpoint: random initialisation)."""
     if info.weights.is_file():
-        return {"source": "trained", "file": "models/model.pt", "sha256": file_sha256(info.weights)}
+        return {"source": "trained", "file": "models/model.pt", "sha256": weights_sha256(info.weights)}
     if not info.default_weights:
         return {"source": "none"}
     parser = ConfigParser(config)
@@ -168,7 +181,7 @@ def weights_source(info: BundleInfo, config: dict) -> dict:
         path = builder()
     else:
         path = Path(str(checkpoint))
-    return {"source": "released", "file": Path(path).name, "sha256": file_sha256(path)}
+    return {"source": "released", "file": Path(path).name, "sha256": weights_sha256(path)}
 
 
 def describe_weights(source: dict) -> str:

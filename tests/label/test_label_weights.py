@@ -16,7 +16,7 @@ import requests
 from conftest import REPO
 from PIL import Image
 
-from monaiseg.label.bundles import parse_overrides, read_bundle, weights_source
+from monaiseg.label.bundles import parse_overrides, read_bundle, weights_sha256, weights_source
 from monaiseg.label.runtime import BundleRuntime
 from monaiseg.label.server import tiny_copy
 from monaiseg.networks.lite_medsam import LITE_MEDSAM_SHA256
@@ -101,6 +101,8 @@ def test_weights_source_of_released_random_and_trained(tmp_path):
         "file": "models/model.pt",
         "sha256": hashlib.sha256(copy.weights.read_bytes()).hexdigest(),
     }
+    copy.weights.write_bytes(copy.weights.read_bytes() + b"retrained")  # a new version is hashed again
+    assert weights_sha256(copy.weights) == hashlib.sha256(copy.weights.read_bytes()).hexdigest()
 
 
 def test_random_init_is_served_only_when_asked_for(tmp_path, caplog):
