@@ -44,13 +44,25 @@ from monaiseg.label.runtime import BundleRuntime, RequestError, root_cause
 from monaiseg.label.sessions import EXPIRED, Session, SessionStore, new_session_id
 from monaiseg.prompts import ObjectPrompt, prompts_from_json
 from monaiseg.utils.batch import unwrap_model
+from monaiseg.utils.config import as_bool
 
 logger = logging.getLogger(__name__)
 
 INPUT_ERRORS = (ValueError, FileNotFoundError, IndexError, KeyError)
 ACTIONS = ("new", "add", "correct", "propagate", "undo", "reset")
-NO = (False, "false", "False", 0, "0")
 PLACEHOLDER = [ObjectPrompt(obj_id=1, frame=0, box=(0.0, 0.0, 1.0, 1.0))]  # pipelines require a prompt
+
+
+def flag(request: dict, key: str, default: bool = False) -> bool:
+    """A request's true/false field (a bool, 0/1, or "true"/"false" in any case); `default` when absent;
+    RequestError (400) naming the field for anything else."""
+    value = request.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        return as_bool(value, key)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def as_requested(label_file: str, request: dict) -> str:
@@ -61,12 +73,13 @@ def as_requested(label_file: str, request: dict) -> str:
         return label_file
     if (".nii.gz" if label_file.endswith(".nii.gz") else Path(label_file).suffix) == wanted:
         return label_file
+    compress = flag(request, "result_compress")
     image = SimpleITK.ReadImage(label_file)
     if request.get("result_dtype") == "uint8":
         image = SimpleITK.Cast(image, SimpleITK.sitkUInt8)
     fd, target = tempfile.mkstemp(suffix=wanted)
     os.close(fd)
-    SimpleITK.WriteImage(image, target, request.get("result_compress") in (True, "true", "True"))
+    SimpleITK.WriteImage(image, target, compress)
     os.unlink(label_file)
     return target
 
@@ -227,7 +240,7 @@ class InteractiveTask(MonaisegInferTask):
         else:
             item = {"image": path} | ({"boxes": box_rows(objects)} if objects else {})
         overrides = {}
-        if request.get("largest_cc") in (True, "true", "True", 1):
+        if flag(request, "largest_cc"):
             overrides["largest_component"] = True
         session_id = self.session_id(request) if self.keeps_sessions and not is_2d else None
         started: list[InteractiveSession] = []
@@ -344,7 +357,7 @@ class InteractiveTask(MonaisegInferTask):
                         "add it with action 'add'",
                         404,
                     )
-                carry = request.get("propagate") not in NO
+                carry = flag(request, "propagate", default=True)
 
                 def step(model, volume, _prompts):
                     return state.correct(target, carry=carry), state.labels
@@ -378,7 +391,7 @@ class InteractiveTask(MonaisegInferTask):
                 return labels
 
             overrides: dict[str, Any] = {"inferer": VolumeStep(apply)}
-            if request.get("largest_cc") in (True, "true", "True", 1):
+            if flag(request, "largest_cc"):
                 overrides["largest_component"] = True
             item = {"image": request["image"], "prompts": PLACEHOLDER}
             self.runtime.run(item, workdir, prepared=self.networks.cache, **overrides)

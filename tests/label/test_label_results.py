@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pytest
 import SimpleITK
 
-from monaiseg.label.tasks import as_requested
+from monaiseg.label.runtime import RequestError
+from monaiseg.label.tasks import as_requested, flag
 
 
 def test_a_nifti_label_becomes_the_nrrd_the_client_asks_for(tmp_path):
@@ -28,3 +30,12 @@ def test_a_label_already_in_the_asked_format_or_not_asked_is_unchanged(tmp_path)
     assert as_requested(path, {"result_extension": ".nii.gz"}) == path
     assert as_requested(path, {}) == path
     assert as_requested(str(tmp_path / "label.png"), {"result_extension": ".nrrd"}) == str(tmp_path / "label.png")
+
+
+def test_request_flags_take_the_words_clients_send_and_refuse_the_rest():
+    sent = {"a": True, "b": "False", "c": 0, "d": "TRUE", "e": "", "f": "maybe", "g": 2}
+    assert [flag(sent, k) for k in "abcde"] == [True, False, False, True, False]
+    assert flag(sent, "absent") is False and flag(sent, "absent", default=True) is True
+    for key in "fg":
+        with pytest.raises(RequestError, match=f"^{key} must be true or false, got"):
+            flag(sent, key)
