@@ -8,10 +8,11 @@ convolutions with their batch norms and GELUs, keeps activations in blocked chan
 attention MatMuls as brgemm kernels; on LiteMedSAM's TinyViT it is the fastest of the runtimes measured
 (`scripts/bench_lite_medsam_runtime.py`, numbers in the lite_medsam bundle's docs). OpenVINO's default
 precision on CPUs with bf16 instructions is bf16: `precision` is always set explicitly ("f32" unless asked).
-OpenVINO's "int8" runs an NNCF-quantised copy (`monaiseg.networks.quantize`; needs `nncf` to build, not to
-run a cached one). "auto" = `auto_precision`: the fastest precision whose accuracy gate passed for these
-weights on this machine, as recorded by `record_gate` (`scripts/bench_lite_medsam_runtime.py --record`),
-else "f32"; int8 only where NNCF is installed (else one logged line and the next one).
+OpenVINO's "int8" runs an NNCF-quantised copy of the cached f32 IR (`monaiseg.networks.quantize`; needs
+`nncf` to build, not to run a cached one). "auto" = `auto_precision`: the fastest precision whose accuracy
+gate passed for these weights on this machine, as recorded by `record_gate`
+(`scripts/bench_lite_medsam_runtime.py --record`), else "f32"; int8 only where NNCF is installed (else one
+logged line and the next one).
 
 Names: "eager", "openvino", "onnxruntime", and "auto" = `default_runtime(device)` (OpenVINO on CPU when
 installed, else eager; eager on CUDA). A runtime that the device or the environment cannot do is refused
@@ -206,19 +207,27 @@ def _build_onnx(module: nn.Module, shape: tuple[int, ...]) -> Callable[[Path], N
     return build
 
 
-def _build_openvino_ir(
-    module: nn.Module, shape: tuple[int, ...], calibration: list[np.ndarray] | None = None
-) -> Callable[[Path], None]:
-    """Writes the OpenVINO IR of `module` (f32; int8 by `quantize.quantize_openvino` given `calibration`)."""
+def _build_openvino_ir(module: nn.Module, shape: tuple[int, ...]) -> Callable[[Path], None]:
+    """Writes the OpenVINO IR (f32) of `module`'s ONNX export."""
 
     def build(folder: Path) -> None:
         import openvino as ov
 
         model = ov.Core().read_model(export_onnx(module, torch.zeros(shape)), b"")
-        if calibration is not None:
-            from .quantize import quantize_openvino
+        ov.save_model(model, folder / "model.xml", compress_to_fp16=False)
 
-            model = quantize_openvino(model, calibration)
+    return build
+
+
+def _build_int8_ir(f32_folder: Path, calibration: list[np.ndarray]) -> Callable[[Path], None]:
+    """Writes the int8 IR quantised (`quantize.quantize_openvino`) from the f32 IR in `f32_folder`."""
+
+    def build(folder: Path) -> None:
+        import openvino as ov
+
+        from .quantize import quantize_openvino
+
+        model = quantize_openvino(ov.Core().read_model(f32_folder / "model.xml"), calibration)
         ov.save_model(model, folder / "model.xml", compress_to_fp16=False)
 
     return build
@@ -317,15 +326,15 @@ class ExportedEncoder:
         }
         if runtime == "onnxruntime":
             build = _build_onnx(module, self.shape)
-        elif precision == "int8":
-            from .quantize import MIXED_SCOPES, calibration_inputs
-
-            calibration = calibration_inputs(self.shape[-1])
-            key |= {"model": "openvino-ir-int8", "calibration_sha256": _calibration_sha256(calibration)}
-            key["mixed_scopes"] = list(MIXED_SCOPES)
-            build = _build_openvino_ir(module, self.shape, calibration)
         else:
             build = _build_openvino_ir(module, self.shape)
+        if precision == "int8":  # quantised from the f32 entry (built first when missing): one export for both
+            from . import quantize
+
+            calibration = quantize.calibration_inputs(self.shape[-1])
+            build = _build_int8_ir(cache.entry(key, build), calibration)
+            key = key | {"model": "openvino-ir-int8", "calibration_sha256": _calibration_sha256(calibration)}
+            key |= {"mixed_scopes": list(quantize.MIXED_SCOPES), "bias_correction": quantize.BIAS_CORRECTION}
         self.folder = cache.entry(key, build)
         threads = torch.get_num_threads()
         if runtime == "openvino":
