@@ -131,7 +131,7 @@ def weights_sha256(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     names = ("torch", "onnx", "openvino", "onnxruntime", "nncf")
     return {n: importlib.metadata.version(n) for n in names if importlib.util.find_spec(n) is not None}
 
@@ -286,6 +286,23 @@ def auto_precision(weights: str) -> str:
     return choice
 
 
+def compile_openvino(folder: Path, config: dict[str, Any]) -> tuple[Any, bool]:
+    """OpenVINO's compiled model of `folder`/model.xml and whether its blob was imported from `folder`/blobs
+    (OpenVINO's cache, keyed by the compile options); an unusable blob folder is emptied, with one warning,
+    and compiled again."""
+    import openvino as ov
+
+    blobs = folder / "blobs"
+    config = {**config, "CACHE_DIR": str(blobs)}
+    try:
+        compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", config)
+    except RuntimeError as exc:
+        logger.warning("OpenVINO blob cache %s is unusable (%s): compiling again", blobs, str(exc).splitlines()[0])
+        shutil.rmtree(blobs, ignore_errors=True)
+        compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", config)
+    return compiled, bool(compiled.get_property("LOADED_FROM_CACHE"))
+
+
 class ExportedEncoder:
     """`module` exported for inputs (1, *shape[1:]) and compiled by `runtime` ("openvino" or "onnxruntime");
     calling it maps a float32 CPU batch (B, *shape[1:]) to the module's output (B, ...), sample by sample,
@@ -322,7 +339,7 @@ class ExportedEncoder:
             "weights_sha256": self.weights,
             "shape": list(self.shape),
             "model": "onnx" if runtime == "onnxruntime" else "openvino-ir-f32",
-            "versions": _versions(),
+            "versions": package_versions(),
         }
         if runtime == "onnxruntime":
             build = _build_onnx(module, self.shape)
@@ -343,7 +360,7 @@ class ExportedEncoder:
                 "PERFORMANCE_HINT": "LATENCY",
                 "INFERENCE_PRECISION_HINT": "f32" if precision == "int8" else precision,
             }
-            compiled = self._compile_openvino(self.folder, config)
+            compiled, self.loaded_from_cache = compile_openvino(self.folder, config)
             request = compiled.create_infer_request()
             self._run = lambda x: request.infer({0: x})[0]
         else:
@@ -353,22 +370,6 @@ class ExportedEncoder:
             options.intra_op_num_threads = threads
             session = ort.InferenceSession(str(self.folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
             self._run = lambda x: session.run(None, {"x": x})[0]
-
-    def _compile_openvino(self, folder: Path, config: dict[str, Any]) -> Any:
-        """OpenVINO's compiled model of `folder`/model.xml, its blob cached in `folder`/blobs (by OpenVINO,
-        keyed by the compile options); an unusable blob folder is emptied, with one warning, and compiled again."""
-        import openvino as ov
-
-        blobs = folder / "blobs"
-        config = {**config, "CACHE_DIR": str(blobs)}
-        try:
-            compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", config)
-        except RuntimeError as exc:
-            logger.warning("OpenVINO blob cache %s is unusable (%s): compiling again", blobs, str(exc).splitlines()[0])
-            shutil.rmtree(blobs, ignore_errors=True)
-            compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", config)
-        self.loaded_from_cache = bool(compiled.get_property("LOADED_FROM_CACHE"))
-        return compiled
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         samples = x.detach().to(torch.float32).numpy()

@@ -25,6 +25,7 @@ import torch
 from monaiseg.utils.config import none_if_null
 
 from .checkpoint import CheckpointMismatchError, load_state_dict_strict
+from .decoder_runtime import DECODER_RUNTIMES, RuntimeMaskDecoder
 from .encoder_runtime import resolve_runtime
 from .sam_builder import SAM_VARIANTS, read_sam_checkpoint, sam_prompt_encoder_and_decoder
 from .sam_segmenter import SAMSegmenter
@@ -137,6 +138,7 @@ def build_lite_medsam(
     multimask_output: bool = False,
     runtime: str = "eager",
     precision: str = "f32",
+    decoder_runtime: str = "auto",
 ) -> SAMSegmenter:
     """LiteMedSAM as a `SAMSegmenter` (eval mode): images (B, 1|3, H, W) in [0, 1] -> mask logits (K, M, H, W).
 
@@ -146,10 +148,20 @@ def build_lite_medsam(
     "auto": OpenVINO on CPU, eager on CUDA; `encoder_runtime.resolve_runtime`), with `precision` "f32" (or
     for OpenVINO "bf16", "int8": NNCF-quantised, or "auto": the fastest that passed the accuracy gate here,
     `encoder_runtime.auto_precision`). Any runtime but eager makes an inference network: the encoder is frozen.
+    `decoder_runtime`: the mask decoder's ("eager", "openvino": `decoder_runtime.RuntimeMaskDecoder`, f32;
+    "auto": OpenVINO when the encoder runs OpenVINO, else eager).
     """
     runtime = resolve_runtime(runtime, device, precision)
+    decoder_runtime = str(decoder_runtime).strip().lower()
+    if decoder_runtime == "auto":
+        decoder_runtime = "openvino" if runtime == "openvino" else "eager"
+    if decoder_runtime not in DECODER_RUNTIMES:
+        raise ValueError(f"decoder runtime {decoder_runtime!r} is unknown: choose 'auto', 'eager' or 'openvino'")
+    if decoder_runtime != "eager":
+        resolve_runtime(decoder_runtime, device)  # refused off CPU or without OpenVINO, before anything is built
     image_encoder = TinyViT(img_size=IMAGE_SIZE)
     prompt_encoder, mask_decoder = sam_prompt_encoder_and_decoder(IMAGE_SIZE, EMBED_SIZE)
+    mask_decoder = RuntimeMaskDecoder.of(mask_decoder).set_runtime(decoder_runtime)
     model = SAMSegmenter(image_encoder, prompt_encoder, mask_decoder, pixel_mean=0.0, pixel_std=1.0)
     model.multimask_output = multimask_output
     checkpoint = none_if_null(checkpoint)
