@@ -1,5 +1,6 @@
 """scripts/bench_lite_medsam_3d.py: the synthetic FLARE-like CT (6 organs, their slice ranges scaled with the
-depth) and the 3D boxes both sides get (key slice in the middle of the range, the box of the truth there)."""
+depth), the 3D boxes both sides get (key slice in the middle of the range, the box of the truth there) and the
+official loop's subset behind an extrapolated time (`--official-slices`)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,16 @@ def test_flare_like_ct_and_its_3d_boxes():
     assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max(), ys.max()) and 4 <= x1 - x0 <= 7
     assert volume[labels > 0].mean() > volume[labels == 0].mean() + 30  # organs brighter than the rest
     assert SCRIPT["mean_dice"](labels, labels, 6) == 1.0
+
+
+def test_official_subset_and_its_extrapolation_counts():
+    specs = [(5, (0, 0, 4, 4), (2, 9)), (3, (1, 1, 5, 5), (0, 4)), (7, (2, 2, 6, 6), (7, 7))]
+    assert SCRIPT["pairs"](specs) == 8 + 5 + 1
+    cut = SCRIPT["official_subset"](specs, 3)  # key slice up, then down where the range ends
+    assert [s[2] for s in cut] == [(5, 7), (2, 4), (7, 7)] and [s[:2] for s in cut] == [s[:2] for s in specs]
+    assert SCRIPT["pairs"](cut) == 7
+    labels = np.zeros((10, 2, 2), dtype=np.uint8)
+    labels[:, 0, 0], labels[:, 1, 1] = 1, 2
+    kept = SCRIPT["covered"](labels, cut)
+    assert np.flatnonzero(kept[:, 0, 0] == 1).tolist() == [5, 6, 7]
+    assert np.flatnonzero(kept[:, 1, 1] == 2).tolist() == [2, 3, 4] and kept.sum() == 3 + 2 * 3
