@@ -2,7 +2,8 @@
 the datastore of `monaiseg label serve`; a DICOM CT series stored by STOW-RS, `/infer` on it, the
 result saved back as DICOM SEG, read back from Orthanc and decoded; training from SEG labels; and
 the faults: Orthanc down at start and mid-session, broken series, a non-image series, a SEG upload
-cut off half-way, concurrent clients.
+cut off half-way, concurrent clients; and OHIF (MONAI Label's build) in headless Chromium: the study
+list, segmentations from the MONAI Label panel, our SEG drawn.
 
 The label server reaches Orthanc through a loopback TCP relay in this process, so a test can cut a
 STOW-RS upload half-way through; everything else passes through unchanged."""
