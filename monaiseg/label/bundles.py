@@ -98,7 +98,8 @@ def read_bundle(root: str | Path) -> BundleInfo:
 
 def discover(paths: list[str | Path]) -> tuple[dict[str, BundleInfo], dict[str, str]]:
     """Servable bundles among `paths` (bundle folders, or folders of bundles) -> ({name: info},
-    {name: reason skipped})."""
+    {name: reason skipped}); a reason names files inside the bundle from its name ("b/models/model.pt"), not
+    from the server's folders, since clients read it."""
     roots = []
     for path in map(Path, paths):
         if (path / "configs" / "metadata.json").is_file():
@@ -110,7 +111,7 @@ def discover(paths: list[str | Path]) -> tuple[dict[str, BundleInfo], dict[str, 
         try:
             info = read_bundle(root)
         except (ValueError, FileNotFoundError) as exc:
-            skipped[root.name] = str(exc)
+            skipped[root.name] = str(exc).replace(f"{root}{os.sep}", f"{root.name}/")
             continue
         served[info.name] = info
     return served, skipped

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import SimpleITK
 import torch
 from fastapi import HTTPException
 from monai.inferers import Inferer
@@ -39,49 +38,18 @@ from monaiseg.label.prompts import (
     parse_objects,
     viewer_objects_json,
 )
+from monaiseg.label.replies import as_requested, flag, public_message
 from monaiseg.label.reuse import ReusedNetworks, TimedReuse
 from monaiseg.label.runtime import BundleRuntime, RequestError, root_cause
 from monaiseg.label.sessions import EXPIRED, Session, SessionStore, new_session_id
 from monaiseg.prompts import ObjectPrompt, prompts_from_json
 from monaiseg.utils.batch import unwrap_model
-from monaiseg.utils.config import as_bool
 
 logger = logging.getLogger(__name__)
 
 INPUT_ERRORS = (ValueError, FileNotFoundError, IndexError, KeyError)
 ACTIONS = ("new", "add", "correct", "propagate", "undo", "reset")
 PLACEHOLDER = [ObjectPrompt(obj_id=1, frame=0, box=(0.0, 0.0, 1.0, 1.0))]  # pipelines require a prompt
-
-
-def flag(request: dict, key: str, default: bool = False) -> bool:
-    """A request's true/false field (a bool, 0/1, or "true"/"false" in any case); `default` when absent;
-    RequestError (400) naming the field for anything else."""
-    value = request.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        return as_bool(value, key)
-    except ValueError as exc:
-        raise RequestError(str(exc)) from None
-
-
-def as_requested(label_file: str, request: dict) -> str:
-    """A NIfTI label in the format the client asks for: MONAI Label's `result_extension` (".nrrd" from
-    OHIF's panel, which reads nothing else), `result_dtype` and `result_compress`; else unchanged."""
-    wanted = request.get("result_extension")
-    if wanted not in (".nrrd", ".nii", ".nii.gz") or not label_file.endswith((".nii", ".nii.gz")):
-        return label_file
-    if (".nii.gz" if label_file.endswith(".nii.gz") else Path(label_file).suffix) == wanted:
-        return label_file
-    compress = flag(request, "result_compress")
-    image = SimpleITK.ReadImage(label_file)
-    if request.get("result_dtype") == "uint8":
-        image = SimpleITK.Cast(image, SimpleITK.sitkUInt8)
-    fd, target = tempfile.mkstemp(suffix=wanted)
-    os.close(fd)
-    SimpleITK.WriteImage(image, target, compress)
-    os.unlink(label_file)
-    return target
 
 
 class MonaisegInferTask(InferTask):
@@ -121,14 +89,16 @@ class MonaisegInferTask(InferTask):
                 shutil.move(label_file, target)
                 label_file = as_requested(target, request)
         except RequestError as exc:
-            raise HTTPException(exc.status, detail=f"{self.runtime.info.name}: {exc}") from None
+            detail = public_message(str(exc), request, workdir)
+            raise HTTPException(exc.status, detail=f"{self.runtime.info.name}: {detail}") from None
         except HTTPException:
             raise
         except Exception as exc:
             cause = root_cause(exc)
             if isinstance(cause, INPUT_ERRORS):
                 status = getattr(cause, "status", 400)
-                raise HTTPException(status, detail=f"{self.runtime.info.name}: {cause}") from None
+                detail = public_message(str(cause), request, workdir)
+                raise HTTPException(status, detail=f"{self.runtime.info.name}: {detail}") from None
             raise
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

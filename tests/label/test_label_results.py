@@ -1,5 +1,5 @@
-"""The label file of an infer request in the format the client asks for (OHIF's MONAI Label panel asks
-for NRRD and reads nothing else): the same voxels and spacing, the NIfTI removed."""
+"""Replies of infer requests (monaiseg.label.replies): the label file in the format the client asks for (OHIF's
+panel asks for NRRD and reads nothing else), request flags, and error messages that name files, not server paths."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK
 
+from monaiseg.label.replies import as_requested, flag, public_message
 from monaiseg.label.runtime import RequestError
-from monaiseg.label.tasks import as_requested, flag
 
 
 def test_a_nifti_label_becomes_the_nrrd_the_client_asks_for(tmp_path):
@@ -39,3 +39,14 @@ def test_request_flags_take_the_words_clients_send_and_refuse_the_rest():
     for key in "fg":
         with pytest.raises(RequestError, match=f"^{key} must be true or false, got"):
             flag(sent, key)
+
+
+def test_error_messages_name_files_not_the_servers_paths(tmp_path):
+    cached = str(tmp_path / "app" / "dicomweb-cache" / "ab12" / "1.2.3.nii.gz")
+    work = str(tmp_path / "monaiseg-medsam-x")
+    message = f"{cached}: shape (64, 64, 8) is not a 2D image; {work}/prompts.json: no box"
+    assert (
+        public_message(message, {"image": cached}, work)
+        == "1.2.3.nii.gz: shape (64, 64, 8) is not a 2D image; prompts.json: no box"
+    )
+    assert public_message("id 7: no box", {"image": "7"}, work) == "id 7: no box"

@@ -104,6 +104,7 @@ def test_bad_requests_get_4xx_and_change_nothing(server, model, image, params, s
     )
     code, result, label = server.infer(model, image, params)
     assert code == status and words in result["detail"], result
+    assert str(server.studies.parent) not in result["detail"], result  # names files, not the server's paths
     after = sorted(
         p.relative_to(server.studies).as_posix()
         for p in server.studies.rglob("*")
