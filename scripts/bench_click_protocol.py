@@ -150,10 +150,11 @@ def noc(scores: list[float], target: float) -> int:
     return next((k + 1 for k, s in enumerate(scores) if s >= target), CLICKS + 1)
 
 
-def summary(rows: list[list[float]]) -> dict:
+def summary(rows: list[list[float]], names: list[str]) -> dict:
     table = np.asarray(rows)
     return {
         "n": len(rows),
+        "rows": {name: [round(float(v), 4) for v in row] for name, row in zip(names, rows)},
         "dice": [round(float(v), 3) for v in table.mean(0)],
         "noc85": round(float(np.mean([noc(r, 0.85) for r in rows])), 2),
         "noc90": round(float(np.mean([noc(r, 0.90) for r in rows])), 2),
@@ -201,10 +202,11 @@ def main(argv=None) -> int:
     start = time.time()
     for name, items in image_sets(args.data, args.limit).items():
         rows = [protocol_2d(network, image, gt, settings) for _, image, gt in items]
-        results["sets"][name] = summary(rows)
+        results["sets"][name] = summary(rows, [n for n, _, _ in items])
     if not args.no_3d:
-        rows, checks = [], []
+        rows, checks, names = [], [], []
         for name, imgs, gts in lesion_volumes(args.data):
+            names.append(name)
             scores, problems = protocol_3d(network, imgs, gts, settings)
             rows.append(scores)
             results["problems"] += [f"{name}: {p}" for p in problems]
@@ -212,7 +214,7 @@ def main(argv=None) -> int:
             checks.append(
                 {"volume": name, "dice_before": round(before, 3), "dice_after": round(after, 3), "changed": changed}
             )
-        results["sets"]["deeplesion_volume"] = summary(rows)
+        results["sets"]["deeplesion_volume"] = summary(rows, names)
         results["centre_click"] = checks
     results["seconds"] = round(time.time() - start, 1)
     print(f"lite_medsam (released weights), click_mode={args.mode}, sides={settings.click_sides}")

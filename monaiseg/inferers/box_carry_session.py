@@ -343,11 +343,14 @@ class BoxCarry(InteractiveSession):
         return True
 
     def _agrees(self, c: Chain, j: int, record: CarryRecord) -> bool:
-        """Whether a carried (not prompted) slice's new mask agrees with its old one (IoU >= agree_iou)."""
+        """Whether a carried (not prompted) slice keeps its old result: its new mask agrees with the old one
+        (IoU >= agree_iou), or the old mask was carried the other way (from a prompted slice beyond j)."""
         old = self.records[c.obj].get(j)
         agree = self.settings.agree_iou
-        if agree is None or c.prompted or old is None or old.prompted or old.reverse != c.reverse:
+        if agree is None or c.prompted or old is None or old.prompted:
             return False
+        if old.reverse != c.reverse:
+            return old.mask is not None
         if old.mask is None or record.mask is None:
             return old.mask is None and record.mask is None and old.next_box is None and record.next_box is None
         return mask_iou(old, record) >= agree

@@ -7,7 +7,8 @@ input's side S), in one call, and the box with the highest predicted IoU wins; "
 candidate the click too; "points" gives the click alone. Further clicks of the same request then correct
 that result one by one, in their order. A correction (`SlicePrompt` with `mask`): the clicks so far, the
 current box and the previous low-res logits as SAM's mask prompt; its result changes the previous one only
-in the region the click is in (`merge_click`), so a click never alters what it does not touch. A click
+in the region the click is in and within the click's disk (`merge_click`), so a click never alters what it
+does not touch. A click
 the decoder does not take (its pixel stays wrong) becomes a box edit (`edit_box`): box-trained models
 follow boxes far better than clicks.
 
@@ -51,9 +52,13 @@ def low_res(logits: torch.Tensor) -> torch.Tensor:
 
 
 def merge_click(previous: torch.Tensor, new: torch.Tensor, click: Sequence[float], label: int) -> torch.Tensor:
-    """Logits (1, 1, S, S) of a correction: the previous ones, with the new ones in the connected region
-    (4-connected) the click is in: for a positive click where the new mask adds to the previous one, for a
-    negative click where it removes from it. Nothing changes where the new mask does not flip the click."""
+    """Logits (1, 1, S, S) of a correction: the previous ones, with the new ones where the click's change
+    is: the connected region (4-connected) the click is in, of what the new mask adds to the previous one
+    (positive click) or removes from it (negative click), within the click's disk: centred on the click,
+    of radius its distance to the previous mask's boundary (the largest disk around the click that the
+    previous mask gives the label the click calls wrong; no bound where the previous mask is all of it).
+    A click at the centre of an error region thus changes at most that region's width around it, never
+    the correct part of the mask beyond it. Nothing changes where the new mask does not flip the click."""
     before, after = previous[0, 0] > 0, new[0, 0].to(previous.device) > 0
     region = (after & ~before) if label == 1 else (before & ~after)
     height, width = region.shape
@@ -61,9 +66,15 @@ def merge_click(previous: torch.Tensor, new: torch.Tensor, click: Sequence[float
     parts, _ = ndimage.label(region.cpu().numpy())
     if parts[y, x] == 0:
         return previous
-    part = torch.from_numpy(np.asarray(parts == parts[y, x])).to(previous.device)
+    part = parts == parts[y, x]
+    wrong = before.cpu().numpy() == (label == 0)  # pixels the previous mask gives the label the click calls wrong
+    if not wrong.all():
+        radius = ndimage.distance_transform_edt(wrong)[y, x]
+        rows, cols = np.ogrid[:height, :width]
+        part &= (rows - y) ** 2 + (cols - x) ** 2 <= radius**2
+    chosen = torch.from_numpy(part).to(previous.device)
     merged = previous.clone()
-    merged[0, 0][part] = new[0, 0].to(merged.device, merged.dtype)[part]
+    merged[0, 0][chosen] = new[0, 0].to(merged.device, merged.dtype)[chosen]
     return merged
 
 
