@@ -241,7 +241,7 @@ def test_a_frozen_encoder_stays_in_eval_mode_and_keeps_its_batch_norm_statistics
     assert network.mask_decoder.training
     before = [m.running_mean.clone() for m in norms]
     with torch.no_grad():
-        network.image_encoder(torch.rand(2, 3, 256, 256))
+        network.image_encoder(torch.rand(1, 3, 256, 256))
     assert all(torch.equal(m.running_mean, b) for m, b in zip(norms, before, strict=True))
     network = freeze_except(network, ["image_encoder", "mask_decoder"]).train()
     assert all(m.training for m in norms)

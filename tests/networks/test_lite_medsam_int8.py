@@ -112,8 +112,8 @@ def test_int8_masks_against_f32_on_real_images(cache_dir, monkeypatch):
     real_export = er.export_onnx
     monkeypatch.setattr(er, "export_onnx", lambda *a: exports.append(1) or real_export(*a))
     bench = runpy.run_path(str(REPO / "scripts" / "bench_lite_medsam_runtime.py"))
-    f32 = bench["Side"]("f32", build_lite_medsam(runtime="openvino", precision="f32"))
-    int8 = bench["Side"]("int8", build_lite_medsam(runtime="openvino", precision="int8"))
+    sides = {p: build_lite_medsam(runtime="openvino", precision=p, decoder_runtime="eager") for p in ("f32", "int8")}
+    f32, int8 = (bench["Side"](p, model) for p, model in sides.items())
     dice = []
     for image, labels in (
         bench["read_set"](DATA, "endotect_polyp", 5)[3:] + bench["read_set"](DATA, "wbc_cellavision", 5)[3:]
