@@ -171,3 +171,17 @@ def test_a_recarry_stops_where_the_new_mask_agrees_with_the_old_one():
     assert carry.correct(ObjectPrompt(obj_id=3, frame=4, box=(8, 5, 11, 9))) == [4]
     assert called_slices(net, volume) == [4, 5, 3]
     assert all(carry.records[3][k] is stored[k] for k in stored if k != 4)
+
+
+def test_a_recarry_keeps_the_slices_carried_from_the_other_side():
+    """A correction on slice 2 (carried down from the key slice 4): slice 3, between it and the key slice
+    and now nearer to slice 2's upward carry, was carried from the key slice's side and keeps that result
+    (with the old rule its new mask, IoU < 0.99 with the old one, replaced it)."""
+    net, volume = BoxInterior(), moving_square()
+    carry = BoxCarry(net, volume, BoxCarrySettings(agree_iou=0.99))
+    carry.start([KEY])
+    stored = dict(carry.records[3])
+    net.calls.clear()
+    assert carry.correct(ObjectPrompt(obj_id=3, frame=2, box=(6, 3, 13, 10))) == [2]
+    assert called_slices(net, volume)[:2] == [2, 3]  # slice 3 segmented anew, its old result kept
+    assert carry.records[3][3] is stored[3] and carry.records[3][4] is stored[4]

@@ -1,6 +1,6 @@
 """Clicks on box-trained models: candidate boxes around a click, the one with the highest predicted IoU
-seeds the object; further clicks correct it with the chosen box and the seed's logits as mask prompt;
-the click protocol's error-region click."""
+seeds the object; further clicks correct it with the chosen box and the seed's logits as mask prompt,
+each changing at most its disk of the region it is in; the click protocol's error-region click."""
 
 from __future__ import annotations
 
@@ -68,6 +68,23 @@ def test_a_click_changes_only_the_region_it_is_in():
     assert merge_click(previous, new, (0.0, 0.0), 0) is previous  # nothing flips under the click
     shrunk = merge_click(previous, -torch.ones(1, 1, 8, 8), (3.0, 3.0), 0)
     assert not (shrunk > 0).any()  # a negative click removes the part of the old mask it is in
+
+
+def test_a_click_changes_at_most_its_disk_of_the_region():
+    """A negative click 2 pixels inside the mask's lower edge, the decoder removing rows 3..7: only the
+    removed pixels within 2 pixels of the click go."""
+    previous = -torch.ones(1, 1, 12, 12)
+    previous[0, 0, 1:8, 1:11] = 1.0  # rows 1..7, columns 1..10
+    new = previous.clone()
+    new[0, 0, 3:8, 1:11] = -3.0  # removes rows 3..7
+    merged = merge_click(previous, new, (5.0, 6.0), 0)  # (x, y): 2 pixels from the mask's lower edge
+    removed = (previous[0, 0] > 0) & ~(merged[0, 0] > 0)
+    rows, cols = np.ogrid[:12, :12]
+    disk = (rows - 6) ** 2 + (cols - 5) ** 2 <= 4
+    assert torch.equal(removed, torch.from_numpy(disk & (rows >= 3) & (rows <= 7)))
+    assert merged[0, 0, 6, 5] == -3.0 and merged[0, 0, 3, 1] == 1.0  # the click's pixel taken, far pixels kept
+    grown = merge_click(-torch.ones(1, 1, 6, 6), torch.ones(1, 1, 6, 6), (2.0, 2.0), 1)
+    assert (grown > 0).all()  # an empty previous mask: no bound, the whole region holding the click
 
 
 def test_a_new_object_needs_a_foreground_click():

@@ -161,12 +161,13 @@ def clicked(client, path, truth: np.ndarray, clicks: int) -> list[float]:
     return scores
 
 
-def test_2d_clicks_on_a_box_trained_model_find_the_object_and_corrections_stay_near(server):
+def test_2d_clicks_on_a_box_trained_model_find_the_object_and_corrections_never_lower_dice(server):
     """lite_medsam takes clicks: a first click at the object's centre finds it (candidate boxes chosen by
-    predicted IoU); later clicks correct it. The issue asks that the mean Dice never falls; on these two
-    images the mean falls by 0.01 (the DeepLesion slice: 0.974 after click 1, 0.954 after a negative click
-    whose removed part overshoots the false positive; docs/monai_label.md, the click protocol), so this
-    asserts a bound of 0.02, not the requirement."""
+    predicted IoU); a second click at the centre of the largest error region corrects it, changing at most
+    the click's disk of the region it is in (`click_seed.merge_click`). The issue's requirement: Dice never
+    falls from click 1 to click 2, on each image and so in the mean (float noise aside). Before the disk
+    bound, the DeepLesion slice fell from 0.974 to 0.954 (a negative click removed 156 pixels of an
+    81-pixel false positive)."""
     rows = []
     for case in (wbc_image, lesion_slice):
         image, truth = case()
@@ -174,12 +175,14 @@ def test_2d_clicks_on_a_box_trained_model_find_the_object_and_corrections_stay_n
         Image.fromarray(image).save(path)
         rows.append(clicked(server.client, path, truth, 2))
     mean = np.mean(rows, axis=0)
-    assert mean[0] >= 0.7 and all(b >= a - 0.02 for a, b in zip(mean, mean[1:])), rows
+    assert mean[0] >= 0.7, rows
+    assert all(b >= a - 1e-6 for row in rows for a, b in zip(row, row[1:])), rows
+    assert all(b >= a - 1e-6 for a, b in zip(mean, mean[1:])), rows
 
 
 def test_a_click_on_a_carried_lesion_never_lowers_dice_where_it_does_not_retrack(server):
     """The issue's case: a foreground click at the lesion's centre on the key slice of a carried DeepLesion
-    result (a correction) re-tracks only what it changes and leaves Dice where it was."""
+    result (a correction) re-tracks only what it changes and never lowers Dice."""
     volume, truth = lesion_volume()
     path = server.tmp / "lesion_click.nii.gz"
     nib.save(nib.Nifti1Image(volume, np.diag([0.8, 0.8, 5.0, 1.0])), path)
@@ -196,4 +199,4 @@ def test_a_click_on_a_carried_lesion_never_lowers_dice_where_it_does_not_retrack
     out, result = server.client.infer("lite_medsam", "lesion_click", {**click, "foreground": [[cy, cx, key]]})
     after, changed = np.asarray(nib.load(out).dataobj) > 0, result["interaction"]["changed_slices"]
     assert all(np.array_equal(after[..., k], before[..., k]) for k in range(truth.shape[-1]) if k not in changed)
-    assert binary_dice(after, truth) >= binary_dice(before, truth) - 0.01, (changed, binary_dice(before, truth))
+    assert binary_dice(after, truth) >= binary_dice(before, truth) - 1e-6, (changed, binary_dice(before, truth))
