@@ -14,6 +14,10 @@ prediction, positive in a miss, negative in a false positive.
   correction of the session (`BoxCarry.correct`); Dice over the volume. Also the issue's case: carry from
   the lesion's box on its key slice, then a foreground click at the lesion's centre as a correction.
   Checked: a correction never changes a slice outside the slices it reports, and Dice never falls.
+- The correction rule measured here (`monaiseg.inferers.click_seed.merge_click`): a click changes the previous
+  mask only in the connected region of the decoder's change that holds it, within the click's disk (radius:
+  its distance to the previous mask's boundary); a re-carry keeps slices carried from the other side.
+  `--json` holds every image's row.
 
 Models: lite_medsam with its released weights. sam_med2d, medsam and medsam2 need weights that cannot be
 downloaded on these machines (the script says which are missing).
