@@ -34,7 +34,6 @@ def inputs(objects: int, tokens: int) -> tuple[torch.Tensor, ...]:
     return image + (torch.randn(objects, tokens, DIM), torch.randn(objects, DIM, SIDE, SIDE))
 
 
-@pytest.mark.slow
 def test_openvino_decoder_equals_pytorch_and_is_cached():
     decoder, eager = tiny_decoder().set_runtime("openvino"), tiny_decoder()
     assert decoder.iou_prediction_head.num_layers == 2 and eager.runtime == "eager"
