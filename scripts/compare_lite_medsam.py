@@ -243,11 +243,13 @@ def write_dataset(cases: Sequence[Case], folder: Path) -> Path:
 
 def run_bundle(dataset: Path, datalist: Path, output: Path, bundle: Path = BUNDLE, in_process: bool = False) -> None:
     """The bundle's inference over the datalist's `testing` items, as a user runs it: `python -m
-    monai.bundle run` in a subprocess, or in this process (`in_process`, the tests)."""
+    monai.bundle run` in a subprocess, or in this process (`in_process`, the tests). The encoder's precision is
+    pinned to f32 (parity: `runtime_precision: auto` may pick bf16 where this machine's gate record says so)."""
     from monaiseg.utils.bundle_run import run_bundle as run
 
     configs = [bundle / c for c in BUNDLE_CONFIGS]
     overrides = {"bundle_root": bundle, "dataset_dir": dataset, "datalist": datalist, "output_dir": output}
+    overrides["runtime_precision"] = "f32"
     if in_process:
         run(configs, in_process=True, **overrides)
     else:
