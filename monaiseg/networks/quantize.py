@@ -3,9 +3,12 @@
 `quantize_openvino(model, calibration)` folds the graph's constants (LiteMedSAM's gathered attention
 biases, which NNCF cannot place quantizers around otherwise) and runs `nncf.quantize` in its transformer
 mode (SmoothQuant, LayerNorm / softmax / GELU left in float) with `MIXED_SCOPES` kept in float: the pixel
-embedding (it sees the raw image), the neck (its output is the embedding the decoder reads) and the
-attention's activation x activation MatMuls. The released weights file is never touched: the quantised
-model is a new OpenVINO IR (`encoder_runtime.ExportedEncoder(precision="int8")` caches it).
+embedding (it sees the raw image), the neck (its output is the embedding the decoder reads), the
+attention's activation x activation MatMuls, and the layers NNCF's accuracy control ranked most sensitive
+on small CT lesions: the first (MBConv) stage, the patch mergings, the depthwise local convolutions and the
+MLPs' second layer (fc2). With them int8 passes the accuracy gate on every shared set (bundle docs).
+The released weights file is never touched: the quantised model is a new OpenVINO IR
+(`encoder_runtime.ExportedEncoder(precision="int8")` caches it).
 
 `calibration_inputs(side)`: the encoder inputs NNCF calibrates on, (1, 3, side, side) float32 in [0, 1]:
 `SYNTHETIC` generated images (CT-like grey slices and colour images with bright ellipses on noise, fixed
@@ -30,7 +33,15 @@ logger = logging.getLogger(__name__)
 SAMPLE_ENV = "MONAISEG_SAMPLE_DATA"
 SYNTHETIC = 8
 PER_SET = 3
-MIXED_SCOPES = (r".*patch_embed.*", r".*neck.*", r".*attn/MatMul.*")
+MIXED_SCOPES = (
+    r".*patch_embed.*",
+    r".*neck.*",
+    r".*attn/MatMul.*",
+    r".*layers\.0/.*",
+    r".*downsample.*",
+    r".*local_conv.*",
+    r".*mlp/fc2.*",
+)
 BIAS_CORRECTION = True  # NNCF's fast bias correction after the ranges (part of the cache key; tests skip it)
 
 

@@ -215,7 +215,12 @@ def test_infer_on_a_stored_series_and_the_seg_read_back_equals_the_label(clinic,
         results[name] = (result, label)
     result, label = results["several"]
     assert set(result["labels"]) == {"liver", "spleen"}
-    assert not list((clinic.root / "app" / "tmp").glob("*.nii*"))  # the series' NIfTI conversion is not left behind
+    # the series' NIfTI conversion is not left behind; each result file goes with MONAI Label's background task,
+    # which runs after the response is sent (so the client may look before it has run)
+    deadline, left = time.time() + 10, None
+    while time.time() < deadline and (left := list((clinic.root / "app" / "tmp").glob("*.nii*"))):
+        time.sleep(0.1)
+    assert not left, left
     inferred = nib.Nifti1Image.from_bytes(gzip.decompress(label))
     assert inferred.shape == volume.shape and np.allclose(inferred.affine, AFFINE)
     values = np.asarray(inferred.dataobj).astype(np.uint8)

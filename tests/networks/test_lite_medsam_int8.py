@@ -94,9 +94,9 @@ def test_calibration_inputs_are_synthetic_and_sample_images(monkeypatch, tmp_pat
 @pytest.mark.skipif(not (DATA / "endotect_polyp").is_dir(), reason=f"shared data not under {DATA}")
 def test_int8_masks_against_f32_on_real_images(cache_dir, monkeypatch):
     """The real encoder, quantised on an empty cache from its f32 entry (one export for both) with the
-    package's code path on 1 of its calibration inputs (a CT slice: NNCF's time grows with each input) and
-    no bias correction (5 s more), cached and read back; its masks against f32 on polyp and blood-cell images that
-    are not among the calibration inputs."""
+    package's code path on 3 of its calibration inputs (a CT slice, a polyp frame, a blood-cell image: NNCF's
+    time grows with each input) and no bias correction (5 s more), cached and read back; its masks against f32
+    on polyp and blood-cell images that are not among the calibration inputs."""
     import runpy
 
     from conftest import REPO
@@ -105,7 +105,8 @@ def test_int8_masks_against_f32_on_real_images(cache_dir, monkeypatch):
 
     monkeypatch.setenv(quantize.SAMPLE_ENV, str(DATA))
     full = quantize.calibration_inputs(256)
-    few = [full[quantize.SYNTHETIC]]
+    first_ct, first_polyp, first_wbc = (quantize.SYNTHETIC + n for n in (0, 2, 2 + quantize.PER_SET))
+    few = [full[first_ct], full[first_polyp], full[first_wbc]]
     monkeypatch.setattr(quantize, "calibration_inputs", lambda side: few)
     monkeypatch.setattr(quantize, "BIAS_CORRECTION", False)
     exports = []

@@ -2,10 +2,10 @@
 well as measured, and as the official LiteMedSAM 2D procedure does.
 
 One in-process bundle run over a synthetic image (two bright ellipses on noise, one box each: no shared
-data needed) and, when the real sample data is there, the first 10 images (sorted) of each set; the
+data needed) and, when the real sample data is there, the first 5 images (sorted) of each set; the
 independent reference of the official procedure on the synthetic image and the first image of each set
 (the full sets are the script's job: bundles/lite_medsam/docs/README.md#parity-with-the-official-pipeline).
-About 35 encoder calls (OpenVINO runtime), 105 s on two cores; without the data ~15 s."""
+About 20 encoder calls (OpenVINO runtime), ~25 s on two idle cores; without the data ~15 s."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from conftest import REPO, SHARED
 
 SCRIPT = runpy.run_path(str(REPO / "scripts" / "compare_lite_medsam.py"))
 DATA = SHARED / "data"
-SUBSET = 10  # images per set run through the bundle
+SUBSET = 5  # images per set run through the bundle
 REFERENCE_SUBSET = 1  # of those, images per set the reference segments too
-MIN_DICE = {  # zero-shot mean Dice of the bundle on the subset, measured (10 objects each) - 0.01
-    "deeplesion_ct": 0.891,  # 0.9019
-    "endotect_polyp": 0.957,  # 0.9677
-    "wbc_cellavision": 0.962,  # 0.9720
+MIN_DICE = {  # zero-shot mean Dice of the bundle on the subset, measured (5 objects each) - 0.01
+    "deeplesion_ct": 0.894,  # 0.9042
+    "endotect_polyp": 0.966,  # 0.9758
+    "wbc_cellavision": 0.960,  # 0.9704
 }
 
 
