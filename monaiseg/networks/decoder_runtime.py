@@ -10,7 +10,6 @@ with torch's CPU thread count: one call for the K objects of a slice. Its logits
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import warnings
@@ -23,10 +22,9 @@ from segment_anything.modeling import MaskDecoder
 from torch import nn
 
 from .encoder_runtime import EXPORT_FORMAT, ModelCache, compile_openvino, package_versions, weights_sha256
+from .exported_module import ExportedModule
 
-logger = logging.getLogger(__name__)
 DECODER_RUNTIMES = ("eager", "openvino")
-_EXPORT_LOCK = threading.Lock()
 
 
 class _PredictMasks(nn.Module):
@@ -96,13 +94,11 @@ class ExportedDecoder:
             return torch.from_numpy(np.array(outputs[0])), torch.from_numpy(np.array(outputs[1]))
 
 
-class RuntimeMaskDecoder(MaskDecoder):
+class RuntimeMaskDecoder(ExportedModule, MaskDecoder):
     """segment-anything's `MaskDecoder` (same parameters and keys) whose `predict_masks` runs an
     `ExportedDecoder` with `set_runtime("openvino")` for inference (eval mode, no autograd, float32 CPU
     tensors, one image embedding), exported at the first such call and again after `load_state_dict` or
     training mode; other calls, and a failed export (logged), run PyTorch."""
-
-    runtime: str = "eager"
 
     @classmethod
     def of(cls, decoder: MaskDecoder) -> RuntimeMaskDecoder:
@@ -117,11 +113,6 @@ class RuntimeMaskDecoder(MaskDecoder):
         new.load_state_dict(decoder.state_dict())
         return new
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._exported: ExportedDecoder | None = None
-        self.register_load_state_dict_post_hook(lambda module, _: module.drop_export())
-
     def set_runtime(self, runtime: str) -> RuntimeMaskDecoder:
         """Run inference with `runtime` ("eager" or "openvino")."""
         if runtime not in DECODER_RUNTIMES:
@@ -130,30 +121,8 @@ class RuntimeMaskDecoder(MaskDecoder):
         self.drop_export()
         return self
 
-    def drop_export(self) -> None:
-        """Forget the exported copy (the weights changed): the next inference call exports again."""
-        self._exported = None
-
-    def train(self, mode: bool = True) -> RuntimeMaskDecoder:
-        if mode:
-            self.drop_export()
-        return super().train(mode)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "_exported": None}  # a compiled runtime neither pickles nor copies
-
-    def ensure_exported(self) -> ExportedDecoder | None:
-        """The exported runtime, built now if needed (or read from the cache); None for eager."""
-        with _EXPORT_LOCK:
-            if self._exported is None and self.runtime != "eager":
-                try:
-                    self._exported = ExportedDecoder(self)
-                except Exception as exc:  # noqa: BLE001 - any export / compile failure falls back, logged
-                    logger.warning(
-                        "mask decoder: %s failed (%s: %s); running eager", self.runtime, type(exc).__name__, exc
-                    )
-                    self.runtime = "eager"
-            return self._exported
+    def _export(self) -> ExportedDecoder:
+        return ExportedDecoder(self)
 
     def predict_masks(
         self,

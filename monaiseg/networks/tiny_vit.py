@@ -29,10 +29,7 @@ and it ends in a classifier head instead of SAM's neck.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +37,7 @@ from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
 
 from .encoder_runtime import ExportedEncoder, resolve_runtime
-
-logger = logging.getLogger(__name__)
-_EXPORT_LOCK = threading.Lock()  # one export at a time (concurrent first calls, e.g. MONAI Label requests)
+from .exported_module import ExportedModule
 
 
 class ConvBN(nn.Sequential):
@@ -182,12 +177,7 @@ class Stage(nn.Module):
         return x if self.downsample is None else self.downsample(x)
 
 
-def _drop_export(module: TinyViT, incompatible_keys: object) -> None:
-    """`load_state_dict` post hook (a module-level function, so that the encoder pickles)."""
-    module.drop_export()
-
-
-class TinyViT(nn.Module):
+class TinyViT(ExportedModule):
     """TinyViT encoder with SAM's neck: (B, 3, S, S) -> (B, out_chans, S / r, S / r); defaults: LiteMedSAM.
 
     `merge_strides[i]` is the stride of the merge after stage i (LiteMedSAM / MobileSAM: 2, 2, 1, r = 4).
@@ -239,8 +229,6 @@ class TinyViT(nn.Module):
             LayerNorm2d(out_chans),
         )
         self.in_chans = in_chans
-        self._exported: ExportedEncoder | None = None
-        self.register_load_state_dict_post_hook(_drop_export)
 
     def set_runtime(
         self, runtime: str = "eager", precision: str = "f32", device: str | torch.device = "cpu"
@@ -249,19 +237,6 @@ class TinyViT(nn.Module):
         self.runtime, self.precision = resolve_runtime(runtime, device, precision), precision
         self.drop_export()
         return self
-
-    def drop_export(self) -> None:
-        """Forget the exported copy (the weights changed): the next inference call exports again."""
-        self._exported = None
-
-    def train(self, mode: bool = True) -> TinyViT:
-        if mode:
-            self.drop_export()
-        return super().train(mode)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        return {**state, "_exported": None}  # a compiled runtime neither pickles nor deep-copies
 
     def _exported_forward(self, x: torch.Tensor) -> torch.Tensor | None:
         """The exported runtime's output for `x`, or None when the eager module has to run."""
@@ -279,20 +254,8 @@ class TinyViT(nn.Module):
         exported = self.ensure_exported()
         return None if exported is None else exported(x)
 
-    def ensure_exported(self) -> ExportedEncoder | None:
-        """The exported runtime, built now if needed (read from the on-disk cache when there: `ModelCache`);
-        None for eager. E.g. called at a server's start, so that the first request does not pay for it."""
-        with _EXPORT_LOCK:
-            if self._exported is None and self.runtime != "eager":
-                shape = (1, self.in_chans, self.img_size, self.img_size)
-                try:
-                    self._exported = ExportedEncoder(self, shape, self.runtime, self.precision)
-                except Exception as exc:  # noqa: BLE001 - any export / compile failure falls back, logged
-                    logger.warning(
-                        "TinyViT: %s runtime failed (%s: %s); running eager", self.runtime, type(exc).__name__, exc
-                    )
-                    self.runtime = "eager"
-            return self._exported
+    def _export(self) -> ExportedEncoder:
+        return ExportedEncoder(self, (1, self.in_chans, self.img_size, self.img_size), self.runtime, self.precision)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> image embedding (B, out_chans, S / r, S / r), r = product of `merge_strides`."""

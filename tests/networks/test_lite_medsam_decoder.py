@@ -4,6 +4,8 @@ training or after new weights, and the runtime names checked before anything is 
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from segment_anything.modeling import MaskDecoder, TwoWayTransformer
@@ -66,6 +68,13 @@ def test_training_autograd_and_new_weights_run_pytorch():
             rtol=1e-4,
             atol=1e-4,
         )
+    decoder.eval()
+    with torch.no_grad():
+        decoder(*inputs(2, 2), multimask_output=False)
+    assert decoder._exported is not None
+    copy = pickle.loads(pickle.dumps(decoder))  # pickles (a module-level hook) without its compiled copy
+    assert copy._exported is None and copy.runtime == "openvino"
+    torch.testing.assert_close(copy.state_dict(), decoder.state_dict())
     decoder.train()
     assert decoder._exported is None and decoder.training
 
