@@ -1,5 +1,5 @@
-"""scripts/bench_lite_medsam_profile.py's per-layer profile on a tiny TinyViT: OpenVINO's profiled time per op
-type and per kernel adds up to the inference's time, in the f32 and bf16 kernels asked for."""
+"""scripts/bench_lite_medsam_profile.py's per-layer profile on a tiny TinyViT: OpenVINO's profiled time split
+per op type and per kernel gives the same total, and the f32 kernels asked for ran."""
 
 from __future__ import annotations
 
